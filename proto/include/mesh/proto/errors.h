@@ -1,0 +1,38 @@
+// The protocol's error vocabulary (PROTOCOL.md, "Machine-readable errors"):
+// one enum, one text table, and which of them end the connection.
+#pragma once
+
+#include <string_view>
+
+namespace mesh::proto {
+
+enum class ErrorCode {
+  InvalidJson,
+  InvalidFrame,
+  UnknownType,
+  UnsupportedFrame,
+  FrameTooLarge,
+  NotAuthenticated,
+  AlreadyAuthenticated,
+  InvalidCredentials,
+  AuthTimeout,
+  RateLimited,
+  SessionReplaced,
+  SlowConsumer,
+  ShuttingDown,
+  // Not sent as a frame: a text frame that is not UTF-8 closes with 1007.
+  InvalidUtf8,
+};
+
+// The wire name, e.g. "invalid_json".
+[[nodiscard]] std::string_view codeText(ErrorCode code);
+// A default human message, e.g. "Invalid JSON".
+[[nodiscard]] std::string_view defaultMessage(ErrorCode code);
+// The WebSocket close code that follows the error, or 0 if the connection
+// stays open. RateLimited is 0 here: the relay closes (1008) only once
+// refusals in a row exceed the burst.
+[[nodiscard]] int closeCode(ErrorCode code);
+// True for the codes sent as gateway_auth_error rather than error.
+[[nodiscard]] bool isAuthError(ErrorCode code);
+
+}  // namespace mesh::proto

@@ -1,0 +1,53 @@
+// Frames a node sends to the relay, as value types.
+//
+// Raw JSON fields (payload, publicRooms, participants) are views into the
+// frame text the decoder was given: exactly the bytes the node sent, valid
+// JSON and valid UTF-8, never re-serialized. They live as long as that text.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace mesh::proto {
+
+struct AuthFrame {
+  std::string meshId;
+  std::optional<std::string> secret;
+  std::optional<std::string> resumeToken;
+  // Raw JSON array of strings, empty view when absent.
+  std::string_view publicRoomsJson;
+  // Raw JSON array of {"id","name","type"} objects, empty view when absent.
+  std::string_view participantsJson;
+  std::size_t participantCount = 0;
+};
+
+struct DiscoverFrame {};
+
+struct RelayFrame {
+  std::string targetMeshId;
+  std::string_view payloadJson;  // raw JSON object
+};
+
+struct BroadcastFrame {
+  std::string_view payloadJson;  // raw JSON object
+};
+
+struct UpdateRoomsFrame {
+  std::string_view publicRoomsJson;  // raw JSON array of strings
+};
+
+struct UpdateParticipantsFrame {
+  std::string_view participantsJson;  // raw JSON array of objects
+  std::size_t participantCount = 0;
+};
+
+using NodeFrame = std::variant<AuthFrame, DiscoverFrame, RelayFrame, BroadcastFrame,
+                               UpdateRoomsFrame, UpdateParticipantsFrame>;
+
+// The wire type name of a decoded frame, e.g. "gateway_relay".
+[[nodiscard]] std::string_view typeName(const NodeFrame& frame);
+
+}  // namespace mesh::proto

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the Debian 12 packages the project builds, tests and runs with.
+# Safe to run again: apt-get skips what is already installed.
+#   tools/setup-debian.sh           build + test dependencies
+#   tools/setup-debian.sh --runtime runtime libraries only (container image)
+set -eu
+
+build_pkgs="build-essential cmake pkg-config git ca-certificates curl
+  libwebsockets-dev libsqlite3-dev rapidjson-dev libsodium-dev libcli11-dev
+  libgtest-dev libssl-dev"
+runtime_pkgs="libwebsockets17 libsqlite3-0 libsodium23 libssl3 ca-certificates curl"
+
+if [ "${1:-}" = "--runtime" ]; then
+  pkgs=$runtime_pkgs
+else
+  pkgs=$build_pkgs
+fi
+
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing
