@@ -1,0 +1,85 @@
+// Everything an operator can set, with the reason for each default. main.cpp
+// binds every field to a flag and an environment variable; tests build a
+// Config in code. Passed by const reference; there are no globals.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "mesh/proto/limits.h"
+
+namespace mesh::relay {
+
+enum class RegistrationPolicy { Open, Token, Closed };
+enum class PayloadFilter { None, MeshChat };
+enum class LogLevel { Error, Warn, Info, Debug };
+
+struct Config {
+  // Listen on every interface, port 4000: what the original relay did.
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 4000;  // 0 picks a free port (tests)
+  // The registry file; its folder is created on first start.
+  std::string dbPath = "./data/mesh.db";
+
+  // Bearer token for admin-only routes and --registration token. Empty means
+  // no admin access at all.
+  std::string adminToken;
+  // open: anyone may register, as the original; token: POST /register needs
+  // the admin token; closed: no self-service registration.
+  RegistrationPolicy registration = RegistrationPolicy::Open;
+  // None forwards payloads untouched; MeshChat applies the original's
+  // whitelist of chat fields.
+  PayloadFilter payloadFilter = PayloadFilter::None;
+
+  proto::Limits limits;
+  // POST bodies are three short strings; 16 KiB is generous.
+  std::size_t maxHttpBodyBytes = 16 * 1024;
+  // Time a fresh connection has to authenticate (the original's 10 s).
+  double authTimeoutSeconds = 10;
+
+  // Relay + broadcast frames per second per mesh (0 = off), and the burst a
+  // mesh may spend at once. Chat is bursty (a reconnecting node flushes its
+  // outbox) but a human-driven mesh rarely sustains 50 messages a second.
+  double rateLimit = 50;
+  double rateBurst = 200;
+  // Other frames (discover, updates) per connection: they cost more to
+  // answer than a relay, and a node needs few of them.
+  double controlRate = 20;
+  double controlBurst = 60;
+
+  // Bytes waiting to go out to one connection before it counts as a slow
+  // consumer and is closed (1013): a few seconds of heavy chat.
+  std::size_t maxSendQueueBytes = 4 * 1024 * 1024;
+  // Frames a connection may send while its auth is being checked; they are
+  // answered once auth resolves.
+  std::size_t maxPendingFramesDuringAuth = 64;
+  // Connections from one address that have not authenticated yet.
+  unsigned maxUnauthenticatedPerIp = 64;
+  // All WebSocket connections; keep below the process's open-file limit.
+  unsigned maxConnections = 16000;
+  // POST /register per client address: a burst big enough for an operator
+  // scripting a few hundred registrations, then a steady trickle.
+  double registerBurst = 1000;
+  double registerRatePerSecond = 5;
+
+  // Ping an idle connection after this long, drop it if nothing arrives
+  // within the timeout after that.
+  unsigned pingIntervalSeconds = 30;
+  unsigned pingTimeoutSeconds = 60;
+
+  // Worker threads for Argon2id and database writes. Argon2 takes a core for
+  // tens of milliseconds; leave the other core to the event loop.
+  unsigned workerThreads = 1;
+  // Argon2id cost for new hashes (libsodium's "interactive" profile).
+  unsigned long long argon2OpsLimit = 2;
+  std::size_t argon2MemLimit = 64u * 1024u * 1024u;
+  // Lifetime of a resume token.
+  std::int64_t resumeTokenTtlSeconds = 7 * 24 * 3600;
+
+  // On SIGTERM: how long queued frames may take to drain before exit.
+  double drainTimeoutSeconds = 5;
+  LogLevel logLevel = LogLevel::Info;
+};
+
+}  // namespace mesh::relay

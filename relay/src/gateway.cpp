@@ -1,0 +1,529 @@
+// The /gateway WebSocket: session lifecycle, frame handling and routing.
+// Runs on the loop thread only.
+#include <sodium.h>
+
+#include <ctime>
+#include <variant>
+
+#include "log.h"
+#include "server_impl.h"
+
+namespace mesh::relay {
+namespace {
+
+std::string isoTimeMs(std::int64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+  return out;
+}
+
+bool isMessageFrame(const proto::NodeFrame& f) {
+  return std::holds_alternative<proto::RelayFrame>(f) ||
+         std::holds_alternative<proto::BroadcastFrame>(f);
+}
+
+}  // namespace
+
+Session* Server::Impl::findSession(std::uint64_t id) {
+  auto it = sessions.find(id);
+  return it == sessions.end() ? nullptr : it->second.get();
+}
+
+int Server::Impl::onFilterProtocol(lws* wsi) {
+  char uri[256] = {0};
+  if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
+      std::string_view(uri) != "/gateway") {
+    LOG_DEBUG("refused WebSocket upgrade on path " << uri);
+    ++counters.connectionsRefused;
+    return 1;
+  }
+  if (shuttingDown) return 1;
+  if (sessions.size() >= config.maxConnections) {
+    ++counters.connectionsRefused;
+    LOG_WARN("refused connection from " << peerAddress(wsi) << ": connection limit "
+                                        << config.maxConnections << " reached");
+    return 1;
+  }
+  const std::string peer = peerAddress(wsi);
+  auto it = unauthenticatedPerIp.find(peer);
+  if (it != unauthenticatedPerIp.end() && it->second >= config.maxUnauthenticatedPerIp) {
+    ++counters.connectionsRefused;
+    LOG_WARN("refused connection from " << peer << ": " << it->second
+                                        << " unauthenticated connections already");
+    return 1;
+  }
+  return 0;
+}
+
+int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
+  auto owned = std::make_unique<Session>();
+  Session& s = *owned;
+  s.id = nextId++;
+  s.wsi = wsi;
+  s.peer = peerAddress(wsi);
+  s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
+  s.countedUnauthenticated = true;
+  ++unauthenticatedPerIp[s.peer];
+  sessions.emplace(s.id, std::move(owned));
+  pss->session = &s;
+  pss->http = nullptr;
+  ++counters.connectionsAccepted;
+  lws_set_timer_usecs(wsi, static_cast<lws_usec_t>(config.authTimeoutSeconds * 1e6));
+  LOG_DEBUG("conn=" << s.id << " connected peer=" << s.peer);
+  return 0;
+}
+
+int Server::Impl::onReceive(Session& s, const char* data, std::size_t len) {
+  const bool final = lws_is_final_fragment(s.wsi) && lws_remaining_packet_payload(s.wsi) == 0;
+  if (!s.rxActive) {
+    s.rxBinary = lws_frame_is_binary(s.wsi);
+    s.rxOversize = false;
+    if (final) {
+      // The whole message arrived at once: no copy.
+      if (len > config.limits.maxFrameBytes) {
+        s.rxOversize = true;
+        handleMessage(s, {}, s.rxBinary);
+      } else {
+        handleMessage(s, std::string_view(data, len), s.rxBinary);
+      }
+      return 0;
+    }
+    s.rxActive = true;
+    s.rx.clear();
+  }
+  if (!s.rxOversize) {
+    if (s.rx.size() + len > config.limits.maxFrameBytes) {
+      s.rxOversize = true;
+      s.rx.clear();
+      s.rx.shrink_to_fit();
+    } else {
+      s.rx.append(data, len);
+    }
+  }
+  if (final) {
+    s.rxActive = false;
+    handleMessage(s, s.rx, s.rxBinary);
+    s.rx.clear();
+    if (s.rx.capacity() > 16 * 1024) s.rx.shrink_to_fit();
+  }
+  return 0;
+}
+
+void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary) {
+  ++counters.framesIn;
+  counters.bytesIn += text.size();
+  if (s.state == SessionState::Closing) return;
+  if (s.rxOversize) {
+    s.rxOversize = false;
+    ++counters.protocolErrors;
+    sendError(s, proto::ErrorCode::FrameTooLarge,
+              "Frame too large (max " + std::to_string(config.limits.maxFrameBytes) + " bytes)",
+              std::nullopt);
+    return;
+  }
+  if (binary) {
+    ++counters.protocolErrors;
+    sendError(s, proto::ErrorCode::UnsupportedFrame,
+              "Binary frames are not supported; send JSON text frames", std::nullopt);
+    return;
+  }
+  if (s.state == SessionState::Authenticating) {
+    if (s.pendingDuringAuth.size() >= config.maxPendingFramesDuringAuth) {
+      sendError(s, proto::ErrorCode::RateLimited, "Too many frames while authenticating",
+                std::nullopt);
+      return;
+    }
+    s.pendingDuringAuth.emplace_back(text);
+    return;
+  }
+
+  auto result =
+      proto::decodeNodeFrame(text, s.state == SessionState::Authenticated, config.limits);
+  if (auto* err = std::get_if<proto::DecodeError>(&result)) {
+    ++counters.protocolErrors;
+    if (err->code == proto::ErrorCode::InvalidUtf8) {
+      LOG_INFO("conn=" << s.id << " closing: text frame is not valid UTF-8");
+      closeSession(s, 1007, "invalid_utf8", true);
+      return;
+    }
+    sendError(s, err->code, err->message, err->id);
+    return;
+  }
+  handleFrame(s, std::get<proto::DecodedFrame>(result));
+}
+
+bool Server::Impl::takeRate(Session& s, bool messageFrame) {
+  bool ok;
+  if (messageFrame) {
+    auto [it, inserted] = meshBuckets.try_emplace(s.meshId);
+    if (inserted) it->second = TokenBucket(config.rateLimit, config.rateBurst, nowUs());
+    ok = it->second.tryTake(nowUs());
+  } else {
+    ok = s.controlBucket.tryTake(nowUs());
+  }
+  if (ok) {
+    s.refusedInARow = 0;
+    return true;
+  }
+  ++counters.rateLimited;
+  ++s.refusedInARow;
+  return false;
+}
+
+void Server::Impl::handleFrame(Session& s, proto::DecodedFrame& decoded) {
+  auto& frame = decoded.frame;
+  const auto& id = decoded.id;
+  if (auto* auth = std::get_if<proto::AuthFrame>(&frame)) {
+    startAuth(s, *auth, id);
+    return;
+  }
+  const bool message = isMessageFrame(frame);
+  if (!takeRate(s, message)) {
+    const double burst = message ? config.rateBurst : config.controlBurst;
+    sendError(s, proto::ErrorCode::RateLimited,
+              message ? "Rate limited: max " + std::to_string(static_cast<long>(config.rateLimit)) +
+                            " relay/broadcast frames per second"
+                      : "Rate limited: too many control frames",
+              id);
+    if (static_cast<double>(s.refusedInARow) > burst) {
+      LOG_WARN("conn=" << s.id << " meshId=" << s.meshId
+                       << " closing: kept sending while rate limited");
+      closeSession(s, 1008, "rate_limited", false);
+    }
+    return;
+  }
+  std::visit(
+      [&](auto& f) {
+        using T = std::decay_t<decltype(f)>;
+        if constexpr (std::is_same_v<T, proto::DiscoverFrame>) {
+          handleDiscover(s, id);
+        } else if constexpr (std::is_same_v<T, proto::RelayFrame>) {
+          handleRelay(s, f, id);
+        } else if constexpr (std::is_same_v<T, proto::BroadcastFrame>) {
+          handleBroadcast(s, f, id);
+        } else if constexpr (std::is_same_v<T, proto::UpdateRoomsFrame>) {
+          s.roomsJson.assign(f.publicRoomsJson);
+        } else if constexpr (std::is_same_v<T, proto::UpdateParticipantsFrame>) {
+          s.participantsJson.assign(f.participantsJson);
+          s.participantCount = f.participantCount;
+          pushParticipants(s);
+        }
+      },
+      frame);
+}
+
+void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<std::string> id) {
+  // Keep what the frame carried: the frame text is gone once we return.
+  s.roomsJson.assign(auth.publicRoomsJson.empty() ? std::string_view("[]") : auth.publicRoomsJson);
+  s.participantsJson.assign(auth.participantsJson.empty() ? std::string_view("[]")
+                                                          : auth.participantsJson);
+  s.participantCount = auth.participantCount;
+  (void)id;
+
+  const bool wellFormedId = proto::isValidMeshId(auth.meshId);
+  if (wellFormedId && auth.resumeToken) {
+    if (auto name = registry.verifyResumeToken(auth.meshId, *auth.resumeToken, nowMs())) {
+      LOG_DEBUG("conn=" << s.id << " resume token accepted meshId=" << auth.meshId);
+      finishAuth(s.id, name, auth.meshId);
+      return;
+    }
+  }
+  if (!wellFormedId || !auth.secret) {
+    finishAuth(s.id, std::nullopt, auth.meshId);
+    return;
+  }
+  // Argon2id off the loop; the job names the session by id because the
+  // connection may be gone when it finishes.
+  s.state = SessionState::Authenticating;
+  workers.post([this, sessionId = s.id, meshId = std::move(auth.meshId),
+                secret = std::move(*auth.secret)]() mutable {
+    auto name = registry.verifySecret(meshId, secret);
+    sodium_memzero(secret.data(), secret.size());
+    post([this, sessionId, meshId = std::move(meshId), name = std::move(name)] {
+      finishAuth(sessionId, name, meshId);
+    });
+  });
+}
+
+void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::string>& name,
+                              const std::string& meshId) {
+  Session* sp = findSession(sessionId);
+  if (!sp || sp->state == SessionState::Closing) return;
+  Session& s = *sp;
+  if (!name) {
+    ++counters.authFailed;
+    LOG_INFO("conn=" << s.id << " auth failed meshId=" << meshId << " peer=" << s.peer);
+    s.pendingDuringAuth.clear();
+    sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", std::nullopt);
+    closeSession(s, 1008, "invalid_credentials", false);
+    return;
+  }
+  lws_set_timer_usecs(s.wsi, LWS_SET_TIMER_USEC_CANCEL);
+  releaseUnauthenticated(s);
+
+  bool takeover = false;
+  if (auto it = online.find(meshId); it != online.end() && it->second != &s) {
+    Session& old = *it->second;
+    takeover = true;
+    ++counters.takeovers;
+    LOG_INFO("conn=" << old.id << " meshId=" << meshId << " replaced by conn=" << s.id);
+    detach(old, false);
+    sendError(old, proto::ErrorCode::SessionReplaced,
+              "Another connection authenticated as this mesh", std::nullopt);
+    closeSession(old, 4000, "session_replaced", false);
+  }
+
+  s.state = SessionState::Authenticated;
+  s.meshId = meshId;
+  s.name = *name;
+  online[s.meshId] = &s;
+  s.inRoutingTable = true;
+  ++counters.authOk;
+  LOG_INFO("conn=" << s.id << " auth ok meshId=" << s.meshId << " peer=" << s.peer);
+
+  const auto now = nowMs();
+  const ResumeToken token =
+      registry.issueResumeToken(s.meshId, now, config.resumeTokenTtlSeconds * 1000);
+  registry.noteSeen(s.meshId, now);
+  schedulePersist();
+  const std::string expires = isoTimeMs(token.expiresAtMs);
+  enqueue(s, makeFrame([&](std::string& out) {
+            proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires});
+          }));
+
+  // Participant exchange, as the original: the newcomer learns the others'
+  // non-empty lists, the others learn the newcomer's if it has one.
+  std::vector<proto::ParticipantsView> others;
+  for (auto& [otherId, other] : online) {
+    if (other != &s && other->participantCount > 0) {
+      others.push_back({other->meshId, other->name, other->participantsJson});
+    }
+  }
+  if (!others.empty()) {
+    enqueue(s, makeFrame([&](std::string& out) { proto::encodeParticipants(out, others); }));
+  }
+  if (s.participantCount > 0) pushParticipants(s);
+  if (!takeover) sendPresence(s, true);
+
+  // Frames that arrived while the secret was being checked.
+  auto pending = std::move(s.pendingDuringAuth);
+  s.pendingDuringAuth.clear();
+  for (const auto& text : pending) {
+    if (s.state != SessionState::Authenticated) break;
+    handleMessage(s, text, false);
+  }
+}
+
+void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
+                               const std::optional<std::string>& id) {
+  auto it = online.find(f.targetMeshId);
+  if (it == online.end() || it->second->state != SessionState::Authenticated) {
+    ++counters.relaysOffline;
+    if (id) enqueue(s, makeFrame([&](std::string& out) {
+                      proto::encodeAck(out, *id, proto::AckStatus::Offline, 0);
+                    }));
+    return;
+  }
+  Session& target = *it->second;
+  std::string filtered;
+  std::string_view payload = f.payloadJson;
+  if (config.payloadFilter == PayloadFilter::MeshChat) {
+    filtered = proto::filterMeshChatPayload(payload);
+    payload = filtered;
+  }
+  enqueue(target, makeFrame([&](std::string& out) {
+            proto::encodeIncoming(out, s.meshId, s.name, payload, id);
+          }));
+  ++counters.relaysDelivered;
+  if (id) enqueue(s, makeFrame([&](std::string& out) {
+                    proto::encodeAck(out, *id, proto::AckStatus::Delivered, 1);
+                  }));
+}
+
+void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
+                                   const std::optional<std::string>& id) {
+  std::string filtered;
+  std::string_view payload = f.payloadJson;
+  if (config.payloadFilter == PayloadFilter::MeshChat) {
+    filtered = proto::filterMeshChatPayload(payload);
+    payload = filtered;
+  }
+  // Encoded once, shared by every recipient.
+  const OutFramePtr frame = makeFrame([&](std::string& out) {
+    proto::encodeIncoming(out, s.meshId, s.name, payload, id);
+  });
+  std::vector<Session*> recipients;
+  recipients.reserve(online.size());
+  for (auto& [meshId, other] : online) {
+    if (other != &s && other->state == SessionState::Authenticated) recipients.push_back(other);
+  }
+  for (Session* r : recipients) enqueue(*r, frame);
+  counters.broadcastRecipients += recipients.size();
+  if (id) enqueue(s, makeFrame([&](std::string& out) {
+                    proto::encodeAck(out, *id, proto::AckStatus::Delivered,
+                                     static_cast<std::uint32_t>(recipients.size()));
+                  }));
+}
+
+void Server::Impl::handleDiscover(Session& s, const std::optional<std::string>& id) {
+  std::vector<proto::InstanceView> instances;
+  instances.reserve(online.size());
+  for (auto& [meshId, other] : online) {
+    if (other->state == SessionState::Authenticated) {
+      instances.push_back({other->meshId, other->name, other->roomsJson});
+    }
+  }
+  enqueue(s, makeFrame([&](std::string& out) {
+            proto::encodeDiscoverResult(out, instances, id);
+          }));
+}
+
+void Server::Impl::pushParticipants(Session& from) {
+  const std::vector<proto::ParticipantsView> list{
+      {from.meshId, from.name, from.participantsJson}};
+  const OutFramePtr frame =
+      makeFrame([&](std::string& out) { proto::encodeParticipants(out, list); });
+  std::vector<Session*> recipients;
+  for (auto& [meshId, other] : online) {
+    if (other != &from && other->state == SessionState::Authenticated) recipients.push_back(other);
+  }
+  for (Session* r : recipients) enqueue(*r, frame);
+}
+
+void Server::Impl::sendPresence(const Session& about, bool isOnline) {
+  const OutFramePtr frame = makeFrame([&](std::string& out) {
+    proto::encodePresence(out, about.meshId, about.name, isOnline);
+  });
+  std::vector<Session*> recipients;
+  for (auto& [meshId, other] : online) {
+    if (other != &about && other->state == SessionState::Authenticated) {
+      recipients.push_back(other);
+    }
+  }
+  for (Session* r : recipients) enqueue(*r, frame);
+}
+
+void Server::Impl::sendError(Session& s, proto::ErrorCode code, std::string_view message,
+                             const std::optional<std::string>& id) {
+  std::optional<std::string_view> idView;
+  if (id) idView = *id;
+  enqueue(s, makeFrame([&](std::string& out) { proto::encodeError(out, code, message, idView); }));
+}
+
+void Server::Impl::enqueue(Session& s, const OutFramePtr& frame) {
+  if (s.state == SessionState::Closing) return;
+  const std::size_t size = frame->textSize();
+  if (s.queuedBytes + size > config.maxSendQueueBytes) {
+    ++counters.slowConsumers;
+    LOG_WARN("conn=" << s.id << " meshId=" << s.meshId << " closing: slow consumer ("
+                     << s.queuedBytes << " bytes queued)");
+    closeSession(s, 1013, "slow_consumer", true);
+    return;
+  }
+  const bool wasEmpty = s.queue.empty();
+  s.queue.push_back(frame);
+  s.queuedBytes += size;
+  if (wasEmpty) lws_callback_on_writable(s.wsi);
+}
+
+int Server::Impl::onWriteable(Session& s) {
+  if (s.queue.empty()) {
+    if (s.state == SessionState::Closing) {
+      lws_close_reason(s.wsi, static_cast<lws_close_status>(s.closeCode),
+                       reinterpret_cast<unsigned char*>(s.closeReason.data()),
+                       s.closeReason.size());
+      return -1;
+    }
+    return 0;
+  }
+  OutFramePtr frame = std::move(s.queue.front());
+  s.queue.pop_front();
+  const std::size_t size = frame->textSize();
+  s.queuedBytes -= size;
+  // lws writes the frame header into the headroom; every recipient gets the
+  // same header for the same frame, so sharing the buffer is safe.
+  auto* data = reinterpret_cast<unsigned char*>(const_cast<char*>(frame->bytes.data())) + LWS_PRE;
+  const int n = lws_write(s.wsi, data, size, LWS_WRITE_TEXT);
+  if (n < static_cast<int>(size)) return -1;
+  ++counters.framesOut;
+  counters.bytesOut += size;
+  if (!s.queue.empty() || s.state == SessionState::Closing) lws_callback_on_writable(s.wsi);
+  return 0;
+}
+
+void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue) {
+  if (s.state == SessionState::Closing) return;
+  detach(s, s.state == SessionState::Authenticated);
+  releaseUnauthenticated(s);
+  LOG_INFO("conn=" << s.id << (s.meshId.empty() ? "" : " meshId=") << s.meshId << " closing "
+                   << code << " " << reason);
+  s.state = SessionState::Closing;
+  s.closeCode = code;
+  s.closeReason.assign(reason);
+  s.pendingDuringAuth.clear();
+  if (dropQueue) {
+    s.queue.clear();
+    s.queuedBytes = 0;
+  }
+  lws_set_timer_usecs(s.wsi, LWS_SET_TIMER_USEC_CANCEL);
+  lws_callback_on_writable(s.wsi);
+  // A peer that never reads never lets us write the close frame: give up on
+  // it after a while.
+  const double grace = dropQueue ? 2.0 : config.drainTimeoutSeconds + 1.0;
+  lws_set_timeout(s.wsi, PENDING_TIMEOUT_USER_OK, static_cast<int>(grace));
+}
+
+void Server::Impl::releaseUnauthenticated(Session& s) {
+  if (!s.countedUnauthenticated) return;
+  s.countedUnauthenticated = false;
+  auto it = unauthenticatedPerIp.find(s.peer);
+  if (it != unauthenticatedPerIp.end() && --it->second == 0) unauthenticatedPerIp.erase(it);
+}
+
+void Server::Impl::detach(Session& s, bool announce) {
+  if (!s.inRoutingTable) return;
+  s.inRoutingTable = false;
+  auto it = online.find(s.meshId);
+  if (it != online.end() && it->second == &s) online.erase(it);
+  if (announce) sendPresence(s, false);
+}
+
+void Server::Impl::onAuthTimer(Session& s) {
+  if (s.state != SessionState::Unauthenticated && s.state != SessionState::Authenticating) return;
+  ++counters.authTimeouts;
+  LOG_INFO("conn=" << s.id << " auth timeout peer=" << s.peer);
+  sendError(s, proto::ErrorCode::AuthTimeout, "Auth timeout", std::nullopt);
+  closeSession(s, 1008, "auth_timeout", false);
+}
+
+void Server::Impl::onClosed(PerSession* pss) {
+  if (!pss || !pss->session) return;
+  Session& s = *pss->session;
+  pss->session = nullptr;
+  if (s.state != SessionState::Closing) {
+    detach(s, s.state == SessionState::Authenticated);
+    releaseUnauthenticated(s);
+    LOG_INFO("conn=" << s.id << (s.meshId.empty() ? "" : " meshId=") << s.meshId
+                     << " disconnected by peer");
+  }
+  sessions.erase(s.id);
+}
+
+void Server::Impl::schedulePersist() {
+  if (persistScheduled) return;
+  persistScheduled = true;
+  workers.post([this] {
+    registry.persistPending();
+    post([this] {
+      persistScheduled = false;
+      if (registry.hasPending()) schedulePersist();
+    });
+  });
+}
+
+}  // namespace mesh::relay

@@ -1,0 +1,236 @@
+// HTTP routes on the relay's port: the original's /register and /health,
+// plus probes. Runs on the loop thread; blocking work goes to the workers and
+// the answer comes back by exchange id.
+#include <sodium.h>
+
+#include <cstdlib>
+
+#include "log.h"
+#include "server_impl.h"
+
+namespace mesh::relay {
+namespace {
+
+std::string errorBody(std::string_view message) {
+  std::string out = "{\"error\":";
+  proto::appendJsonString(out, message);
+  out += '}';
+  return out;
+}
+
+std::string header(lws* wsi, lws_token_indexes token) {
+  const int len = lws_hdr_total_length(wsi, token);
+  if (len <= 0) return {};
+  std::string value(static_cast<std::size_t>(len) + 1, '\0');
+  if (lws_hdr_copy(wsi, value.data(), len + 1, token) < 0) return {};
+  value.resize(static_cast<std::size_t>(len));
+  return value;
+}
+
+std::string methodOf(lws* wsi) {
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0) return "GET";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0) return "POST";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_DELETE_URI) > 0) return "DELETE";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_PUT_URI) > 0) return "PUT";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_PATCH_URI) > 0) return "PATCH";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0) return "HEAD";
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_OPTIONS_URI) > 0) return "OPTIONS";
+  return "?";
+}
+
+}  // namespace
+
+bool bearerMatches(std::string_view authorization, std::string_view expected) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (expected.empty() || authorization.substr(0, kPrefix.size()) != kPrefix) return false;
+  const std::string_view given = authorization.substr(kPrefix.size());
+  // Compare fixed-size digests so neither length nor content leaks by timing.
+  unsigned char a[crypto_generichash_BYTES];
+  unsigned char b[crypto_generichash_BYTES];
+  crypto_generichash(a, sizeof a, reinterpret_cast<const unsigned char*>(given.data()),
+                     given.size(), nullptr, 0);
+  crypto_generichash(b, sizeof b, reinterpret_cast<const unsigned char*>(expected.data()),
+                     expected.size(), nullptr, 0);
+  return sodium_memcmp(a, b, sizeof a) == 0;
+}
+
+int Server::Impl::onHttp(lws* wsi, PerSession* pss, const char* uri) {
+  if (!pss) return -1;
+  onHttpClosed(pss);  // a previous request on this keep-alive connection
+  auto owned = std::make_unique<HttpExchange>();
+  HttpExchange* ex = owned.get();
+  ex->id = nextId++;
+  ex->wsi = wsi;
+  ex->path = uri ? uri : "";
+  ex->method = methodOf(wsi);
+  ex->peer = peerAddress(wsi);
+  ex->authorization = header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  exchanges.emplace(ex->id, std::move(owned));
+  pss->http = ex;
+  pss->session = nullptr;
+
+  if (ex->method == "POST") {
+    const std::string lengthText = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    const unsigned long long length = std::strtoull(lengthText.c_str(), nullptr, 10);
+    if (length > config.maxHttpBodyBytes) {
+      ex->closeAfter = true;  // the body stays unread
+      respond(*ex, 413, errorBody("Request body too large"));
+      return 0;
+    }
+    if (length > 0) return 0;  // the body follows in HTTP_BODY callbacks
+  }
+  route(*ex);
+  return 0;
+}
+
+int Server::Impl::onHttpBody(PerSession* pss, const char* data, std::size_t len) {
+  if (!pss || !pss->http) return -1;
+  HttpExchange& ex = *pss->http;
+  if (ex.bodyTooLarge) return 0;
+  if (ex.body.size() + len > config.maxHttpBodyBytes) {
+    ex.bodyTooLarge = true;
+    ex.body.clear();
+    return 0;
+  }
+  ex.body.append(data, len);
+  return 0;
+}
+
+int Server::Impl::onHttpBodyComplete(PerSession* pss) {
+  if (!pss || !pss->http) return -1;
+  HttpExchange& ex = *pss->http;
+  if (ex.bodyTooLarge) {
+    ex.closeAfter = true;
+    respond(ex, 413, errorBody("Request body too large"));
+    return 0;
+  }
+  route(ex);
+  return 0;
+}
+
+void Server::Impl::route(HttpExchange& ex) {
+  const std::string_view path = ex.path;
+  if (path == "/health" && ex.method == "GET") {
+    respond(ex, 200, "{\"ok\":true,\"connected\":" + std::to_string(online.size()) + "}");
+  } else if (path == "/healthz" && ex.method == "GET") {
+    respond(ex, 200, "{\"ok\":true}");
+  } else if (path == "/readyz" && ex.method == "GET") {
+    if (shuttingDown) {
+      respond(ex, 503, errorBody("shutting down"));
+      return;
+    }
+    workers.post([this, id = ex.id] {
+      const bool writable = registry.checkWritable();
+      post([this, id, writable] {
+        respondLater(id, writable ? 200 : 503,
+                     writable ? "{\"ok\":true}" : errorBody("database not writable"));
+      });
+    });
+  } else if (path == "/register" && ex.method == "POST") {
+    handleRegister(ex);
+  } else {
+    respond(ex, 404, errorBody("Not found"));
+  }
+}
+
+void Server::Impl::handleRegister(HttpExchange& ex) {
+  auto [bucket, inserted] = registerBuckets.try_emplace(ex.peer);
+  if (inserted) {
+    bucket->second = TokenBucket(config.registerRatePerSecond, config.registerBurst, nowUs());
+  }
+  if (!bucket->second.tryTake(nowUs())) {
+    LOG_WARN("register refused from " << ex.peer << ": too many requests");
+    respond(ex, 429, errorBody("Too many registrations from this address"));
+    return;
+  }
+  if (config.registration == RegistrationPolicy::Closed) {
+    respond(ex, 403, errorBody("Registration is closed on this relay"));
+    return;
+  }
+  if (config.registration == RegistrationPolicy::Token &&
+      !bearerMatches(ex.authorization, config.adminToken)) {
+    respond(ex, 401, errorBody("Registration needs Authorization: Bearer <admin token>"));
+    return;
+  }
+  auto parsed = proto::parseRegisterRequest(ex.body);
+  if (auto* reason = std::get_if<std::string>(&parsed)) {
+    respond(ex, 400, errorBody(*reason));
+    return;
+  }
+  auto req = std::get<proto::RegisterRequest>(std::move(parsed));
+  workers.post([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
+    const RegisterOutcome outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+    sodium_memzero(req.secret.data(), req.secret.size());
+    post([this, id, peer, meshId = std::move(req.meshId), outcome] {
+      switch (outcome) {
+        case RegisterOutcome::Created:
+          ++counters.registrations;
+          LOG_INFO("registered meshId=" << meshId << " peer=" << peer);
+          respondLater(id, 201, "{\"ok\":true,\"created\":true}");
+          break;
+        case RegisterOutcome::Updated:
+          LOG_DEBUG("re-registered meshId=" << meshId << " peer=" << peer);
+          respondLater(id, 200, "{\"ok\":true,\"created\":false}");
+          break;
+        case RegisterOutcome::Conflict:
+          LOG_INFO("register conflict meshId=" << meshId << " peer=" << peer);
+          respondLater(id, 409, errorBody("meshId already registered"));
+          break;
+      }
+    });
+  });
+}
+
+void Server::Impl::respond(HttpExchange& ex, int status, std::string body) {
+  ex.status = status;
+  ex.response = std::move(body);
+  lws_callback_on_writable(ex.wsi);
+}
+
+void Server::Impl::respondLater(std::uint64_t exchangeId, int status, std::string body) {
+  auto it = exchanges.find(exchangeId);
+  if (it == exchanges.end()) return;  // the client went away meanwhile
+  respond(*it->second, status, std::move(body));
+}
+
+int Server::Impl::onHttpWriteable(lws* wsi, PerSession* pss) {
+  if (!pss || !pss->http || pss->http->status == 0) return 0;
+  HttpExchange& ex = *pss->http;
+  if (!ex.headersSent) {
+    unsigned char buf[LWS_PRE + 1024];
+    unsigned char* start = buf + LWS_PRE;
+    unsigned char* p = start;
+    unsigned char* end = buf + sizeof buf - 1;
+    if (lws_add_http_common_headers(wsi, static_cast<unsigned>(ex.status), "application/json",
+                                    ex.response.size(), &p, end)) {
+      return -1;
+    }
+    if (ex.closeAfter &&
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                     reinterpret_cast<const unsigned char*>("close"), 5, &p, end)) {
+      return -1;
+    }
+    if (lws_finalize_write_http_header(wsi, start, &p, end)) return -1;
+    ex.headersSent = true;
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  std::string out(LWS_PRE, '\0');
+  out += ex.response;
+  const std::size_t size = ex.response.size();
+  const int n = lws_write(wsi, reinterpret_cast<unsigned char*>(out.data()) + LWS_PRE, size,
+                          LWS_WRITE_HTTP_FINAL);
+  const bool closeAfter = ex.closeAfter;
+  onHttpClosed(pss);
+  if (n < static_cast<int>(size) || closeAfter) return -1;
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void Server::Impl::onHttpClosed(PerSession* pss) {
+  if (!pss || !pss->http) return;
+  const std::uint64_t id = pss->http->id;
+  pss->http = nullptr;
+  exchanges.erase(id);  // destroys the exchange
+}
+
+}  // namespace mesh::relay

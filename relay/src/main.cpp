@@ -1,0 +1,164 @@
+// mesh-relay: flags and environment in, a running relay out. Everything else
+// lives in the library so tests can run the same server in-process.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <thread>
+#include <unistd.h>
+
+#include "mesh/relay/config.h"
+#include "mesh/relay/server.h"
+
+namespace {
+
+using mesh::relay::Config;
+using mesh::relay::LogLevel;
+using mesh::relay::PayloadFilter;
+using mesh::relay::RegistrationPolicy;
+
+// Binds every Config field to a flag and its environment variable.
+void bindOptions(CLI::App& app, Config& c) {
+  app.option_defaults()->always_capture_default();
+  app.add_option("--host", c.host, "Address to listen on")->envname("HOST");
+  app.add_option("--port", c.port, "Port for HTTP and the /gateway WebSocket (0 = any free)")
+      ->envname("PORT");
+  app.add_option("--db", c.dbPath, "SQLite registry file (its folder is created)")
+      ->envname("MESH_DB_PATH");
+  app.add_option("--admin-token", c.adminToken,
+                 "Bearer token for admin routes and --registration token (empty = none)")
+      ->envname("ADMIN_TOKEN")
+      ->capture_default_str();
+  app.add_option("--registration", c.registration,
+                 "Who may POST /register: open (anyone), token (admin token), closed")
+      ->envname("MESH_REGISTRATION")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, RegistrationPolicy>{{"open", RegistrationPolicy::Open},
+                                                    {"token", RegistrationPolicy::Token},
+                                                    {"closed", RegistrationPolicy::Closed}},
+          CLI::ignore_case));
+  app.add_option("--payload-filter", c.payloadFilter,
+                 "none: forward payloads untouched; mesh-chat: the original's chat whitelist")
+      ->envname("MESH_PAYLOAD_FILTER")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, PayloadFilter>{{"none", PayloadFilter::None},
+                                               {"mesh-chat", PayloadFilter::MeshChat}},
+          CLI::ignore_case));
+  app.add_option("--max-frame-bytes", c.limits.maxFrameBytes,
+                 "Largest WebSocket message accepted; larger ones get frame_too_large")
+      ->envname("MESH_MAX_FRAME_BYTES")
+      ->check(CLI::Range(std::size_t{256}, std::size_t{16} << 20));
+  app.add_option("--max-payload-depth", c.limits.maxPayloadDepth,
+                 "Deepest nesting allowed inside a payload")
+      ->envname("MESH_MAX_PAYLOAD_DEPTH")
+      ->check(CLI::Range(1, 512));
+  app.add_option("--max-http-body-bytes", c.maxHttpBodyBytes, "Largest HTTP request body (413)")
+      ->envname("MESH_MAX_HTTP_BODY_BYTES");
+  app.add_option("--auth-timeout", c.authTimeoutSeconds, "Seconds a connection has to authenticate")
+      ->envname("MESH_AUTH_TIMEOUT")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--rate-limit", c.rateLimit,
+                 "Relay+broadcast frames per second per mesh (0 = off)")
+      ->envname("MESH_RATE_LIMIT")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--rate-burst", c.rateBurst, "Frames a mesh may send at once above its rate")
+      ->envname("MESH_RATE_BURST")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--control-rate", c.controlRate,
+                 "Other frames (discover, updates) per second per connection (0 = off)")
+      ->envname("MESH_CONTROL_RATE")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--control-burst", c.controlBurst, "Burst for --control-rate")
+      ->envname("MESH_CONTROL_BURST")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--max-send-queue-bytes", c.maxSendQueueBytes,
+                 "Bytes queued to one connection before it is closed as a slow consumer (1013)")
+      ->envname("MESH_MAX_SEND_QUEUE_BYTES");
+  app.add_option("--max-unauthenticated-per-ip", c.maxUnauthenticatedPerIp,
+                 "Connections from one address that have not authenticated yet")
+      ->envname("MESH_MAX_UNAUTHENTICATED_PER_IP");
+  app.add_option("--max-connections", c.maxConnections, "WebSocket connections in total")
+      ->envname("MESH_MAX_CONNECTIONS");
+  app.add_option("--register-burst", c.registerBurst,
+                 "POST /register requests one address may make at once")
+      ->envname("MESH_REGISTER_BURST")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--register-rate", c.registerRatePerSecond,
+                 "POST /register requests per second per address after the burst")
+      ->envname("MESH_REGISTER_RATE")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--ping-interval", c.pingIntervalSeconds, "Seconds of silence before a ping")
+      ->envname("MESH_PING_INTERVAL")
+      ->check(CLI::Range(1u, 3600u));
+  app.add_option("--ping-timeout", c.pingTimeoutSeconds,
+                 "Seconds after the ping before a silent connection is dropped")
+      ->envname("MESH_PING_TIMEOUT")
+      ->check(CLI::Range(1u, 3600u));
+  app.add_option("--workers", c.workerThreads, "Threads for Argon2id and database writes")
+      ->envname("MESH_WORKERS")
+      ->check(CLI::Range(1u, 64u));
+  app.add_option("--argon2-ops", c.argon2OpsLimit, "Argon2id passes for new secret hashes")
+      ->envname("MESH_ARGON2_OPS")
+      ->check(CLI::Range(1ull, 16ull));
+  app.add_option("--argon2-mem", c.argon2MemLimit, "Argon2id memory in bytes for new hashes")
+      ->envname("MESH_ARGON2_MEM")
+      ->check(CLI::Range(std::size_t{8192}, std::size_t{1} << 31));
+  app.add_option("--resume-ttl", c.resumeTokenTtlSeconds, "Lifetime of a resume token in seconds")
+      ->envname("MESH_RESUME_TTL")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{365} * 24 * 3600));
+  app.add_option("--drain-timeout", c.drainTimeoutSeconds,
+                 "Seconds queued frames may take to drain on shutdown")
+      ->envname("MESH_DRAIN_TIMEOUT")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--log-level", c.logLevel, "error, warn, info or debug")
+      ->envname("LOG_LEVEL")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, LogLevel>{{"error", LogLevel::Error},
+                                          {"warn", LogLevel::Warn},
+                                          {"info", LogLevel::Info},
+                                          {"debug", LogLevel::Debug}},
+          CLI::ignore_case));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config config;
+  CLI::App app{"mesh-relay: the relay that federates Mesh instances"};
+  bindOptions(app, config);
+  CLI11_PARSE(app, argc, argv);
+
+  if (config.registration == RegistrationPolicy::Token && config.adminToken.empty()) {
+    std::cerr << "mesh-relay: --registration token needs --admin-token (ADMIN_TOKEN)\n";
+    return 2;
+  }
+
+  // Signals are taken by one thread with sigwait, so the handler logic runs
+  // as ordinary code: the first asks for a graceful stop, a second exits at
+  // once.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    mesh::relay::Server server(config);
+    std::thread signalThread([&server, signals] {
+      int sig = 0;
+      sigwait(&signals, &sig);
+      server.requestStop();
+      sigwait(&signals, &sig);
+      std::fputs("mesh-relay: second signal, exiting now\n", stderr);
+      _exit(1);
+    });
+    signalThread.detach();
+    return server.run();
+  } catch (const std::exception& e) {
+    std::cerr << "mesh-relay: " << e.what() << "\n";
+    return 1;
+  }
+}

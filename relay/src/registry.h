@@ -1,0 +1,96 @@
+// The mesh registry: meshId, name, Argon2id secret hash, resume-token hash.
+//
+// SQLite (WAL, schema versioned with PRAGMA user_version) is the durable
+// copy; an in-memory index mirrors it so that lookups and resume-token checks
+// never touch the disk. Every method is thread-safe (one internal mutex for
+// the index, one for the database handle).
+//
+// Which thread: methods marked [blocking] run Argon2id or write SQLite and
+// must be called from a worker thread, never from the event loop. The others
+// only read the in-memory index and take microseconds.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mesh::relay {
+
+struct Argon2Params {
+  // libsodium's "interactive" profile: ~tens of ms and 64 MiB per hash.
+  unsigned long long opsLimit = 2;
+  std::size_t memLimit = 64u * 1024u * 1024u;
+};
+
+struct MeshRecord {
+  std::string meshId;
+  std::string name;
+  std::int64_t createdAtMs = 0;
+  std::int64_t updatedAtMs = 0;
+  std::int64_t lastSeenMs = 0;  // 0 = never authenticated
+};
+
+enum class RegisterOutcome { Created, Updated, Conflict };
+
+struct ResumeToken {
+  std::string token;          // 43 chars, base64url without padding
+  std::int64_t expiresAtMs;   // unix ms
+};
+
+class Registry {
+ public:
+  // Opens (creating if needed) the database at `path`, migrates the schema,
+  // loads the index. Throws std::runtime_error with a clear message on
+  // failure (unwritable directory, corrupt file, newer schema).
+  // The resume-token hash key is kept in the database (generated once), so
+  // tokens survive a restart.
+  Registry(const std::string& path, Argon2Params argon2);
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // [blocking] Creates the mesh, or if it exists: same secret -> updates the
+  // name (Updated), other secret -> Conflict (nothing changes).
+  RegisterOutcome registerMesh(std::string_view meshId, std::string_view name,
+                               std::string_view secret);
+
+  // [blocking] Argon2id verification. Returns the mesh's name when the
+  // secret matches; nullopt for an unknown mesh or a wrong secret. For an
+  // unknown mesh it still spends comparable time (no enumeration by timing).
+  std::optional<std::string> verifySecret(std::string_view meshId, std::string_view secret);
+
+  // Fast: keyed BLAKE2b of the token compared in constant time with the
+  // stored hash, and the expiry checked against `nowMs`. Returns the name.
+  std::optional<std::string> verifyResumeToken(std::string_view meshId, std::string_view token,
+                                               std::int64_t nowMs) const;
+
+  // Fast: issues a fresh token for the mesh (the previous one dies at once
+  // in the index), and queues the hash for the database. Call persistPending()
+  // [blocking] on a worker to write queued token hashes and last-seen times.
+  ResumeToken issueResumeToken(std::string_view meshId, std::int64_t nowMs,
+                               std::int64_t ttlMs);
+  void noteSeen(std::string_view meshId, std::int64_t nowMs);
+  void persistPending();  // [blocking]
+  [[nodiscard]] bool hasPending() const;
+
+  // Fast reads from the index.
+  std::optional<MeshRecord> find(std::string_view meshId) const;
+  std::vector<MeshRecord> list() const;
+  std::size_t size() const;
+
+  // [blocking] Admin operations. Both kill the mesh's resume token.
+  bool removeMesh(std::string_view meshId);
+  bool rotateSecret(std::string_view meshId, std::string_view newSecret);
+
+  // [blocking] A cheap write+read round trip, for readiness probes.
+  bool checkWritable();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mesh::relay

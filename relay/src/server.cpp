@@ -1,0 +1,257 @@
+#include <arpa/inet.h>
+
+#include <chrono>
+#include <stdexcept>
+
+#include "log.h"
+#include "server_impl.h"
+
+namespace mesh::relay {
+namespace {
+
+constexpr char kProtocolName[] = "mesh-gateway";
+
+void lwsLogSink(int level, const char* line) {
+  std::string text(line);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  if (level & LLL_ERR) {
+    LOG_ERROR("lws: " << text);
+  } else if (level & LLL_WARN) {
+    LOG_WARN("lws: " << text);
+  } else {
+    LOG_DEBUG("lws: " << text);
+  }
+}
+
+Server::Impl* timerOwner(lws_sorted_usec_list_t* sul) {
+  return reinterpret_cast<LoopTimer*>(sul)->owner;
+}
+
+void sweepBuckets(lws_sorted_usec_list_t* sul) {
+  auto* self = timerOwner(sul);
+  // Forget rate buckets that are full again: they carry no state.
+  const auto now = self->nowUs();
+  std::erase_if(self->meshBuckets, [&](auto& kv) { return kv.second.isFull(now); });
+  std::erase_if(self->registerBuckets, [&](auto& kv) { return kv.second.isFull(now); });
+  lws_sul_schedule(self->context, 0, sul, sweepBuckets, 60 * LWS_US_PER_SEC);
+}
+
+void shutdownTick(lws_sorted_usec_list_t* sul) { timerOwner(sul)->finishIfDrained(); }
+
+}  // namespace
+
+std::size_t OutFrame::textSize() const { return bytes.size() - LWS_PRE; }
+
+Server::Impl::Impl(const Config& cfg)
+    : config(cfg),
+      registry(cfg.dbPath, Argon2Params{cfg.argon2OpsLimit, cfg.argon2MemLimit}),
+      workers(cfg.workerThreads) {
+  shutdownTimer.owner = this;
+  sweepTimer.owner = this;
+  log::setLevel(config.logLevel);
+  lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
+
+  protocols.resize(2);
+  protocols[0] = lws_protocols{};
+  protocols[0].name = kProtocolName;
+  protocols[0].callback = &Impl::callback;
+  protocols[0].per_session_data_size = sizeof(PerSession);
+  protocols[0].rx_buffer_size = 0;
+  protocols[0].user = this;
+  protocols[1] = lws_protocols{};  // terminator
+
+  retryPolicy.secs_since_valid_ping = static_cast<uint16_t>(config.pingIntervalSeconds);
+  retryPolicy.secs_since_valid_hangup =
+      static_cast<uint16_t>(config.pingIntervalSeconds + config.pingTimeoutSeconds);
+
+  lws_context_creation_info info{};
+  info.port = config.port;
+  info.iface = config.host.empty() || config.host == "0.0.0.0" ? nullptr : config.host.c_str();
+  info.protocols = protocols.data();
+  info.user = this;
+  info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_DISABLE_IPV6;
+  if (config.host == "::") info.options &= ~static_cast<uint64_t>(LWS_SERVER_OPTION_DISABLE_IPV6);
+  info.retry_and_idle_policy = &retryPolicy;
+  info.timeout_secs = 10;
+  info.pt_serv_buf_size = 32 * 1024;
+  info.fd_limit_per_thread = config.maxConnections + 256;
+  info.vhost_name = "mesh-relay";
+
+  context = lws_create_context(&info);
+  if (!context) {
+    throw std::runtime_error("cannot listen on " + config.host + ":" +
+                             std::to_string(config.port) + " (port in use or no permission?)");
+  }
+  vhost = lws_get_vhost_by_name(context, "mesh-relay");
+  if (!vhost) vhost = lws_get_vhost_by_name(context, "default");
+  boundPort = vhost ? static_cast<std::uint16_t>(lws_get_vhost_listen_port(vhost)) : config.port;
+  if (boundPort == 0) {
+    lws_context_destroy(context);
+    context = nullptr;
+    throw std::runtime_error("cannot find the bound port");
+  }
+}
+
+Server::Impl::~Impl() {
+  // Finish blocking work first: it may still post to the inbox, which only
+  // needs the context to be alive for lws_cancel_service.
+  workers.drain();
+  if (registry.hasPending()) registry.persistPending();
+  if (context) {
+    lws_context_destroy(context);
+    context = nullptr;
+  }
+}
+
+std::int64_t Server::Impl::nowUs() const {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t Server::Impl::nowMs() const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string Server::Impl::peerAddress(lws* wsi) {
+  char buf[64] = {0};
+  if (!lws_get_peer_simple(wsi, buf, sizeof buf)) return "?";
+  std::string addr(buf);
+  // IPv4-mapped IPv6 reads as the IPv4 address.
+  if (addr.rfind("::ffff:", 0) == 0 && addr.find('.') != std::string::npos) addr = addr.substr(7);
+  return addr;
+}
+
+void Server::Impl::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(inboxMutex);
+    inbox.push_back(std::move(fn));
+  }
+  lws_cancel_service(context);
+}
+
+void Server::Impl::drainInbox() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(inboxMutex);
+    batch.swap(inbox);
+  }
+  for (auto& fn : batch) fn();
+}
+
+void Server::Impl::requestStop() {
+  if (stopRequested.exchange(true)) return;
+  if (context) lws_cancel_service(context);
+}
+
+int Server::Impl::run() {
+  LOG_INFO("listening on " << (config.host.empty() ? "0.0.0.0" : config.host) << ":" << boundPort
+                           << " db=" << config.dbPath << " meshes=" << registry.size());
+  lws_sul_schedule(context, 0, &sweepTimer.sul, sweepBuckets, 60 * LWS_US_PER_SEC);
+
+  while (!loopDone) {
+    if (lws_service(context, 0) < 0) break;
+  }
+  lws_sul_cancel(&sweepTimer.sul);
+  lws_sul_cancel(&shutdownTimer.sul);
+  LOG_INFO("event loop stopped");
+  return 0;
+}
+
+void Server::Impl::beginShutdown() {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  LOG_INFO("shutting down: closing " << sessions.size() << " connections");
+  // Stop accepting: closes the listen socket.
+  lws_context_deprecate(context, nullptr);
+  std::vector<Session*> all;
+  all.reserve(sessions.size());
+  for (auto& [id, s] : sessions) all.push_back(s.get());
+  for (Session* s : all) {
+    sendError(*s, proto::ErrorCode::ShuttingDown, "Relay is shutting down", std::nullopt);
+    closeSession(*s, 1001, "shutting_down", false);
+  }
+  drainDeadlineUs = nowUs() + static_cast<std::int64_t>(config.drainTimeoutSeconds * 1e6);
+  lws_sul_schedule(context, 0, &shutdownTimer.sul, shutdownTick, 50 * LWS_US_PER_MS);
+}
+
+void Server::Impl::finishIfDrained() {
+  const bool drained = sessions.empty() && exchanges.empty();
+  if (drained || nowUs() >= drainDeadlineUs) {
+    if (!drained) {
+      LOG_WARN("drain timeout: " << sessions.size() << " connections still open");
+    }
+    loopDone = true;
+    lws_cancel_service(context);
+    return;
+  }
+  lws_sul_schedule(context, 0, &shutdownTimer.sul, shutdownTick, 50 * LWS_US_PER_MS);
+}
+
+int Server::Impl::callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                           size_t len) {
+  const lws_protocols* protocol = lws_get_protocol(wsi);
+  auto* self = protocol ? static_cast<Impl*>(protocol->user) : nullptr;
+  if (!self) return lws_callback_http_dummy(wsi, reason, user, in, len);
+  try {
+    return self->dispatch(wsi, reason, static_cast<PerSession*>(user), in, len);
+  } catch (const std::exception& e) {
+    // Nothing may unwind through libwebsockets: drop this connection only.
+    LOG_ERROR("internal error on a connection, closing it: " << e.what());
+    return -1;
+  }
+}
+
+int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* pss, void* in,
+                           size_t len) {
+  switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+      drainInbox();
+      if (stopRequested.load() && !shuttingDown) beginShutdown();
+      return 0;
+
+    // WebSocket
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+      return onFilterProtocol(wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+      return onEstablished(wsi, pss);
+    case LWS_CALLBACK_RECEIVE:
+      if (!pss || !pss->session) return -1;
+      return onReceive(*pss->session, static_cast<const char*>(in), len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+      if (!pss || !pss->session) return 0;
+      return onWriteable(*pss->session);
+    case LWS_CALLBACK_TIMER:
+      if (pss && pss->session) onAuthTimer(*pss->session);
+      return 0;
+    case LWS_CALLBACK_CLOSED:
+      onClosed(pss);
+      return 0;
+
+    // HTTP
+    case LWS_CALLBACK_HTTP:
+      return onHttp(wsi, pss, static_cast<const char*>(in));
+    case LWS_CALLBACK_HTTP_BODY:
+      return onHttpBody(pss, static_cast<const char*>(in), len);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+      return onHttpBodyComplete(pss);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+      return onHttpWriteable(wsi, pss);
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+      onHttpClosed(pss);
+      return 0;
+
+    default:
+      break;
+  }
+  return lws_callback_http_dummy(wsi, reason, pss, in, len);
+}
+
+Server::Server(const Config& config) : impl_(std::make_unique<Impl>(config)) {}
+Server::~Server() = default;
+std::uint16_t Server::port() const { return impl_->boundPort; }
+int Server::run() { return impl_->run(); }
+void Server::requestStop() { impl_->requestStop(); }
+
+}  // namespace mesh::relay

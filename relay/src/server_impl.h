@@ -1,0 +1,163 @@
+// Internals of Server, shared by server.cpp (lifecycle and libwebsockets
+// glue), gateway.cpp (WebSocket frames) and http.cpp (HTTP routes).
+//
+// Thread rules: everything here belongs to the loop thread except `inbox`
+// (any thread, under inboxMutex), `stopRequested` (atomic), `registry`
+// (thread-safe by itself) and `workers`.
+#pragma once
+
+#include <libwebsockets.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "counters.h"
+#include "mesh/proto/codec.h"
+#include "mesh/relay/config.h"
+#include "mesh/relay/server.h"
+#include "rate_limiter.h"
+#include "registry.h"
+#include "session.h"
+#include "worker_pool.h"
+
+namespace mesh::relay {
+
+// One HTTP request/response on a connection.
+struct HttpExchange {
+  std::uint64_t id = 0;
+  lws* wsi = nullptr;
+  std::string method;
+  std::string path;
+  std::string peer;
+  std::string authorization;
+  std::string body;
+  bool bodyTooLarge = false;
+  // Response, written from HTTP_WRITEABLE: headers first, then the body.
+  int status = 0;
+  std::string response;
+  bool headersSent = false;
+  bool closeAfter = false;
+};
+
+// A loop timer that knows its owner: the sul is the first member, so the
+// pointer lws hands back converts to the whole struct.
+struct LoopTimer {
+  lws_sorted_usec_list_t sul{};
+  Server::Impl* owner = nullptr;
+};
+
+// What lws keeps per connection: zeroed C memory, pointers only.
+struct PerSession {
+  Session* session;
+  HttpExchange* http;
+};
+
+struct Server::Impl {
+  explicit Impl(const Config& cfg);
+  ~Impl();
+
+  // ---- lifecycle (server.cpp)
+  int run();
+  void requestStop();
+  void post(std::function<void()> fn);  // any thread -> loop
+  void drainInbox();
+  void beginShutdown();
+  void finishIfDrained();
+  static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
+  int dispatch(lws* wsi, lws_callback_reasons reason, PerSession* pss, void* in, size_t len);
+  [[nodiscard]] std::int64_t nowUs() const;
+  [[nodiscard]] std::int64_t nowMs() const;
+  static std::string peerAddress(lws* wsi);
+
+  // ---- WebSocket (gateway.cpp)
+  int onFilterProtocol(lws* wsi);
+  int onEstablished(lws* wsi, PerSession* pss);
+  int onReceive(Session& s, const char* data, std::size_t len);
+  int onWriteable(Session& s);
+  void onClosed(PerSession* pss);
+  void onAuthTimer(Session& s);
+  void handleMessage(Session& s, std::string_view text, bool binary);
+  void handleFrame(Session& s, proto::DecodedFrame& frame);
+  void startAuth(Session& s, proto::AuthFrame& auth, std::optional<std::string> id);
+  void finishAuth(std::uint64_t sessionId, const std::optional<std::string>& name,
+                  const std::string& meshId);
+  void handleRelay(Session& s, const proto::RelayFrame& f, const std::optional<std::string>& id);
+  void handleBroadcast(Session& s, const proto::BroadcastFrame& f,
+                       const std::optional<std::string>& id);
+  void handleDiscover(Session& s, const std::optional<std::string>& id);
+  void pushParticipants(Session& from);
+  void sendPresence(const Session& about, bool online);
+  void sendError(Session& s, proto::ErrorCode code, std::string_view message,
+                 const std::optional<std::string>& id);
+  bool takeRate(Session& s, bool messageFrame);
+  void enqueue(Session& s, const OutFramePtr& frame);
+  void closeSession(Session& s, int code, std::string_view reason, bool dropQueue);
+  void detach(Session& s, bool announce);
+  void releaseUnauthenticated(Session& s);
+  void schedulePersist();
+  Session* findSession(std::uint64_t id);
+
+  // ---- HTTP (http.cpp)
+  int onHttp(lws* wsi, PerSession* pss, const char* uri);
+  int onHttpBody(PerSession* pss, const char* data, std::size_t len);
+  int onHttpBodyComplete(PerSession* pss);
+  int onHttpWriteable(lws* wsi, PerSession* pss);
+  void onHttpClosed(PerSession* pss);
+  void route(HttpExchange& ex);
+  void handleRegister(HttpExchange& ex);
+  void respond(HttpExchange& ex, int status, std::string body);
+  void respondLater(std::uint64_t exchangeId, int status, std::string body);
+
+  Config config;
+  Registry registry;
+  WorkerPool workers;
+  lws_context* context = nullptr;
+  lws_vhost* vhost = nullptr;
+  lws_retry_bo_t retryPolicy{};
+  std::vector<lws_protocols> protocols;
+  std::uint16_t boundPort = 0;
+
+  std::mutex inboxMutex;
+  std::vector<std::function<void()>> inbox;  // guarded by inboxMutex
+  std::atomic<bool> stopRequested{false};
+
+  // Loop-thread state.
+  std::uint64_t nextId = 1;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions;
+  std::unordered_map<std::string, Session*> online;  // meshId -> authenticated session
+  std::unordered_map<std::string, TokenBucket> meshBuckets;
+  std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
+  std::unordered_map<std::string, TokenBucket> registerBuckets;
+  std::unordered_map<std::uint64_t, std::unique_ptr<HttpExchange>> exchanges;
+  bool persistScheduled = false;
+  bool shuttingDown = false;
+  bool loopDone = false;
+  std::int64_t drainDeadlineUs = 0;
+  LoopTimer shutdownTimer;
+  LoopTimer sweepTimer;
+  Counters counters;
+};
+
+// Constant-time check of "Authorization: Bearer <token>" against `expected`
+// (false when `expected` is empty: no token configured, no access).
+[[nodiscard]] bool bearerMatches(std::string_view authorization, std::string_view expected);
+
+// Builds a frame with transport headroom: `encode` appends the frame text.
+template <typename Encode>
+OutFramePtr makeFrame(Encode&& encode) {
+  auto f = std::make_shared<OutFrame>();
+  f->bytes.reserve(LWS_PRE + 256);
+  f->bytes.append(LWS_PRE, '\0');
+  encode(f->bytes);
+  return f;
+}
+
+}  // namespace mesh::relay
