@@ -10,6 +10,7 @@
 // only read the in-memory index and take microseconds.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -36,8 +37,8 @@ struct MeshRecord {
 enum class RegisterOutcome { Created, Updated, Conflict };
 
 struct ResumeToken {
-  std::string token;          // 43 chars, base64url without padding
-  std::int64_t expiresAtMs;   // unix ms
+  std::string token;         // 43 chars, base64url without padding
+  std::int64_t expiresAtMs;  // unix ms
 };
 
 class Registry {
@@ -70,8 +71,9 @@ class Registry {
   // Fast: issues a fresh token for the mesh (the previous one dies at once
   // in the index), and queues the hash for the database. Call persistPending()
   // [blocking] on a worker to write queued token hashes and last-seen times.
-  ResumeToken issueResumeToken(std::string_view meshId, std::int64_t nowMs,
-                               std::int64_t ttlMs);
+  // An unknown meshId (e.g. removed meanwhile) gets a token that is recorded
+  // nowhere and so never verifies; noteSeen ignores unknown ids.
+  ResumeToken issueResumeToken(std::string_view meshId, std::int64_t nowMs, std::int64_t ttlMs);
   void noteSeen(std::string_view meshId, std::int64_t nowMs);
   void persistPending();  // [blocking]
   [[nodiscard]] bool hasPending() const;

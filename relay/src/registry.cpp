@@ -1,0 +1,588 @@
+#include "registry.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <system_error>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "sqlite_util.h"
+
+namespace mesh::relay {
+namespace {
+
+using sqlite::Database;
+using sqlite::Statement;
+using sqlite::Transaction;
+
+constexpr std::size_t kTokenBytes = 32;
+constexpr std::size_t kTokenHashBytes = 32;
+constexpr std::size_t kTokenKeyBytes = crypto_generichash_KEYBYTES;
+static_assert(kTokenKeyBytes == 32);
+// base64url of 32 bytes without padding.
+constexpr std::size_t kTokenChars = 43;
+constexpr const char* kTokenKeyName = "resume_token_key";
+constexpr const char* kProbeKeyName = "write_probe";
+
+using TokenHash = std::array<unsigned char, kTokenHashBytes>;
+
+// Forward migrations: entry i takes the schema from version i to i + 1.
+// Never edit a shipped entry; append a new one.
+const std::array<const char*, 1> kMigrations = {
+    // 1: the mesh table and a key/value table for the token hash key.
+    "CREATE TABLE meshes ("
+    "  mesh_id TEXT PRIMARY KEY NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  secret_hash TEXT NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  updated_at_ms INTEGER NOT NULL,"
+    "  last_seen_ms INTEGER NOT NULL DEFAULT 0,"
+    "  token_hash BLOB NULL,"
+    "  token_expires_ms INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  value BLOB NOT NULL"
+    ");",
+};
+
+std::int64_t wallClockMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+struct Entry {
+  std::string name;
+  std::string secretHash;  // crypto_pwhash_str output
+  std::int64_t createdAtMs = 0;
+  std::int64_t updatedAtMs = 0;
+  std::int64_t lastSeenMs = 0;
+  bool hasToken = false;
+  TokenHash tokenHash{};
+  std::int64_t tokenExpiresMs = 0;
+};
+
+MeshRecord toRecord(const std::string& id, const Entry& e) {
+  return MeshRecord{id, e.name, e.createdAtMs, e.updatedAtMs, e.lastSeenMs};
+}
+
+}  // namespace
+
+struct Registry::Impl {
+  Impl(const std::string& path, Argon2Params params) : argon2(params) {
+    if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+    prepareDirectory(path);
+    openDatabase(path);
+    migrate(path);
+    loadTokenKey();
+    prepareStatements();
+    loadIndex();
+    // A hash of a random password nobody knows: unknown meshes are verified
+    // against it so they cost the same time as known ones.
+    std::array<unsigned char, 32> junk{};
+    randombytes_buf(junk.data(), junk.size());
+    dummyHash =
+        hashSecret(std::string_view(reinterpret_cast<const char*>(junk.data()), junk.size()));
+    sodium_memzero(junk.data(), junk.size());
+  }
+
+  ~Impl() {
+    // Statements must be finalised before the connection closes.
+    stmts.reset();
+  }
+
+  // ---- setup (constructor only, single-threaded) ----
+
+  static void prepareDirectory(const std::string& path) {
+    if (path.empty() || path == ":memory:") return;
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (parent.empty()) return;
+    std::error_code ec;
+    if (std::filesystem::is_directory(parent, ec)) return;
+    std::filesystem::create_directory(parent, ec);
+    if (ec) {
+      throw std::runtime_error("registry: cannot create directory " + parent.string() + ": " +
+                               ec.message());
+    }
+  }
+
+  void openDatabase(const std::string& path) {
+    try {
+      db = std::make_unique<Database>(
+          path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX);
+      check(sqlite3_busy_timeout(db->get(), 5000), "busy_timeout");
+      // journal_mode answers with the mode it ended up in; WAL can be refused
+      // (some network file systems), and then we would rather know.
+      {
+        Statement mode(*db, "PRAGMA journal_mode=WAL");
+        auto run = mode.run();
+        const std::string got = run.step() ? run.text(0) : std::string();
+        if (got != "wal" && !(path == ":memory:" && got == "memory")) {
+          throw std::runtime_error("journal_mode=WAL refused (got \"" + got + "\")");
+        }
+      }
+      db->exec("PRAGMA synchronous=NORMAL");
+      db->exec("PRAGMA foreign_keys=ON");
+    } catch (const std::exception& e) {
+      throw std::runtime_error("registry " + path + ": " + e.what());
+    }
+  }
+
+  int userVersion() {
+    Statement st(*db, "PRAGMA user_version");
+    auto run = st.run();
+    if (!run.step()) throw std::runtime_error("PRAGMA user_version returned nothing");
+    return static_cast<int>(run.int64(0));
+  }
+
+  void migrate(const std::string& path) {
+    const int known = static_cast<int>(kMigrations.size());
+    try {
+      // The version is read inside the write transaction so that two
+      // processes opening the same new file cannot both migrate it.
+      Transaction tx(*db);
+      const int current = userVersion();
+      if (current > known) {
+        throw std::runtime_error("schema version " + std::to_string(current) +
+                                 " is newer than this relay understands (" + std::to_string(known) +
+                                 "); refusing to open it");
+      }
+      if (current < 0) {
+        throw std::runtime_error("invalid schema version " + std::to_string(current));
+      }
+      for (int v = current; v < known; ++v) db->exec(kMigrations[static_cast<std::size_t>(v)]);
+      if (current != known) db->exec("PRAGMA user_version=" + std::to_string(known));
+      tx.commit();
+    } catch (const std::exception& e) {
+      throw std::runtime_error("registry " + path + ": " + e.what());
+    }
+  }
+
+  void loadTokenKey() {
+    std::array<unsigned char, kTokenKeyBytes> fresh{};
+    randombytes_buf(fresh.data(), fresh.size());
+    {
+      // Keeps an existing key: it must survive restarts or every issued
+      // token would die with the process.
+      Statement ins(*db, "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)");
+      ins.run().bind(1, kTokenKeyName).bindBlob(2, fresh.data(), fresh.size()).done();
+    }
+    sodium_memzero(fresh.data(), fresh.size());
+    Statement sel(*db, "SELECT value FROM meta WHERE key = ?1");
+    auto run = sel.run();
+    run.bind(1, kTokenKeyName);
+    if (!run.step()) throw std::runtime_error("registry: resume-token key missing after insert");
+    const std::string stored = run.blob(0);
+    if (stored.size() != kTokenKeyBytes) {
+      throw std::runtime_error("registry: resume-token key has the wrong length (corrupt meta)");
+    }
+    std::copy(stored.begin(), stored.end(), tokenKey.begin());
+  }
+
+  void loadIndex() {
+    Statement sel(*db,
+                  "SELECT mesh_id, name, secret_hash, created_at_ms, updated_at_ms, last_seen_ms,"
+                  " token_hash, token_expires_ms FROM meshes");
+    auto run = sel.run();
+    while (run.step()) {
+      Entry e;
+      e.name = run.text(1);
+      e.secretHash = run.text(2);
+      e.createdAtMs = run.int64(3);
+      e.updatedAtMs = run.int64(4);
+      e.lastSeenMs = run.int64(5);
+      if (!run.isNull(6)) {
+        const std::string h = run.blob(6);
+        // A hash of any other length cannot match; the mesh then simply
+        // authenticates with its secret again.
+        if (h.size() == kTokenHashBytes) {
+          std::copy(h.begin(), h.end(), e.tokenHash.begin());
+          e.hasToken = true;
+          e.tokenExpiresMs = run.int64(7);
+        }
+      }
+      index.emplace(run.text(0), std::move(e));
+    }
+  }
+
+  void prepareStatements() { stmts = std::make_unique<Statements>(*db); }
+
+  void check(int rc, std::string_view what) {
+    if (rc != SQLITE_OK) sqlite::fail(db->get(), rc, what);
+  }
+
+  // ---- helpers usable from any thread ----
+
+  std::string hashSecret(std::string_view secret) const {
+    std::array<char, crypto_pwhash_STRBYTES> out{};
+    if (crypto_pwhash_str(out.data(), secret.data(), secret.size(), argon2.opsLimit,
+                          argon2.memLimit) != 0) {
+      throw std::runtime_error("registry: Argon2id hashing failed (out of memory?)");
+    }
+    return std::string(out.data());
+  }
+
+  static bool secretMatches(const std::string& hash, std::string_view secret) {
+    return crypto_pwhash_str_verify(hash.c_str(), secret.data(), secret.size()) == 0;
+  }
+
+  bool needsRehash(const std::string& hash) const {
+    // 1 = other parameters, -1 = not a hash we understand; both deserve a new
+    // hash once we know the secret is right.
+    return crypto_pwhash_str_needs_rehash(hash.c_str(), argon2.opsLimit, argon2.memLimit) != 0;
+  }
+
+  TokenHash hashToken(const unsigned char* raw) const {
+    TokenHash h{};
+    crypto_generichash(h.data(), h.size(), raw, kTokenBytes, tokenKey.data(), tokenKey.size());
+    return h;
+  }
+
+  // ---- state ----
+
+  struct Statements {
+    explicit Statements(Database& d)
+        : insertMesh(d,
+                     "INSERT INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
+                     " updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)"),
+          updateName(d,
+                     "UPDATE meshes SET name = ?2, updated_at_ms = ?3"
+                     " WHERE mesh_id = ?1 AND secret_hash = ?4"),
+          replaceSecret(d,
+                        "UPDATE meshes SET secret_hash = ?2, updated_at_ms = ?3,"
+                        " token_hash = NULL, token_expires_ms = 0 WHERE mesh_id = ?1"),
+          rehashSecret(
+              d, "UPDATE meshes SET secret_hash = ?2 WHERE mesh_id = ?1 AND secret_hash = ?3"),
+          deleteMesh(d, "DELETE FROM meshes WHERE mesh_id = ?1"),
+          writeVolatile(d,
+                        "UPDATE meshes SET last_seen_ms = ?2, token_hash = ?3,"
+                        " token_expires_ms = ?4 WHERE mesh_id = ?1"),
+          probeWrite(d, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)"),
+          probeRead(d, "SELECT value FROM meta WHERE key = ?1") {}
+
+    Statement insertMesh;
+    Statement updateName;
+    Statement replaceSecret;
+    Statement rehashSecret;
+    Statement deleteMesh;
+    Statement writeVolatile;
+    Statement probeWrite;
+    Statement probeRead;
+  };
+
+  const Argon2Params argon2;
+  std::string dummyHash;                                 // immutable after construction
+  std::array<unsigned char, kTokenKeyBytes> tokenKey{};  // immutable after construction
+
+  // Guarded by dbMutex. Lock order: dbMutex before indexMutex, never the
+  // reverse, and never hold either while running Argon2id.
+  std::mutex dbMutex;
+  std::unique_ptr<Database> db;
+  std::unique_ptr<Statements> stmts;
+
+  // Guarded by indexMutex: the mirror of the meshes table plus the ids whose
+  // last-seen time or token changed since the last persistPending().
+  mutable std::shared_mutex indexMutex;
+  std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> index;
+  std::unordered_set<std::string, StringHash, std::equal_to<>> pending;
+};
+
+Registry::Registry(const std::string& path, Argon2Params argon2)
+    : impl_(std::make_unique<Impl>(path, argon2)) {}
+
+Registry::~Registry() = default;
+
+RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view name,
+                                       std::string_view secret) {
+  Impl& im = *impl_;
+  // Each pass either finishes or saw the row change under it (a concurrent
+  // register, rotate or remove); the next pass looks again. The bound only
+  // matters if something outside this process edits the file.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    std::optional<std::string> existingHash;
+    {
+      std::shared_lock lock(im.indexMutex);
+      if (auto it = im.index.find(meshId); it != im.index.end()) {
+        existingHash = it->second.secretHash;
+      }
+    }
+
+    if (existingHash) {
+      if (!Impl::secretMatches(*existingHash, secret)) return RegisterOutcome::Conflict;
+      const std::int64_t now = wallClockMs();
+      std::lock_guard dbLock(im.dbMutex);
+      auto run = im.stmts->updateName.run();
+      run.bind(1, meshId).bind(2, name).bind(3, now).bind(4, *existingHash).done();
+      if (sqlite3_changes(im.db->get()) == 0) continue;
+      std::unique_lock lock(im.indexMutex);
+      if (auto it = im.index.find(meshId); it != im.index.end()) {
+        it->second.name = std::string(name);
+        it->second.updatedAtMs = now;
+      }
+      return RegisterOutcome::Updated;
+    }
+
+    const std::string hash = im.hashSecret(secret);
+    const std::int64_t now = wallClockMs();
+    std::lock_guard dbLock(im.dbMutex);
+    try {
+      im.stmts->insertMesh.run().bind(1, meshId).bind(2, name).bind(3, hash).bind(4, now).done();
+    } catch (const sqlite::Error& e) {
+      // Someone registered the same id between our look-up and the insert;
+      // judge the secret against theirs on the next pass.
+      if (e.code() == SQLITE_CONSTRAINT) continue;
+      throw;
+    }
+    std::unique_lock lock(im.indexMutex);
+    Entry entry;
+    entry.name = std::string(name);
+    entry.secretHash = hash;
+    entry.createdAtMs = now;
+    entry.updatedAtMs = now;
+    im.index.insert_or_assign(std::string(meshId), std::move(entry));
+    return RegisterOutcome::Created;
+  }
+  throw std::runtime_error("registry: mesh " + std::string(meshId) +
+                           " keeps changing under registration; giving up");
+}
+
+std::optional<std::string> Registry::verifySecret(std::string_view meshId,
+                                                  std::string_view secret) {
+  Impl& im = *impl_;
+  std::optional<std::pair<std::string, std::string>> known;  // hash, name
+  {
+    std::shared_lock lock(im.indexMutex);
+    if (auto it = im.index.find(meshId); it != im.index.end()) {
+      known.emplace(it->second.secretHash, it->second.name);
+    }
+  }
+  if (!known) {
+    // Same work as a real check, and the answer is always no.
+    (void)Impl::secretMatches(im.dummyHash, secret);
+    return std::nullopt;
+  }
+  if (!Impl::secretMatches(known->first, secret)) return std::nullopt;
+
+  if (im.needsRehash(known->first)) {
+    // Best effort: the secret was right, so a failure to upgrade its hash
+    // must not turn into a failed login.
+    try {
+      const std::string fresh = im.hashSecret(secret);
+      std::lock_guard dbLock(im.dbMutex);
+      im.stmts->rehashSecret.run().bind(1, meshId).bind(2, fresh).bind(3, known->first).done();
+      if (sqlite3_changes(im.db->get()) > 0) {
+        std::unique_lock lock(im.indexMutex);
+        if (auto it = im.index.find(meshId); it != im.index.end()) it->second.secretHash = fresh;
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  return std::move(known->second);
+}
+
+std::optional<std::string> Registry::verifyResumeToken(std::string_view meshId,
+                                                       std::string_view token,
+                                                       std::int64_t nowMs) const {
+  const Impl& im = *impl_;
+  if (token.size() != kTokenChars) return std::nullopt;
+  std::array<unsigned char, kTokenBytes> raw{};
+  std::size_t rawLen = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(raw.data(), raw.size(), token.data(), token.size(), nullptr, &rawLen, &end,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      rawLen != kTokenBytes || end != token.data() + token.size()) {
+    return std::nullopt;
+  }
+  const TokenHash presented = im.hashToken(raw.data());
+  sodium_memzero(raw.data(), raw.size());
+
+  std::shared_lock lock(im.indexMutex);
+  auto it = im.index.find(meshId);
+  if (it == im.index.end()) return std::nullopt;
+  const Entry& e = it->second;
+  if (!e.hasToken || nowMs >= e.tokenExpiresMs) return std::nullopt;
+  if (sodium_memcmp(presented.data(), e.tokenHash.data(), kTokenHashBytes) != 0) {
+    return std::nullopt;
+  }
+  return e.name;
+}
+
+ResumeToken Registry::issueResumeToken(std::string_view meshId, std::int64_t nowMs,
+                                       std::int64_t ttlMs) {
+  Impl& im = *impl_;
+  std::array<unsigned char, kTokenBytes> raw{};
+  randombytes_buf(raw.data(), raw.size());
+  std::array<char, kTokenChars + 1> text{};
+  sodium_bin2base64(text.data(), text.size(), raw.data(), raw.size(),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  const TokenHash hash = im.hashToken(raw.data());
+  sodium_memzero(raw.data(), raw.size());
+  ResumeToken out{std::string(text.data(), kTokenChars), nowMs + ttlMs};
+
+  std::unique_lock lock(im.indexMutex);
+  // An id that vanished meanwhile (removed by an admin) gets a token that is
+  // recorded nowhere and so never verifies.
+  if (auto it = im.index.find(meshId); it != im.index.end()) {
+    it->second.hasToken = true;
+    it->second.tokenHash = hash;
+    it->second.tokenExpiresMs = out.expiresAtMs;
+    im.pending.emplace(meshId);
+  }
+  return out;
+}
+
+void Registry::noteSeen(std::string_view meshId, std::int64_t nowMs) {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.indexMutex);
+  if (auto it = im.index.find(meshId); it != im.index.end()) {
+    it->second.lastSeenMs = nowMs;
+    im.pending.emplace(meshId);
+  }
+}
+
+void Registry::persistPending() {
+  Impl& im = *impl_;
+  struct Row {
+    std::string id;
+    std::int64_t lastSeenMs;
+    bool hasToken;
+    TokenHash tokenHash;
+    std::int64_t tokenExpiresMs;
+  };
+
+  // dbMutex is held from the snapshot to the commit, so a rotate or remove
+  // cannot slip between them and be overwritten by an older snapshot.
+  std::lock_guard dbLock(im.dbMutex);
+  std::vector<Row> rows;
+  {
+    std::unique_lock lock(im.indexMutex);
+    if (im.pending.empty()) return;
+    rows.reserve(im.pending.size());
+    for (const std::string& id : im.pending) {
+      auto it = im.index.find(id);
+      if (it == im.index.end()) continue;  // removed since; nothing to write
+      const Entry& e = it->second;
+      rows.push_back(Row{id, e.lastSeenMs, e.hasToken, e.tokenHash, e.tokenExpiresMs});
+    }
+    im.pending.clear();
+  }
+
+  try {
+    // One transaction, hence one WAL sync, however many meshes reconnected.
+    Transaction tx(*im.db);
+    for (const Row& r : rows) {
+      auto run = im.stmts->writeVolatile.run();
+      run.bind(1, r.id).bind(2, r.lastSeenMs);
+      if (r.hasToken) {
+        run.bindBlob(3, r.tokenHash.data(), r.tokenHash.size());
+      } else {
+        run.bindNull(3);
+      }
+      run.bind(4, r.hasToken ? r.tokenExpiresMs : 0).done();
+    }
+    tx.commit();
+  } catch (...) {
+    // Queue them again: the next call writes the then-current values.
+    std::unique_lock lock(im.indexMutex);
+    for (Row& r : rows) im.pending.insert(std::move(r.id));
+    throw;
+  }
+}
+
+bool Registry::hasPending() const {
+  std::shared_lock lock(impl_->indexMutex);
+  return !impl_->pending.empty();
+}
+
+std::optional<MeshRecord> Registry::find(std::string_view meshId) const {
+  std::shared_lock lock(impl_->indexMutex);
+  auto it = impl_->index.find(meshId);
+  if (it == impl_->index.end()) return std::nullopt;
+  return toRecord(it->first, it->second);
+}
+
+std::vector<MeshRecord> Registry::list() const {
+  std::vector<MeshRecord> out;
+  {
+    std::shared_lock lock(impl_->indexMutex);
+    out.reserve(impl_->index.size());
+    for (const auto& [id, e] : impl_->index) out.push_back(toRecord(id, e));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const MeshRecord& a, const MeshRecord& b) { return a.meshId < b.meshId; });
+  return out;
+}
+
+std::size_t Registry::size() const {
+  std::shared_lock lock(impl_->indexMutex);
+  return impl_->index.size();
+}
+
+bool Registry::removeMesh(std::string_view meshId) {
+  Impl& im = *impl_;
+  std::lock_guard dbLock(im.dbMutex);
+  im.stmts->deleteMesh.run().bind(1, meshId).done();
+  const bool removed = sqlite3_changes(im.db->get()) > 0;
+  std::unique_lock lock(im.indexMutex);
+  if (auto it = im.index.find(meshId); it != im.index.end()) im.index.erase(it);
+  if (auto it = im.pending.find(meshId); it != im.pending.end()) im.pending.erase(it);
+  return removed;
+}
+
+bool Registry::rotateSecret(std::string_view meshId, std::string_view newSecret) {
+  Impl& im = *impl_;
+  {
+    std::shared_lock lock(im.indexMutex);
+    if (im.index.find(meshId) == im.index.end()) return false;
+  }
+  const std::string hash = im.hashSecret(newSecret);
+  const std::int64_t now = wallClockMs();
+  std::lock_guard dbLock(im.dbMutex);
+  im.stmts->replaceSecret.run().bind(1, meshId).bind(2, hash).bind(3, now).done();
+  if (sqlite3_changes(im.db->get()) == 0) return false;
+  std::unique_lock lock(im.indexMutex);
+  if (auto it = im.index.find(meshId); it != im.index.end()) {
+    Entry& e = it->second;
+    e.secretHash = hash;
+    e.updatedAtMs = now;
+    e.hasToken = false;
+    e.tokenHash.fill(0);
+    e.tokenExpiresMs = 0;
+  }
+  return true;
+}
+
+bool Registry::checkWritable() {
+  Impl& im = *impl_;
+  try {
+    const std::string stamp = std::to_string(wallClockMs());
+    std::lock_guard dbLock(im.dbMutex);
+    im.stmts->probeWrite.run()
+        .bind(1, kProbeKeyName)
+        .bindBlob(2, stamp.data(), stamp.size())
+        .done();
+    auto run = im.stmts->probeRead.run();
+    run.bind(1, kProbeKeyName);
+    return run.step() && run.blob(0) == stamp;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace mesh::relay
