@@ -1,0 +1,136 @@
+// mesh-bench: load generator for mesh relays. See docs/benchmarks.md.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "bench.h"
+
+using namespace mesh::bench;
+
+namespace {
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+std::string make_run_id(const std::string& prefix) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lx%x", static_cast<unsigned long>(time(nullptr)) & 0xffffff,
+                static_cast<unsigned>(getpid()) & 0xfff);
+  return prefix + "-" + buf;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"mesh-bench: load generator for mesh relays (relay, fanout, latency, conns, storm)"};
+  Options opt;
+  std::string url, host, scenarios = "relay", json_path, prefix = "mb";
+  int port = 0;
+  app.add_option("--url", url, "relay WebSocket URL (default ws://127.0.0.1:4000/gateway)");
+  app.add_option("--host", host, "relay host (instead of --url)");
+  app.add_option("--port", port, "relay port (instead of --url)")->check(CLI::Range(1, 65535));
+  app.add_option("--scenario,-s", scenarios,
+                 "comma-separated: relay, fanout, latency, conns, storm, all (all = first four)");
+  app.add_option("--label", opt.label, "server name for the report");
+  app.add_option("--pairs", opt.pairs, "relay/latency: sender->receiver pairs")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--window", opt.window, "relay/fanout: messages in flight per pair")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--payload", opt.payload, "payload object size in bytes")
+      ->check(CLI::Range(0, 1 << 20));
+  app.add_option("--receivers", opt.receivers, "fanout: receivers of one broadcaster")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--rate", opt.rate, "latency: messages per second (open loop)")
+      ->check(CLI::Range(1, 10000000));
+  app.add_option("--duration", opt.duration, "measured seconds (conns: idle seconds)")
+      ->check(CLI::Range(0.1, 600.0));
+  app.add_option("--warmup", opt.warmup, "seconds before measuring")->check(CLI::Range(0.0, 60.0));
+  app.add_option("--drain", opt.drain, "seconds to wait for stragglers after sending stops")
+      ->check(CLI::Range(0.0, 60.0));
+  app.add_option("--conns", opt.conns, "conns/storm: connections (one mesh each)")
+      ->check(CLI::Range(1, 200000));
+  app.add_option("--storm-rounds", opt.storm_rounds, "storm: restarts per mode")
+      ->check(CLI::Range(1, 20));
+  app.add_option("--json", json_path, "write JSON results to a file, - for stdout");
+  app.add_option("--server-pid", opt.server_pid,
+                 "server pid for CPU/RSS (default: the process listening on the port)");
+  app.add_option("--server-cmd", opt.server_cmd,
+                 "storm: shell command that starts the server (started, killed, restarted)");
+  app.add_option("--source-addrs", opt.source_addrs,
+                 "spread connections over 127.0.0.1..127.0.0.N (default: 1 per 8000 conns)")
+      ->check(CLI::Range(1, 254));
+  app.add_option("--max-pending", opt.max_pending, "connects/auths in flight at once")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--register-parallel", opt.register_parallel, "parallel POST /register")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--connect-timeout", opt.connect_timeout, "seconds allowed to connect all");
+  app.add_option("--prefix", prefix, "mesh id prefix (a run id is appended)");
+  app.add_flag("--verbose,-v", opt.verbose, "print every error; show server stdout (storm)");
+  CLI11_PARSE(app, argc, argv);
+
+  if (!url.empty()) {
+    if (!parse_ws_url(url, opt.ep)) {
+      std::cerr << "mesh-bench: bad --url (want ws://host:port/path)\n";
+      return 2;
+    }
+  }
+  if (!host.empty()) opt.ep.host = host;
+  if (port) opt.ep.port = static_cast<uint16_t>(port);
+  opt.run_id = make_run_id(prefix);
+  raise_fd_limit();
+
+  std::vector<std::string> list;
+  std::stringstream ss(scenarios);
+  for (std::string s; std::getline(ss, s, ',');) {
+    if (s == "all") {
+      for (const char* x : {"relay", "fanout", "latency", "conns"}) list.emplace_back(x);
+    } else if (s == "relay" || s == "fanout" || s == "latency" || s == "conns" || s == "storm") {
+      list.push_back(s);
+    } else {
+      std::cerr << "mesh-bench: unknown scenario '" << s << "'\n";
+      return 2;
+    }
+  }
+
+  std::vector<Result> results;
+  for (const auto& s : list) {
+    if (opt.verbose) std::fprintf(stderr, "mesh-bench: running %s\n", s.c_str());
+    if (s == "conns") {
+      results.push_back(run_conns(opt));
+    } else if (s == "storm") {
+      for (auto& r : run_storm(opt)) results.push_back(std::move(r));
+    } else {
+      results.push_back(run_traffic(opt, s));
+    }
+  }
+
+  bool json_stdout = json_path == "-";
+  print_table(results, json_stdout);
+  if (!json_path.empty()) {
+    std::string j = to_json(results, opt.run_id);
+    if (json_stdout) {
+      std::cout << j;
+    } else {
+      std::ofstream f(json_path);
+      f << j;
+      if (!f) {
+        std::cerr << "mesh-bench: cannot write " << json_path << "\n";
+        return 2;
+      }
+    }
+  }
+  bool ok = true;
+  for (const auto& r : results) ok = ok && r.ok;
+  return ok ? 0 : 1;
+}
