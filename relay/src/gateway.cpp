@@ -142,8 +142,7 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
     return;
   }
 
-  auto result =
-      proto::decodeNodeFrame(text, s.state == SessionState::Authenticated, config.limits);
+  auto result = proto::decodeNodeFrame(text, s.state == SessionState::Authenticated, config.limits);
   if (auto* err = std::get_if<proto::DecodeError>(&result)) {
     ++counters.protocolErrors;
     if (err->code == proto::ErrorCode::InvalidUtf8) {
@@ -324,9 +323,10 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
   auto it = online.find(f.targetMeshId);
   if (it == online.end() || it->second->state != SessionState::Authenticated) {
     ++counters.relaysOffline;
-    if (id) enqueue(s, makeFrame([&](std::string& out) {
-                      proto::encodeAck(out, *id, proto::AckStatus::Offline, 0);
-                    }));
+    if (id)
+      enqueue(s, makeFrame([&](std::string& out) {
+                proto::encodeAck(out, *id, proto::AckStatus::Offline, 0);
+              }));
     return;
   }
   Session& target = *it->second;
@@ -340,9 +340,10 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
             proto::encodeIncoming(out, s.meshId, s.name, payload, id);
           }));
   ++counters.relaysDelivered;
-  if (id) enqueue(s, makeFrame([&](std::string& out) {
-                    proto::encodeAck(out, *id, proto::AckStatus::Delivered, 1);
-                  }));
+  if (id)
+    enqueue(s, makeFrame([&](std::string& out) {
+              proto::encodeAck(out, *id, proto::AckStatus::Delivered, 1);
+            }));
 }
 
 void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
@@ -354,9 +355,8 @@ void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
     payload = filtered;
   }
   // Encoded once, shared by every recipient.
-  const OutFramePtr frame = makeFrame([&](std::string& out) {
-    proto::encodeIncoming(out, s.meshId, s.name, payload, id);
-  });
+  const OutFramePtr frame = makeFrame(
+      [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); });
   std::vector<Session*> recipients;
   recipients.reserve(online.size());
   for (auto& [meshId, other] : online) {
@@ -364,10 +364,11 @@ void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
   }
   for (Session* r : recipients) enqueue(*r, frame);
   counters.broadcastRecipients += recipients.size();
-  if (id) enqueue(s, makeFrame([&](std::string& out) {
-                    proto::encodeAck(out, *id, proto::AckStatus::Delivered,
-                                     static_cast<std::uint32_t>(recipients.size()));
-                  }));
+  if (id)
+    enqueue(s, makeFrame([&](std::string& out) {
+              proto::encodeAck(out, *id, proto::AckStatus::Delivered,
+                               static_cast<std::uint32_t>(recipients.size()));
+            }));
 }
 
 void Server::Impl::handleDiscover(Session& s, const std::optional<std::string>& id) {
@@ -378,14 +379,11 @@ void Server::Impl::handleDiscover(Session& s, const std::optional<std::string>& 
       instances.push_back({other->meshId, other->name, other->roomsJson});
     }
   }
-  enqueue(s, makeFrame([&](std::string& out) {
-            proto::encodeDiscoverResult(out, instances, id);
-          }));
+  enqueue(s, makeFrame([&](std::string& out) { proto::encodeDiscoverResult(out, instances, id); }));
 }
 
 void Server::Impl::pushParticipants(Session& from) {
-  const std::vector<proto::ParticipantsView> list{
-      {from.meshId, from.name, from.participantsJson}};
+  const std::vector<proto::ParticipantsView> list{{from.meshId, from.name, from.participantsJson}};
   const OutFramePtr frame =
       makeFrame([&](std::string& out) { proto::encodeParticipants(out, list); });
   std::vector<Session*> recipients;
@@ -396,9 +394,8 @@ void Server::Impl::pushParticipants(Session& from) {
 }
 
 void Server::Impl::sendPresence(const Session& about, bool isOnline) {
-  const OutFramePtr frame = makeFrame([&](std::string& out) {
-    proto::encodePresence(out, about.meshId, about.name, isOnline);
-  });
+  const OutFramePtr frame = makeFrame(
+      [&](std::string& out) { proto::encodePresence(out, about.meshId, about.name, isOnline); });
   std::vector<Session*> recipients;
   for (auto& [meshId, other] : online) {
     if (other != &about && other->state == SessionState::Authenticated) {
@@ -518,7 +515,11 @@ void Server::Impl::schedulePersist() {
   if (persistScheduled) return;
   persistScheduled = true;
   workers.post([this] {
-    registry.persistPending();
+    try {
+      registry.persistPending();
+    } catch (const std::exception& e) {
+      LOG_ERROR("saving resume tokens failed (will retry): " << e.what());
+    }
     post([this] {
       persistScheduled = false;
       if (registry.hasPending()) schedulePersist();

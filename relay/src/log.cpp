@@ -28,9 +28,13 @@ const char* levelName(LogLevel level) {
 
 }  // namespace
 
-void setLevel(LogLevel level) { gLevel.store(static_cast<int>(level)); }
+void setLevel(LogLevel level) {
+  gLevel.store(static_cast<int>(level));
+}
 
-bool enabled(LogLevel level) { return static_cast<int>(level) <= gLevel.load(); }
+bool enabled(LogLevel level) {
+  return static_cast<int>(level) <= gLevel.load();
+}
 
 void write(LogLevel level, const std::string& line) {
   using namespace std::chrono;

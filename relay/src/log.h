@@ -14,13 +14,13 @@ void setLevel(LogLevel level);
 void write(LogLevel level, const std::string& line);
 
 // Usage: LOG_INFO("conn=" << id << " auth ok meshId=" << meshId);
-#define MESH_LOG(level, expr)                                     \
-  do {                                                            \
-    if (::mesh::relay::log::enabled(level)) {                     \
-      std::ostringstream mesh_log_os_;                            \
-      mesh_log_os_ << expr;                                       \
-      ::mesh::relay::log::write(level, mesh_log_os_.str());       \
-    }                                                             \
+#define MESH_LOG(level, expr)                               \
+  do {                                                      \
+    if (::mesh::relay::log::enabled(level)) {               \
+      std::ostringstream mesh_log_os_;                      \
+      mesh_log_os_ << expr;                                 \
+      ::mesh::relay::log::write(level, mesh_log_os_.str()); \
+    }                                                       \
   } while (0)
 #define LOG_ERROR(expr) MESH_LOG(::mesh::relay::LogLevel::Error, expr)
 #define LOG_WARN(expr) MESH_LOG(::mesh::relay::LogLevel::Warn, expr)

@@ -2,12 +2,12 @@
 // lives in the library so tests can run the same server in-process.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <map>
 #include <thread>
-#include <unistd.h>
 
 #include "mesh/relay/config.h"
 #include "mesh/relay/server.h"
@@ -114,12 +114,12 @@ void bindOptions(CLI::App& app, Config& c) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--log-level", c.logLevel, "error, warn, info or debug")
       ->envname("LOG_LEVEL")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, LogLevel>{{"error", LogLevel::Error},
-                                          {"warn", LogLevel::Warn},
-                                          {"info", LogLevel::Info},
-                                          {"debug", LogLevel::Debug}},
-          CLI::ignore_case));
+      ->transform(
+          CLI::CheckedTransformer(std::map<std::string, LogLevel>{{"error", LogLevel::Error},
+                                                                  {"warn", LogLevel::Warn},
+                                                                  {"info", LogLevel::Info},
+                                                                  {"debug", LogLevel::Debug}},
+                                  CLI::ignore_case));
 }
 
 }  // namespace

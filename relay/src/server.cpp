@@ -36,11 +36,15 @@ void sweepBuckets(lws_sorted_usec_list_t* sul) {
   lws_sul_schedule(self->context, 0, sul, sweepBuckets, 60 * LWS_US_PER_SEC);
 }
 
-void shutdownTick(lws_sorted_usec_list_t* sul) { timerOwner(sul)->finishIfDrained(); }
+void shutdownTick(lws_sorted_usec_list_t* sul) {
+  timerOwner(sul)->finishIfDrained();
+}
 
 }  // namespace
 
-std::size_t OutFrame::textSize() const { return bytes.size() - LWS_PRE; }
+std::size_t OutFrame::textSize() const {
+  return bytes.size() - LWS_PRE;
+}
 
 Server::Impl::Impl(const Config& cfg)
     : config(cfg),
@@ -79,8 +83,8 @@ Server::Impl::Impl(const Config& cfg)
 
   context = lws_create_context(&info);
   if (!context) {
-    throw std::runtime_error("cannot listen on " + config.host + ":" +
-                             std::to_string(config.port) + " (port in use or no permission?)");
+    throw std::runtime_error("cannot listen on " + config.host + ":" + std::to_string(config.port) +
+                             " (port in use or no permission?)");
   }
   vhost = lws_get_vhost_by_name(context, "mesh-relay");
   if (!vhost) vhost = lws_get_vhost_by_name(context, "default");
@@ -96,7 +100,13 @@ Server::Impl::~Impl() {
   // Finish blocking work first: it may still post to the inbox, which only
   // needs the context to be alive for lws_cancel_service.
   workers.drain();
-  if (registry.hasPending()) registry.persistPending();
+  try {
+    if (registry.hasPending()) registry.persistPending();
+  } catch (const std::exception& e) {
+    // Only resume tokens and last-seen times are lost: nodes fall back to
+    // their secrets.
+    LOG_ERROR("could not save pending registry updates: " << e.what());
+  }
   if (context) {
     lws_context_destroy(context);
     context = nullptr;
@@ -162,8 +172,9 @@ void Server::Impl::beginShutdown() {
   if (shuttingDown) return;
   shuttingDown = true;
   LOG_INFO("shutting down: closing " << sessions.size() << " connections");
-  // Stop accepting: closes the listen socket.
-  lws_context_deprecate(context, nullptr);
+  // From here on new TCP connections are dropped at accept (see
+  // FILTER_NETWORK_CONNECTION). lws_context_deprecate() would close the
+  // listen socket, but in 4.1.6 it touches the listener after freeing it.
   std::vector<Session*> all;
   all.reserve(sessions.size());
   for (auto& [id, s] : sessions) all.push_back(s.get());
@@ -210,6 +221,9 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       if (stopRequested.load() && !shuttingDown) beginShutdown();
       return 0;
 
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+      return shuttingDown ? 1 : 0;
+
     // WebSocket
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
       return onFilterProtocol(wsi);
@@ -250,8 +264,14 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
 
 Server::Server(const Config& config) : impl_(std::make_unique<Impl>(config)) {}
 Server::~Server() = default;
-std::uint16_t Server::port() const { return impl_->boundPort; }
-int Server::run() { return impl_->run(); }
-void Server::requestStop() { impl_->requestStop(); }
+std::uint16_t Server::port() const {
+  return impl_->boundPort;
+}
+int Server::run() {
+  return impl_->run();
+}
+void Server::requestStop() {
+  impl_->requestStop();
+}
 
 }  // namespace mesh::relay

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../relay/src/registry.h"
+#include "registry.h"
 
 namespace mesh::relay {
 namespace {

@@ -1,0 +1,125 @@
+#include "support/test_relay.h"
+
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <random>
+#include <stdexcept>
+
+namespace mesh::test {
+
+TempDir::TempDir() {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    auto candidate = std::filesystem::temp_directory_path() /
+                     ("mesh-relay-test-" + std::to_string(rd()) + std::to_string(rd()));
+    if (std::filesystem::create_directory(candidate)) {
+      path_ = candidate;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temporary directory");
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+relay::Config testConfig(const std::filesystem::path& dbPath) {
+  relay::Config c;
+  c.host = "127.0.0.1";
+  c.port = 0;
+  c.dbPath = dbPath.string();
+  c.argon2OpsLimit = 1;
+  c.argon2MemLimit = 8192;
+  c.workerThreads = 2;
+  c.logLevel = relay::LogLevel::Warn;
+  c.drainTimeoutSeconds = 2;
+  return c;
+}
+
+TestRelay::TestRelay(const std::function<void(relay::Config&)>& tweak)
+    : config_(testConfig(dir_.path() / "mesh.db")) {
+  if (tweak) tweak(config_);
+  server_ = std::make_unique<relay::Server>(config_);
+  port_ = server_->port();
+  loop_ = std::thread([this] { exitCode_ = server_->run(); });
+}
+
+TestRelay::~TestRelay() {
+  stop();
+}
+
+int TestRelay::stop() {
+  if (loop_.joinable()) {
+    server_->requestStop();
+    loop_.join();
+    server_.reset();
+  }
+  return exitCode_;
+}
+
+int TestRelay::registerMesh(const std::string& meshId, const std::string& secret,
+                            const std::string& name) {
+  std::string body =
+      R"({"meshId":")" + meshId + R"(","secret":")" + secret + R"(","name":")" + name + R"("})";
+  return httpRequest(port_, "POST", "/register", body, {"Content-Type: application/json"}).status;
+}
+
+std::unique_ptr<WsClient> TestRelay::connectAs(const std::string& meshId, const std::string& secret,
+                                               const std::string& extra, std::string* authOk) {
+  auto c = WsClient::connect(port_);
+  std::string frame = R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" + secret +
+                      "\"" + (extra.empty() ? "" : "," + extra) + "}";
+  c->sendText(frame);
+  std::string ok = c->expectType("gateway_auth_ok");
+  if (authOk) *authOk = ok;
+  return c;
+}
+
+std::unique_ptr<WsClient> TestRelay::join(const std::string& meshId, const std::string& extra,
+                                          std::string* authOk) {
+  const int status = registerMesh(meshId, secretFor(meshId), "Mesh " + meshId);
+  if (status != 201 && status != 200) {
+    throw std::runtime_error("register " + meshId + " answered " + std::to_string(status));
+  }
+  return connectAs(meshId, secretFor(meshId), extra, authOk);
+}
+
+ConnectOptions fromAddress(const std::string& sourceAddress) {
+  ConnectOptions o;
+  o.bindAddress = sourceAddress;
+  return o;
+}
+
+ConnectOptions onPath(const std::string& path) {
+  ConnectOptions o;
+  o.path = path;
+  return o;
+}
+
+rapidjson::Document json(const std::string& text) {
+  rapidjson::Document d;
+  d.Parse(text.c_str(), text.size());
+  if (d.HasParseError()) throw std::runtime_error("not JSON: " + text);
+  return d;
+}
+
+std::vector<std::string> framesUntilProbe(WsClient& c, const std::string& probeId) {
+  c.sendText(R"({"type":"gateway_discover","id":")" + probeId + R"("})");
+  std::vector<std::string> seen;
+  for (;;) {
+    WsMessage m = c.recv(std::chrono::milliseconds(5000));
+    if (m.kind != WsMessage::Kind::Text) {
+      throw std::runtime_error("connection ended before the probe answer");
+    }
+    if (jsonString(m.data, "type") == "gateway_discover_result" &&
+        jsonString(m.data, "id") == probeId) {
+      return seen;
+    }
+    seen.push_back(m.data);
+  }
+}
+
+}  // namespace mesh::test

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Builds and runs every test: once in a normal build, once under
+# AddressSanitizer + UndefinedBehaviorSanitizer. Installs the Debian
+# packages first (a no-op when they are there).
+set -eu
+cd "$(dirname "$0")/.."
+tools/setup-debian.sh
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs" --timeout 600
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMESH_SANITIZE=ON
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900
+
+if [ -x tools/bench-smoke.sh ]; then
+  tools/bench-smoke.sh build/relay/mesh-relay build/tools/mesh-bench/mesh-bench
+fi
+echo "all tests passed"
