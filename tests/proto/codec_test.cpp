@@ -248,7 +248,8 @@ TEST(FrameCodec, PayloadViewAtEndOfFrame) {
 
 TEST(FrameCodec, PayloadViewKeepsNumbersVerbatim) {
   const std::string payload = R"({"big":1e300,"long":123456789012345678901234567890,"f":-0.10})";
-  const DecodeResult r = decode(relayWith(payload));
+  const std::string text = relayWith(payload);  // the views point into it
+  const DecodeResult r = decode(text);
   EXPECT_EQ(std::get<RelayFrame>(ok(r).frame).payloadJson, payload);
 }
 
@@ -495,7 +496,8 @@ TEST(FrameCodec, RepeatedDecodesOnOneThreadAreIndependent) {
     EXPECT_EQ(error(decode(R"({"type":"gateway_discover")")).code, ErrorCode::InvalidJson);
     EXPECT_EQ(error(decode(relayWith(nestedObjects(90)))).code, ErrorCode::InvalidFrame);
     EXPECT_EQ(error(decode("[1]")).code, ErrorCode::InvalidJson);
-    const DecodeResult r = decode(relayWith(R"({"x":"y"})"));
+    const std::string text = relayWith(R"({"x":"y"})");
+    const DecodeResult r = decode(text);
     EXPECT_EQ(std::get<RelayFrame>(ok(r).frame).payloadJson, R"({"x":"y"})");
   }
 }
