@@ -185,11 +185,14 @@ void WsConn::read_some() {
     if (in_.size() - in_len_ < kReadChunk / 2) in_.resize(in_.size() * 2);
     ssize_t n = ::recv(fd_, in_.data() + in_len_, in_.size() - in_len_, 0);
     if (n > 0) {
+      size_t room = in_.size() - in_len_;
       in_len_ += static_cast<size_t>(n);
       total += static_cast<size_t>(n);
       if (state_ == State::upgrading && !parse_upgrade()) return;
       if (state_ == State::open) parse_frames();
       if (state_ == State::closed) return;
+      // A short read drained the socket; level-triggered epoll reports more.
+      if (static_cast<size_t>(n) < room) return;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
