@@ -43,12 +43,12 @@ std::string jnum(double v) {
 
 void print_table(const std::vector<Result>& results, bool to_stderr) {
   FILE* out = to_stderr ? stderr : stdout;
-  std::fprintf(out, "%-8s %-10s %12s %9s %9s %9s %9s %9s %7s %5s %5s %9s %s\n", "scenario",
+  std::fprintf(out, "%-9s %-10s %12s %9s %9s %9s %9s %9s %7s %5s %5s %9s %s\n", "scenario",
                "server", "msgs/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "lost",
                "dup", "err", "cpu us/m", "status");
   for (const auto& r : results) {
     std::fprintf(
-        out, "%-8s %-10s %12s %9s %9s %9s %9s %9s %7llu %5llu %5llu %9s %s\n", r.scenario.c_str(),
+        out, "%-9s %-10s %12s %9s %9s %9s %9s %9s %7llu %5llu %5llu %9s %s\n", r.scenario.c_str(),
         r.server.c_str(), fmt(r.msgs_per_s, 0).c_str(), r.has_latency ? fmt(r.p50).c_str() : "-",
         r.has_latency ? fmt(r.p90).c_str() : "-", r.has_latency ? fmt(r.p99).c_str() : "-",
         r.has_latency ? fmt(r.p999).c_str() : "-", r.has_latency ? fmt(r.max).c_str() : "-",

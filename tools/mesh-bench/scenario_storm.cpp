@@ -23,8 +23,7 @@ pid_t spawn_server(const std::string& cmd, bool quiet) {
       int devnull = open("/dev/null", O_WRONLY);
       if (devnull >= 0) dup2(devnull, 1);
     }
-    std::string full = "exec " + cmd;
-    execl("/bin/sh", "sh", "-c", full.c_str(), static_cast<char*>(nullptr));
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   setpgid(pid, pid);
@@ -130,7 +129,9 @@ Result StormSession::restart_round(bool tokens) {
       }
     }
     int64_t t_done = now_ns();
-    ProcSample cpu = sample_proc(server_);
+    // The shell's child may be the server: sample the port's owner.
+    pid_t listener = find_listening_pid(opt_.ep.port);
+    ProcSample cpu = sample_proc(listener > 0 ? listener : server_);
     r.seconds = static_cast<double>(t_done - t_spawn) / 1e9;
     r.received = authed_;
     r.extra.emplace_back("restart_to_all_auth_s", r.seconds);
