@@ -3,6 +3,8 @@
 // beyond the strings the returned frame owns.
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -11,7 +13,6 @@
 #include <rapidjson/reader.h>
 
 #include "mesh/proto/codec.h"
-#include "utf8.h"
 
 namespace mesh::proto {
 namespace {

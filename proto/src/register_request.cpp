@@ -1,6 +1,8 @@
 // POST /register body: {"meshId","secret","name"}.
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <rapidjson/document.h>
 
