@@ -33,8 +33,8 @@ struct Options {
   int storm_rounds = 1;
   pid_t server_pid = 0;
   std::string server_cmd;
-  int source_addrs = 0;   // 0 = automatic
-  int max_pending = 256;  // connection attempts + auths in flight
+  int source_addrs = 0;  // 0 = automatic
+  int max_pending = 48;  // connection attempts + auths in flight
   int register_parallel = 8;
   double connect_timeout = 60;
   std::string run_id;

@@ -104,7 +104,15 @@ RegisterResult register_meshes(const Endpoint& ep, const std::vector<MeshCred>& 
           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
           "\r\n\r\n" + body;
       int status = 0;
-      for (int attempt = 0; attempt < 3 && status == 0; ++attempt) {
+      int refused = 0;
+      for (int attempt = 0; attempt < 3 && (status == 0 || status == 429); ++attempt) {
+        if (status == 429) {
+          // Registration rate limit: wait, without counting it as an attempt.
+          if (++refused > 600) break;
+          usleep(100'000);
+          --attempt;
+          status = 0;
+        }
         if (fd < 0) fd = blocking_connect(ep, 2000);
         if (fd < 0) continue;
         bool keep = false;

@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
   app.add_option("--server-pid", opt.server_pid,
                  "server pid for CPU/RSS (default: the process listening on the port)");
   app.add_option("--server-cmd", opt.server_cmd,
-                 "storm: shell command that starts the server in the foreground (run with sh -c in its own process group; SIGTERM, then SIGKILL after 5 s)");
+                 "storm: shell command that starts the server in the foreground (run with sh -c in "
+                 "its own process group; SIGTERM, then SIGKILL after 5 s)");
   app.add_option("--source-addrs", opt.source_addrs,
                  "spread connections over 127.0.0.1..127.0.0.N (default: 1 per 8000 conns)")
       ->check(CLI::Range(1, 254));
