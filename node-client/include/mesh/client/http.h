@@ -1,0 +1,36 @@
+// The relay's HTTP routes, as blocking calls: for registration and health
+// checks from nodes and tools. http:// and https:// (system CA store).
+// Callable from any thread; each call opens and closes its own connection.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "mesh/client/status.h"
+
+namespace mesh::client {
+
+struct RegisterOutcome {
+  bool created = false;  // 201: new mesh; 200: same secret, name updated
+};
+
+// POST {base}/register {"meshId","secret","name"}.
+// 409 -> RegistrationConflict, 400 -> InvalidArgument (relay's reason),
+// unreachable -> ConnectionFailed, anything else -> HttpError.
+[[nodiscard]] Result<RegisterOutcome> registerMesh(
+    const std::string& httpBaseUrl, const std::string& meshId, const std::string& secret,
+    const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+struct HealthReport {
+  int connected = 0;  // authenticated meshes online
+  std::string body;   // the answer as the relay sent it
+};
+
+// GET {base}/health.
+[[nodiscard]] Result<HealthReport> checkHealth(
+    const std::string& httpBaseUrl, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// A strong random secret for a new mesh: 32 random bytes, base64url.
+[[nodiscard]] std::string generateSecret();
+
+}  // namespace mesh::client

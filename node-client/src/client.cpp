@@ -1,0 +1,956 @@
+// Client: the public methods (any thread) and the network thread's
+// libwebsockets loop. See client_impl.h for which thread owns what.
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <type_traits>
+
+#include "client_impl.h"
+#include "json.h"
+#include "mesh/client/http.h"
+#include "mesh/proto/codec.h"
+
+namespace mesh::client {
+
+using detail::Command;
+using detail::Pending;
+using std::chrono::milliseconds;
+
+namespace {
+
+static_assert(std::is_standard_layout_v<detail::Timer>);
+
+// Room for the frame around a payload: type, id, targetMeshId and quotes.
+constexpr std::size_t kFrameOverhead = 256;
+// How long stop() lets the relay answer our close frame.
+constexpr lws_usec_t kStopGraceUs = 1000 * LWS_US_PER_MS;
+// Meta keys in the outbox.
+constexpr const char* kMetaMeshId = "mesh_id";
+constexpr const char* kMetaToken = "resume_token";
+constexpr const char* kMetaTokenUrl = "resume_token_url";
+constexpr const char* kMetaTokenExpires = "resume_expires_at";
+
+std::int64_t wallMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t monoMs() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// 128 random bits in hex: unique across restarts without coordination.
+std::string newMessageId() {
+  unsigned char raw[16];
+  randombytes_buf(raw, sizeof raw);
+  char hex[sizeof raw * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, raw, sizeof raw);
+  return hex;
+}
+
+Client::Impl* ownerOf(lws_sorted_usec_list_t* sul) {
+  return reinterpret_cast<detail::Timer*>(sul)->owner;
+}
+
+int gatewayCallback(lws* wsi, lws_callback_reasons reason, void* user, void* in, std::size_t len) {
+  (void)user;
+  auto* impl = static_cast<Client::Impl*>(lws_context_user(lws_get_context(wsi)));
+  if (impl == nullptr) return 0;
+  // No exception may unwind into C: turn one into closing this connection.
+  try {
+    return impl->onEvent(wsi, reason, in, len);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "meshclient: closing connection after error: %s\n", e.what());
+    return -1;
+  }
+}
+
+const lws_protocols kProtocols[] = {
+    {"mesh-gateway", gatewayCallback, 0, 0, 0, nullptr, 0},
+    {nullptr, nullptr, 0, 0, 0, nullptr, 0},
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Dispatcher (callback thread)
+
+void detail::Dispatcher::start() {
+  thread_ = std::thread([this] { run(); });
+  id_ = thread_.get_id();
+}
+
+void detail::Dispatcher::post(std::function<void()> job) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;  // after stop(): nobody would run it
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void detail::Dispatcher::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mu_);
+  stopped_ = true;
+}
+
+void detail::Dispatcher::run() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    // A throwing user callback must not take the thread down; the user hears
+    // nothing better than stderr here, because onError is a callback too.
+    try {
+      job();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "meshclient: a callback threw: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "meshclient: a callback threw\n");
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Public methods (any thread)
+
+Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Client::~Client() {
+  stop();
+}
+
+Result<std::unique_ptr<Client>> Client::start(const Options& options) {
+  if (auto ok = validate(options); !ok) return ok.error();
+  if (sodium_init() < 0) return Error{Status::StorageError, "libsodium cannot initialise"};
+  auto impl = std::make_unique<Impl>(options);
+  impl->url = *detail::parseUrl(options.gatewayUrl);
+  impl->hostHeader = impl->url.hostHeader();
+  if (options.httpBaseUrl.empty()) {
+    auto base = httpBaseFromGatewayUrl(options.gatewayUrl);
+    if (!base) return base.error();
+    impl->httpBase = base.value();
+  } else {
+    impl->httpBase = options.httpBaseUrl;
+  }
+  impl->rooms = options.publicRooms;
+  impl->participants = options.participants;
+
+  auto box = detail::Outbox::open(options.outboxPath, options.durableSync);
+  if (!box) return box.error();
+  impl->outbox = std::move(box).value();
+  detail::Outbox& outbox = *impl->outbox;
+
+  // One outbox belongs to one mesh: its messages and token are that mesh's.
+  if (auto owner = outbox.getMeta(kMetaMeshId)) {
+    if (*owner != options.meshId) {
+      return Error{Status::InvalidArgument, "outbox '" + options.outboxPath +
+                                                "' belongs to mesh '" + *owner + "', not '" +
+                                                options.meshId + "'"};
+    }
+  } else if (auto set = outbox.setMeta(kMetaMeshId, options.meshId); !set) {
+    return set.error();
+  }
+  if (outbox.getMeta(kMetaTokenUrl) == options.gatewayUrl) {
+    impl->resumeToken = outbox.getMeta(kMetaToken);
+  }
+  impl->registeredKey = "registered@" + impl->httpBase;
+  impl->needsRegistration = options.autoRegister && !outbox.getMeta(impl->registeredKey);
+
+  auto stored = outbox.all();
+  if (!stored) return stored.error();
+  const std::int64_t now = monoMs();
+  for (auto& m : std::move(stored).value()) {
+    const std::int64_t seq = m.seq;
+    impl->seqById.emplace(m.id, seq);
+    impl->pending.emplace(seq, Pending{std::move(m), false, 0});
+    impl->ready.emplace(now, seq);
+  }
+
+  // lws logs through stderr for the whole process; errors only, since every
+  // failure we care about reaches the user through callbacks.
+  lws_set_log_level(LLL_ERR, nullptr);
+  const auto keepalive =
+      static_cast<std::uint16_t>(std::clamp<std::int64_t>(options.keepalive.count(), 1, 30000));
+  impl->keepalivePolicy.secs_since_valid_ping = keepalive;
+  impl->keepalivePolicy.secs_since_valid_hangup = static_cast<std::uint16_t>(keepalive * 2);
+
+  lws_context_creation_info info{};
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = kProtocols;
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  info.user = impl.get();
+  info.fd_limit_per_thread = 16;  // one connection plus lws' own pipes
+  const auto connectSecs = static_cast<unsigned>(std::max<std::int64_t>(
+      1, std::chrono::duration_cast<std::chrono::seconds>(options.connectTimeout).count()));
+  info.timeout_secs = connectSecs;
+  info.connect_timeout_secs = connectSecs;
+  impl->context = lws_create_context(&info);
+  if (impl->context == nullptr) {
+    return Error{Status::ConnectionFailed, "cannot create the libwebsockets context"};
+  }
+  impl->reconnectTimer.owner = impl.get();
+  impl->retryTimer.owner = impl.get();
+  impl->stopTimer.owner = impl.get();
+  impl->contextAlive = true;
+  impl->dispatcher.start();
+  Impl* raw = impl.get();
+  impl->loop = std::thread([raw] { raw->run(); });
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
+}
+
+void Client::stop() {
+  if (impl_) impl_->stop();
+}
+
+Result<std::string> Client::relay(std::string_view targetMeshId, std::string_view payloadJson) {
+  if (!proto::isValidMeshId(targetMeshId)) {
+    return Error{Status::InvalidArgument,
+                 "target meshId must be 1 to 64 characters of A-Z a-z 0-9 . _ -"};
+  }
+  return impl_->enqueue(std::string(targetMeshId), payloadJson);
+}
+
+Result<std::string> Client::broadcast(std::string_view payloadJson) {
+  return impl_->enqueue(std::nullopt, payloadJson);
+}
+
+Result<std::vector<Instance>> Client::discover(milliseconds timeout) {
+  auto waiter = std::make_shared<detail::DiscoverWaiter>();
+  std::string id;
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->accepting) return Error{Status::Closed, "client stopped"};
+    // Zero-padded so the map's order is the order of the calls.
+    char text[32];
+    std::snprintf(text, sizeof text, "discover-%012llu",
+                  static_cast<unsigned long long>(impl_->nextDiscoverId++));
+    id = text;
+    impl_->discoverWaiters.emplace(id, waiter);
+  }
+  impl_->push(detail::DiscoverRequested{id});
+  std::unique_lock lock(impl_->mu);
+  impl_->changed.wait_for(lock, timeout, [&] { return waiter->done; });
+  impl_->discoverWaiters.erase(id);
+  if (!waiter->done) {
+    const bool connected = impl_->state == ConnectionState::Connected;
+    return Error{Status::Timeout, connected ? "the relay did not answer discover in time"
+                                            : "not connected to the relay within the timeout (" +
+                                                  std::string(stateText(impl_->state)) + ")"};
+  }
+  return waiter->result;
+}
+
+Result<> Client::updateRooms(std::vector<std::string> publicRooms) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->accepting) return Error{Status::Closed, "client stopped"};
+    impl_->rooms = std::move(publicRooms);
+  }
+  impl_->push(detail::RoomsChanged{});
+  return success();
+}
+
+Result<> Client::updateParticipants(std::vector<Participant> participants) {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (!impl_->accepting) return Error{Status::Closed, "client stopped"};
+    impl_->participants = std::move(participants);
+  }
+  impl_->push(detail::ParticipantsChanged{});
+  return success();
+}
+
+ConnectionState Client::state() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->state;
+}
+
+Result<> Client::waitConnected(milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  const bool settled = impl_->changed.wait_for(lock, timeout, [&] {
+    return impl_->state == ConnectionState::Connected || impl_->state == ConnectionState::Failed ||
+           !impl_->accepting;
+  });
+  if (!settled) {
+    return Error{Status::Timeout,
+                 "not connected within the timeout (" + std::string(stateText(impl_->state)) + ")"};
+  }
+  if (impl_->state == ConnectionState::Connected) return success();
+  if (impl_->failure) return *impl_->failure;
+  return Error{Status::Closed, "client stopped"};
+}
+
+std::size_t Client::pendingCount() const {
+  return impl_->outbox->count();
+}
+
+Result<std::string> Client::Impl::enqueue(std::optional<std::string> target,
+                                          std::string_view payload) {
+  auto normalized = detail::normalizeObject(payload);
+  if (!normalized) {
+    return Error{Status::InvalidArgument, "payload must be a JSON object"};
+  }
+  if (normalized->size() + kFrameOverhead > options.maxFrameBytes) {
+    return Error{Status::InvalidArgument, "payload of " + std::to_string(normalized->size()) +
+                                              " bytes does not fit in a frame of " +
+                                              std::to_string(options.maxFrameBytes)};
+  }
+  {
+    std::lock_guard lock(mu);
+    if (!accepting) return Error{Status::Closed, "client stopped"};
+  }
+  auto added = outbox->add(std::move(target), std::move(*normalized), newMessageId(), wallMs());
+  if (!added) return added.error();
+  std::string id = added.value().id;
+  push(detail::NewMessage{std::move(added).value()});
+  return id;
+}
+
+void Client::Impl::push(Command command) {
+  std::lock_guard lock(mu);
+  commands.push_back(std::move(command));
+  if (contextAlive) lws_cancel_service(context);
+}
+
+void Client::Impl::stop() {
+  std::lock_guard once(stopMu);
+  if (!loop.joinable()) return;
+  {
+    std::lock_guard lock(mu);
+    accepting = false;
+  }
+  if (dispatcher.onThisThread()) {
+    // Joining the callback thread from itself cannot work: a caller bug.
+    std::fputs("meshclient: Client::stop() called from a callback\n", stderr);
+    std::terminate();
+  }
+  push(detail::StopRequested{});
+  if (loop.joinable()) loop.join();
+  {
+    std::lock_guard lock(mu);
+    for (auto& [id, waiter] : discoverWaiters) {
+      waiter->done = true;
+      waiter->result = Error{Status::Closed, "client stopped"};
+    }
+  }
+  setState(ConnectionState::Stopped, "stopped");
+  dispatcher.stop();
+}
+
+void Client::Impl::setState(ConnectionState next, const std::string& reason,
+                            std::optional<Error> why) {
+  {
+    std::lock_guard lock(mu);
+    if (state == next && !why) return;
+    state = next;
+    if (why) failure = why;
+  }
+  changed.notify_all();
+  if (options.callbacks.onStateChange) {
+    post([this, next, reason] { options.callbacks.onStateChange(next, reason); });
+  }
+}
+
+void Client::Impl::reportError(Error error) {
+  if (options.callbacks.onError) {
+    post([this, e = std::move(error)] { options.callbacks.onError(e); });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Network thread
+
+void Client::Impl::run() {
+  beginAttempt();
+  while (!exitLoop) {
+    if (lws_service(context, 0) < 0) break;
+  }
+  lws_sul_cancel(&reconnectTimer.sul);
+  lws_sul_cancel(&retryTimer.sul);
+  lws_sul_cancel(&stopTimer.sul);
+  {
+    std::lock_guard lock(mu);
+    contextAlive = false;
+  }
+  lws_context_destroy(context);
+  context = nullptr;
+}
+
+int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::size_t len) {
+  switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+      drainCommands();
+      return 0;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+      // `in` is lws' reason text, with or without a length.
+      onDisconnected("cannot connect to " + options.gatewayUrl + ": " +
+                     (in == nullptr ? std::string("connection failed")
+                      : len > 0     ? std::string(static_cast<const char*>(in), len)
+                                    : std::string(static_cast<const char*>(in))));
+      return 0;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      onEstablished(w);
+      return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+      return onReceive(w, in, len);
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+      return onWriteable(w);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      // The payload is a 2-byte big-endian code and an optional reason.
+      if (in != nullptr && len >= 2) {
+        const auto* bytes = static_cast<const unsigned char*>(in);
+        closeReason = "relay closed the connection: " + std::to_string(bytes[0] * 256 + bytes[1]);
+        if (len > 2) {
+          closeReason += " " + std::string(static_cast<const char*>(in) + 2, len - 2);
+        }
+      }
+      return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+      onDisconnected(closeReason.empty() ? "connection closed" : closeReason);
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+void Client::Impl::drainCommands() {
+  std::deque<Command> batch;
+  {
+    std::lock_guard lock(mu);
+    batch.swap(commands);
+  }
+  for (auto& command : batch) {
+    std::visit(
+        [this](auto& c) {
+          using T = std::decay_t<decltype(c)>;
+          if constexpr (std::is_same_v<T, detail::NewMessage>) {
+            const std::int64_t seq = c.message.seq;
+            seqById.emplace(c.message.id, seq);
+            pending.emplace(seq, Pending{std::move(c.message), false, 0});
+            ready.emplace(monoMs(), seq);
+            requestWrite();
+          } else if constexpr (std::is_same_v<T, detail::RoomsChanged>) {
+            if (!authenticated) return;
+            detail::JsonOut out;
+            out.beginObject();
+            out.field("type", "gateway_update_rooms");
+            {
+              std::lock_guard lock(mu);
+              out.stringArray("publicRooms", rooms);
+            }
+            out.endObject();
+            control.push_back(out.take());
+            requestWrite();
+          } else if constexpr (std::is_same_v<T, detail::ParticipantsChanged>) {
+            if (!authenticated) return;
+            detail::JsonOut out;
+            out.beginObject();
+            out.field("type", "gateway_update_participants");
+            {
+              std::lock_guard lock(mu);
+              out.participants("participants", participants);
+            }
+            out.endObject();
+            control.push_back(out.take());
+            requestWrite();
+          } else if constexpr (std::is_same_v<T, detail::DiscoverRequested>) {
+            // Not connected: sent with the other waiting discovers on auth.
+            if (!authenticated) return;
+            detail::JsonOut out;
+            out.beginObject();
+            out.field("type", "gateway_discover");
+            out.field("id", c.id);
+            out.endObject();
+            control.push_back(out.take());
+            requestWrite();
+          } else if constexpr (std::is_same_v<T, detail::RegistrationDone>) {
+            onRegistrationDone(c.result);
+          } else if constexpr (std::is_same_v<T, detail::StopRequested>) {
+            stopping = true;
+            lws_sul_cancel(&reconnectTimer.sul);
+            lws_sul_cancel(&retryTimer.sul);
+            if (wsi != nullptr) {
+              // Close politely from WRITEABLE; the timer ends the wait if the
+              // relay never answers our close frame.
+              lws_callback_on_writable(wsi);
+              lws_sul_schedule(
+                  context, 0, &stopTimer.sul,
+                  [](lws_sorted_usec_list_t* sul) { ownerOf(sul)->exitLoop = true; }, kStopGraceUs);
+            } else {
+              exitLoop = true;
+            }
+          }
+        },
+        command);
+  }
+}
+
+void Client::Impl::beginAttempt() {
+  if (stopping || failed) return;
+  if (needsRegistration) {
+    startRegistration();
+  } else {
+    connectNow();
+  }
+}
+
+void Client::Impl::startRegistration() {
+  if (registrationRunning) return;
+  registrationRunning = true;
+  setState(ConnectionState::Connecting, "registering at " + httpBase);
+  // The HTTP request blocks, so it runs on the callback thread; its result
+  // comes back as a command.
+  const std::string name = options.name.empty() ? options.meshId : options.name;
+  post([this, name] {
+    auto result =
+        registerMesh(httpBase, options.meshId, options.secret, name, options.connectTimeout);
+    push(detail::RegistrationDone{std::move(result)});
+  });
+}
+
+void Client::Impl::onRegistrationDone(const Result<RegisterOutcome>& result) {
+  registrationRunning = false;
+  if (stopping) return;
+  if (result) {
+    needsRegistration = false;
+    if (auto r = outbox->setMeta(registeredKey, "1"); !r) reportError(r.error());
+    connectNow();
+    return;
+  }
+  if (result.status() == Status::RegistrationConflict ||
+      result.status() == Status::InvalidArgument) {
+    failForGood(result.error());
+    return;
+  }
+  reportError(result.error());
+  setState(ConnectionState::WaitingToReconnect, result.error().message);
+  scheduleReconnect();
+}
+
+void Client::Impl::connectNow() {
+  if (stopping || failed || attemptActive) return;
+  attemptActive = true;
+  closeReason.clear();
+  setState(ConnectionState::Connecting, "connecting to " + options.gatewayUrl);
+  lws_client_connect_info info{};
+  info.context = context;
+  info.address = url.host.c_str();
+  info.port = url.port;
+  info.path = url.path.c_str();
+  info.host = hostHeader.c_str();
+  info.origin = hostHeader.c_str();
+  info.ssl_connection = url.secure() ? LCCSCF_USE_SSL : 0;
+  // Bind to our handler without asking the relay for a subprotocol: the
+  // relay, like the original, expects none.
+  info.protocol = nullptr;
+  info.local_protocol_name = kProtocols[0].name;
+  info.retry_and_idle_policy = &keepalivePolicy;
+  if (lws_client_connect_via_info(&info) == nullptr) {
+    // lws may already have reported CONNECTION_ERROR; onDisconnected ignores
+    // a second report for the same attempt.
+    onDisconnected("cannot start a connection to " + options.gatewayUrl);
+  }
+}
+
+void Client::Impl::onEstablished(lws* w) {
+  wsi = w;
+  rx.clear();
+  rxTooLarge = false;
+  control.clear();
+  control.push_back(authFrame());
+  setState(ConnectionState::Authenticating, "authenticating as " + options.meshId);
+  lws_callback_on_writable(wsi);
+}
+
+std::string Client::Impl::authFrame() {
+  detail::JsonOut out;
+  out.beginObject();
+  out.field("type", "gateway_auth");
+  out.field("meshId", options.meshId);
+  // The relay tries the token first and falls back to the secret, so both
+  // go along: a dead token costs one Argon2 check, never a failed auth.
+  if (resumeToken) out.field("resumeToken", *resumeToken);
+  out.field("secret", options.secret);
+  {
+    std::lock_guard lock(mu);
+    out.stringArray("publicRooms", rooms);
+    out.participants("participants", participants);
+  }
+  out.endObject();
+  return out.take();
+}
+
+int Client::Impl::onReceive(lws* w, const void* in, std::size_t len) {
+  if (!rxTooLarge) {
+    if (rx.size() + len > options.maxIncomingBytes) {
+      rxTooLarge = true;
+      rx.clear();
+    } else {
+      rx.append(static_cast<const char*>(in), len);
+    }
+  }
+  if (!lws_is_final_fragment(w) || lws_remaining_packet_payload(w) > 0) return 0;
+  if (rxTooLarge) {
+    rxTooLarge = false;
+    reportError(Error{Status::ProtocolError, "dropped a frame from the relay larger than " +
+                                                 std::to_string(options.maxIncomingBytes) +
+                                                 " bytes"});
+    return 0;
+  }
+  std::string text;
+  text.swap(rx);
+  handleFrame(text);
+  return 0;
+}
+
+int Client::Impl::onWriteable(lws* w) {
+  if (stopping) {
+    unsigned char bye[] = "client stopping";
+    lws_close_reason(w, LWS_CLOSE_STATUS_NORMAL, bye, sizeof bye - 1);
+    return -1;
+  }
+  if (failed) return -1;  // refused for good: do not stay connected
+  const std::string frame = nextFrame();
+  if (frame.empty()) return 0;
+  tx.resize(LWS_PRE + frame.size());
+  std::copy(frame.begin(), frame.end(), tx.begin() + LWS_PRE);
+  const int written = lws_write(w, tx.data() + LWS_PRE, frame.size(), LWS_WRITE_TEXT);
+  if (written < static_cast<int>(frame.size())) return -1;  // the connection is broken
+  requestWrite();
+  return 0;
+}
+
+std::string Client::Impl::nextFrame() {
+  if (!control.empty()) {
+    std::string frame = std::move(control.front());
+    control.pop_front();
+    return frame;
+  }
+  if (!authenticated) return {};
+  const std::int64_t now = monoMs();
+  while (inFlight < options.maxInFlight && !ready.empty() && ready.begin()->first <= now) {
+    const std::int64_t seq = ready.begin()->second;
+    ready.erase(ready.begin());
+    auto it = pending.find(seq);
+    if (it == pending.end()) continue;
+    Pending& p = it->second;
+    if (wallMs() - p.message.createdMs > options.maxMessageAge.count()) {
+      finish(seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0,
+                                 "older than the maximum message age"});
+      continue;
+    }
+    detail::JsonOut out;
+    out.beginObject();
+    out.field("type", p.message.target ? "gateway_relay" : "gateway_broadcast");
+    out.field("id", p.message.id);
+    if (p.message.target) out.field("targetMeshId", *p.message.target);
+    out.rawField("payload", p.message.payloadJson);
+    out.endObject();
+    p.inFlight = true;
+    ++inFlight;
+    return out.take();
+  }
+  armRetryTimer();
+  return {};
+}
+
+void Client::Impl::requestWrite() {
+  if (wsi == nullptr || stopping) return;
+  const bool messageDue = authenticated && inFlight < options.maxInFlight && !ready.empty() &&
+                          ready.begin()->first <= monoMs();
+  if (!control.empty() || messageDue) {
+    lws_callback_on_writable(wsi);
+  } else {
+    armRetryTimer();
+  }
+}
+
+void Client::Impl::armRetryTimer() {
+  if (!authenticated || ready.empty() || inFlight >= options.maxInFlight) return;
+  const std::int64_t wait = std::max<std::int64_t>(0, ready.begin()->first - monoMs());
+  lws_sul_schedule(
+      context, 0, &retryTimer.sul,
+      [](lws_sorted_usec_list_t* sul) {
+        Client::Impl* self = ownerOf(sul);
+        if (self->wsi != nullptr) lws_callback_on_writable(self->wsi);
+      },
+      wait * LWS_US_PER_MS + 1);
+}
+
+void Client::Impl::onDisconnected(const std::string& reason) {
+  if (!attemptActive) return;
+  attemptActive = false;
+  wsi = nullptr;
+  authenticated = false;
+  control.clear();
+  rx.clear();
+  lws_sul_cancel(&retryTimer.sul);
+  // Unacknowledged messages go out again on the next connection, with their
+  // ids, in their original order.
+  const std::int64_t now = monoMs();
+  for (auto& [seq, p] : pending) {
+    if (p.inFlight) {
+      p.inFlight = false;
+      ready.emplace(now, seq);
+    }
+  }
+  inFlight = 0;
+  if (stopping) {
+    exitLoop = true;
+    return;
+  }
+  if (failed) return;
+  setState(ConnectionState::WaitingToReconnect, reason);
+  scheduleReconnect();
+}
+
+milliseconds Client::Impl::backoff(milliseconds min, milliseconds max, unsigned attempt) {
+  const double base = std::min(
+      static_cast<double>(max.count()),
+      static_cast<double>(min.count()) * static_cast<double>(1ULL << std::min(attempt, 30U)));
+  std::uniform_real_distribution<double> share(0.0, options.jitter);
+  const double delay = base * (1.0 - share(rng));
+  return milliseconds(std::max<std::int64_t>(1, static_cast<std::int64_t>(delay)));
+}
+
+void Client::Impl::scheduleReconnect() {
+  const milliseconds delay =
+      backoff(options.reconnectMin, options.reconnectMax, reconnectAttempt++);
+  lws_sul_schedule(
+      context, 0, &reconnectTimer.sul,
+      [](lws_sorted_usec_list_t* sul) { ownerOf(sul)->beginAttempt(); },
+      delay.count() * LWS_US_PER_MS);
+}
+
+void Client::Impl::failForGood(Error error) {
+  failed = true;
+  lws_sul_cancel(&reconnectTimer.sul);
+  if (wsi != nullptr) lws_callback_on_writable(wsi);
+  reportError(error);
+  const std::string reason = error.message;
+  setState(ConnectionState::Failed, reason, std::move(error));
+}
+
+void Client::Impl::handleFrame(const std::string& text) {
+  if (options.callbacks.onFrame) {
+    post([this, text] { options.callbacks.onFrame(text); });
+  }
+  auto decoded = proto::decodeServerFrame(text);
+  if (!decoded) {
+    reportError(
+        Error{Status::ProtocolError, "unreadable frame from the relay: " +
+                                         text.substr(0, std::min<std::size_t>(text.size(), 200))});
+    return;
+  }
+  std::visit(
+      [this](auto& f) {
+        using T = std::decay_t<decltype(f)>;
+        if constexpr (std::is_same_v<T, proto::AuthOk>) {
+          onAuthOk(f);
+        } else if constexpr (std::is_same_v<T, proto::AuthError>) {
+          onAuthError(f);
+        } else if constexpr (std::is_same_v<T, proto::DiscoverResult>) {
+          onDiscoverResult(std::move(f));
+        } else if constexpr (std::is_same_v<T, proto::Incoming>) {
+          onIncoming(std::move(f));
+        } else if constexpr (std::is_same_v<T, proto::Participants>) {
+          if (!options.callbacks.onParticipants) return;
+          std::vector<RemoteParticipants> remote;
+          for (const auto& r : f.remote) {
+            remote.push_back({r.meshId, r.meshName, detail::parseParticipants(r.participantsJson)});
+          }
+          post([this, remote = std::move(remote)] { options.callbacks.onParticipants(remote); });
+        } else if constexpr (std::is_same_v<T, proto::ErrorFrame>) {
+          onErrorFrame(f);
+        } else if constexpr (std::is_same_v<T, proto::Ack>) {
+          onAck(f);
+        } else if constexpr (std::is_same_v<T, proto::Presence>) {
+          if (!options.callbacks.onPresence) return;
+          PresenceEvent event{f.meshId, f.name, f.online};
+          post([this, event = std::move(event)] { options.callbacks.onPresence(event); });
+        }
+        // UnknownServerFrame: ignored, as the protocol asks of clients.
+      },
+      *decoded);
+}
+
+void Client::Impl::onAuthOk(const proto::AuthOk& ok) {
+  authenticated = true;
+  reconnectAttempt = 0;
+  if (!ok.resumeToken.empty()) {
+    resumeToken = ok.resumeToken;
+    // The token is only good at this relay; a failure to store it costs an
+    // Argon2 check at the next connect, nothing more.
+    for (auto r : {outbox->setMeta(kMetaToken, ok.resumeToken),
+                   outbox->setMeta(kMetaTokenUrl, options.gatewayUrl),
+                   outbox->setMeta(kMetaTokenExpires, ok.resumeExpiresAt)}) {
+      if (!r) reportError(r.error());
+    }
+  }
+  setState(ConnectionState::Connected, "authenticated as " + ok.meshId + " (" + ok.name + ")");
+  // Discover calls made while we were away go out now.
+  std::vector<std::string> waiting;
+  {
+    std::lock_guard lock(mu);
+    for (const auto& [id, waiter] : discoverWaiters) {
+      if (!waiter->done) waiting.push_back(id);
+    }
+  }
+  for (const auto& id : waiting) {
+    detail::JsonOut out;
+    out.beginObject();
+    out.field("type", "gateway_discover");
+    out.field("id", id);
+    out.endObject();
+    control.push_back(out.take());
+  }
+  requestWrite();
+}
+
+void Client::Impl::onAuthError(const proto::AuthError& error) {
+  if (authenticated) {
+    // not_authenticated after auth cannot come from a sane relay; say so.
+    reportError(Error{Status::ProtocolError, "relay: " + error.code + " " + error.message});
+    return;
+  }
+  if (error.code == "auth_timeout" || error.code == "not_authenticated") {
+    closeReason = "relay: " + error.message;  // reconnect as usual
+    return;
+  }
+  // invalid_credentials, or an original relay's codeless refusal. We sent
+  // the secret too, so a dead token alone cannot cause this.
+  resumeToken.reset();
+  for (auto r : {outbox->deleteMeta(kMetaToken), outbox->deleteMeta(kMetaTokenUrl)}) {
+    if (!r) reportError(r.error());
+  }
+  failForGood(Error{Status::AuthFailed, "relay refused meshId '" + options.meshId +
+                                            "' with this secret: " + error.message});
+}
+
+void Client::Impl::onAck(const proto::Ack& ack) {
+  const auto found = seqById.find(ack.id);
+  if (found == seqById.end()) return;  // an answer to a repeat we already settled
+  const std::int64_t seq = found->second;
+  Pending& p = pending.at(seq);
+  if (p.inFlight) {
+    p.inFlight = false;
+    --inFlight;
+  }
+  if (ack.status == "delivered" || ack.status == "stored") {
+    finish(seq, DeliveryReport{ack.id, DeliveryReport::Outcome::Delivered, ack.recipients, {}});
+  } else if (ack.status == "offline") {
+    retryLater(p, "target offline");
+  } else {
+    retryLater(p, "ack status '" + ack.status + "'");
+  }
+  requestWrite();
+}
+
+void Client::Impl::retryLater(Pending& p, const std::string& why) {
+  const bool tooOld = wallMs() - p.message.createdMs > options.maxMessageAge.count();
+  if (!options.retryOffline || tooOld) {
+    finish(p.message.seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0,
+                                         why + (tooOld ? ", message too old" : "")});
+    return;
+  }
+  const milliseconds delay = backoff(options.retryMin, options.retryMax, p.attempts++);
+  ready.emplace(monoMs() + delay.count(), p.message.seq);
+}
+
+void Client::Impl::finish(std::int64_t seq, DeliveryReport report) {
+  const auto it = pending.find(seq);
+  if (it == pending.end()) return;
+  if (it->second.inFlight) --inFlight;
+  if (auto r = outbox->remove(it->second.message.id); !r) reportError(r.error());
+  seqById.erase(it->second.message.id);
+  pending.erase(it);
+  if (options.callbacks.onDelivery) {
+    post([this, report = std::move(report)] { options.callbacks.onDelivery(report); });
+  }
+}
+
+void Client::Impl::onErrorFrame(const proto::ErrorFrame& error) {
+  const std::string text = error.code + ": " + error.message;
+  if (error.id) {
+    if (const auto found = seqById.find(*error.id); found != seqById.end()) {
+      const std::int64_t seq = found->second;
+      Pending& p = pending.at(seq);
+      if (p.inFlight) {
+        p.inFlight = false;
+        --inFlight;
+      }
+      if (error.code == "rate_limited" || error.code == "not_authenticated") {
+        retryLater(p, text);
+      } else {
+        finish(seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::Rejected, 0, text});
+      }
+      requestWrite();
+      return;
+    }
+    bool wasDiscover = false;
+    {
+      std::lock_guard lock(mu);
+      if (const auto w = discoverWaiters.find(*error.id); w != discoverWaiters.end()) {
+        w->second->done = true;
+        w->second->result = Error{Status::ProtocolError, "relay refused discover: " + text};
+        wasDiscover = true;
+      }
+    }
+    if (wasDiscover) {
+      changed.notify_all();
+      return;
+    }
+  }
+  if (error.code == "session_replaced") {
+    failForGood(Error{Status::SessionReplaced,
+                      "another connection authenticated as '" + options.meshId + "'"});
+    return;
+  }
+  if (error.code == "shutting_down") {
+    closeReason = "relay shutting down";
+    return;
+  }
+  reportError(Error{Status::ProtocolError, "relay error " + text});
+}
+
+void Client::Impl::onIncoming(proto::Incoming incoming) {
+  if (incoming.id && !outbox->markSeen(incoming.fromMeshId, *incoming.id, wallMs())) return;
+  if (!options.callbacks.onMessage) return;
+  IncomingMessage message{std::move(incoming.fromMeshId), std::move(incoming.fromMeshName),
+                          std::move(incoming.payloadJson), std::move(incoming.id)};
+  post([this, message = std::move(message)] { options.callbacks.onMessage(message); });
+}
+
+void Client::Impl::onDiscoverResult(proto::DiscoverResult result) {
+  std::vector<Instance> instances;
+  for (auto& i : result.instances) {
+    instances.push_back({std::move(i.meshId), std::move(i.name), std::move(i.publicRooms)});
+  }
+  std::lock_guard lock(mu);
+  // A relay that echoes no id (the original) answers in order: oldest first.
+  auto it = result.id ? discoverWaiters.find(*result.id) : discoverWaiters.begin();
+  while (!result.id && it != discoverWaiters.end() && it->second->done) ++it;
+  if (it == discoverWaiters.end()) return;
+  it->second->done = true;
+  it->second->result = std::move(instances);
+  changed.notify_all();
+}
+
+}  // namespace mesh::client

@@ -1,0 +1,85 @@
+#include "mesh/client/options.h"
+
+#include <cstdlib>
+
+#include "mesh/proto/codec.h"
+#include "mesh/proto/limits.h"
+#include "url.h"
+
+namespace mesh::client {
+namespace {
+
+std::optional<std::string> env(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  return std::string(value);
+}
+
+}  // namespace
+
+Result<Options> Options::fromEnvironment() {
+  return fromEnvironment(Options{});
+}
+
+Result<Options> Options::fromEnvironment(Options base) {
+  if (auto v = env("MESH_ID")) base.meshId = *v;
+  if (auto v = env("MESH_SECRET")) base.secret = *v;
+  if (auto v = env("MESH_GATEWAY_URL")) base.gatewayUrl = *v;
+  if (auto v = env("MESH_NAME")) base.name = *v;
+  if (auto v = env("MESH_HTTP_URL")) base.httpBaseUrl = *v;
+  if (auto v = env("MESH_OUTBOX_PATH")) base.outboxPath = *v;
+  if (auto v = env("MESH_AUTO_REGISTER")) base.autoRegister = (*v == "1" || *v == "true");
+  if (base.meshId.empty()) return Error{Status::InvalidArgument, "MESH_ID is not set"};
+  if (base.secret.empty()) return Error{Status::InvalidArgument, "MESH_SECRET is not set"};
+  return base;
+}
+
+Result<> validate(const Options& o) {
+  if (!proto::isValidMeshId(o.meshId)) {
+    return Error{Status::InvalidArgument,
+                 "meshId must be 1 to 64 characters of A-Z a-z 0-9 . _ -: '" + o.meshId + "'"};
+  }
+  if (o.secret.size() < proto::kMinSecretBytes || o.secret.size() > proto::kMaxSecretBytes) {
+    return Error{Status::InvalidArgument, "secret must be 16 to 256 bytes"};
+  }
+  if (o.name.size() > proto::kMaxNameBytes) {
+    return Error{Status::InvalidArgument, "name is longer than 128 bytes"};
+  }
+  const auto url = detail::parseUrl(o.gatewayUrl);
+  if (!url || (url->scheme != "ws" && url->scheme != "wss")) {
+    return Error{Status::InvalidArgument,
+                 "gateway URL must be ws://host[:port]/path or wss://...: '" + o.gatewayUrl + "'"};
+  }
+  if (!o.httpBaseUrl.empty()) {
+    const auto http = detail::parseUrl(o.httpBaseUrl);
+    if (!http || (http->scheme != "http" && http->scheme != "https")) {
+      return Error{Status::InvalidArgument, "HTTP URL must be http:// or https://"};
+    }
+  }
+  if (o.outboxPath.empty()) return Error{Status::InvalidArgument, "outbox path is empty"};
+  if (o.reconnectMin.count() <= 0 || o.reconnectMax < o.reconnectMin || o.retryMin.count() <= 0 ||
+      o.retryMax < o.retryMin || o.jitter < 0.0 || o.jitter > 1.0) {
+    return Error{Status::InvalidArgument, "backoff settings out of range"};
+  }
+  if (o.maxInFlight == 0) return Error{Status::InvalidArgument, "maxInFlight must be at least 1"};
+  return success();
+}
+
+Result<std::string> httpBaseFromGatewayUrl(const std::string& gatewayUrl) {
+  const auto url = detail::parseUrl(gatewayUrl);
+  if (!url || (url->scheme != "ws" && url->scheme != "wss")) {
+    return Error{Status::InvalidArgument, "not a ws:// or wss:// URL: '" + gatewayUrl + "'"};
+  }
+  std::string path = url->path;
+  if (const auto q = path.find_first_of("?#"); q != std::string::npos) path.resize(q);
+  constexpr std::string_view kGateway = "/gateway";
+  if (path.size() >= kGateway.size() &&
+      path.compare(path.size() - kGateway.size(), kGateway.size(), kGateway) == 0) {
+    path.resize(path.size() - kGateway.size());
+  }
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  const std::string scheme = url->secure() ? "https" : "http";
+  return scheme + "://" + url->hostHeader() + path;
+}
+
+}  // namespace mesh::client
