@@ -2,7 +2,10 @@
 // writes or reads them), for logs now and a metrics endpoint later.
 #pragma once
 
+#include <array>
 #include <cstdint>
+
+#include "metrics.h"
 
 namespace mesh::relay {
 
@@ -24,6 +27,20 @@ struct Counters {
   std::uint64_t slowConsumers = 0;
   std::uint64_t protocolErrors = 0;
   std::uint64_t registrations = 0;
+
+  // For GET /metrics (metrics.h names the labels).
+  std::array<std::uint64_t, static_cast<std::size_t>(RefuseReason::Count)> refusedBy{};
+  std::array<std::uint64_t, static_cast<std::size_t>(InFrameKind::Count)> framesInBy{};
+  std::array<std::uint64_t, static_cast<std::size_t>(OutFrameKind::Count)> framesOutBy{};
+  std::uint64_t registrationsUpdated = 0;
+  std::uint64_t registrationConflicts = 0;
+  std::uint64_t argon2Queued = 0;  // posted to the workers, answer not back yet
+  std::uint64_t meshesDeleted = 0;
+  std::uint64_t secretsRotated = 0;
+  std::uint64_t tlsReloads = 0;
+  std::uint64_t tlsReloadFailures = 0;
+  // From a node frame's arrival to the write that sent its last copy.
+  Histogram deliverySeconds;
 };
 
 }  // namespace mesh::relay

@@ -39,20 +39,23 @@ int Server::Impl::onFilterProtocol(lws* wsi) {
   if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 ||
       std::string_view(uri) != "/gateway") {
     LOG_DEBUG("refused WebSocket upgrade on path " << uri);
-    ++counters.connectionsRefused;
+    refuse(RefuseReason::NotGateway);
     return 1;
   }
-  if (shuttingDown) return 1;
+  if (shuttingDown) {
+    refuse(RefuseReason::ShuttingDown);
+    return 1;
+  }
+  const std::string peer = clientAddress(wsi);
   if (sessions.size() >= config.maxConnections) {
-    ++counters.connectionsRefused;
-    LOG_WARN("refused connection from " << peerAddress(wsi) << ": connection limit "
-                                        << config.maxConnections << " reached");
+    refuse(RefuseReason::ConnectionLimit);
+    LOG_WARN("refused connection from " << peer << ": connection limit " << config.maxConnections
+                                        << " reached");
     return 1;
   }
-  const std::string peer = peerAddress(wsi);
   auto it = unauthenticatedPerIp.find(peer);
   if (it != unauthenticatedPerIp.end() && it->second >= config.maxUnauthenticatedPerIp) {
-    ++counters.connectionsRefused;
+    refuse(RefuseReason::UnauthenticatedLimit);
     LOG_WARN("refused connection from " << peer << ": " << it->second
                                         << " unauthenticated connections already");
     return 1;
@@ -65,13 +68,21 @@ int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   Session& s = *owned;
   s.id = nextId++;
   s.wsi = wsi;
-  s.peer = peerAddress(wsi);
+  s.peer = clientAddress(wsi);
   s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
   s.countedUnauthenticated = true;
   ++unauthenticatedPerIp[s.peer];
   sessions.emplace(s.id, std::move(owned));
   pss->session = &s;
   pss->http = nullptr;
+  if (!netPolicy.admits(s.peer)) {
+    // Upgraded only so that the client learns why: closed before any frame
+    // of its is read.
+    refuse(RefuseReason::Denied);
+    LOG_INFO("conn=" << s.id << " refused peer=" << s.peer << ": address not allowed");
+    closeSession(s, 1008, "forbidden", true);
+    return 0;
+  }
   ++counters.connectionsAccepted;
   lws_set_timer_usecs(wsi, static_cast<lws_usec_t>(config.authTimeoutSeconds * 1e6));
   LOG_DEBUG("conn=" << s.id << " connected peer=" << s.peer);
@@ -118,9 +129,11 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
   ++counters.framesIn;
   counters.bytesIn += text.size();
   if (s.state == SessionState::Closing) return;
+  frameArrivalUs = nowUs();
   if (s.rxOversize) {
     s.rxOversize = false;
     ++counters.protocolErrors;
+    ++counters.framesInBy[static_cast<std::size_t>(InFrameKind::TooLarge)];
     sendError(s, proto::ErrorCode::FrameTooLarge,
               "Frame too large (max " + std::to_string(config.limits.maxFrameBytes) + " bytes)",
               std::nullopt);
@@ -128,6 +141,7 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
   }
   if (binary) {
     ++counters.protocolErrors;
+    ++counters.framesInBy[static_cast<std::size_t>(InFrameKind::Binary)];
     sendError(s, proto::ErrorCode::UnsupportedFrame,
               "Binary frames are not supported; send JSON text frames", std::nullopt);
     return;
@@ -145,6 +159,7 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
   auto result = proto::decodeNodeFrame(text, s.state == SessionState::Authenticated, config.limits);
   if (auto* err = std::get_if<proto::DecodeError>(&result)) {
     ++counters.protocolErrors;
+    ++counters.framesInBy[static_cast<std::size_t>(InFrameKind::Invalid)];
     if (err->code == proto::ErrorCode::InvalidUtf8) {
       LOG_INFO("conn=" << s.id << " closing: text frame is not valid UTF-8");
       closeSession(s, 1007, "invalid_utf8", true);
@@ -153,7 +168,9 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
     sendError(s, err->code, err->message, err->id);
     return;
   }
-  handleFrame(s, std::get<proto::DecodedFrame>(result));
+  auto& decoded = std::get<proto::DecodedFrame>(result);
+  ++counters.framesInBy[decoded.frame.index()];  // InFrameKind follows the variant order
+  handleFrame(s, decoded);
 }
 
 bool Server::Impl::takeRate(Session& s, bool messageFrame) {
@@ -239,11 +256,13 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   // Argon2id off the loop; the job names the session by id because the
   // connection may be gone when it finishes.
   s.state = SessionState::Authenticating;
+  ++counters.argon2Queued;
   workers.post([this, sessionId = s.id, meshId = std::move(auth.meshId),
                 secret = std::move(*auth.secret)]() mutable {
     auto name = registry.verifySecret(meshId, secret);
     sodium_memzero(secret.data(), secret.size());
     post([this, sessionId, meshId = std::move(meshId), name = std::move(name)] {
+      --counters.argon2Queued;
       finishAuth(sessionId, name, meshId);
     });
   });
@@ -336,9 +355,11 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
     filtered = proto::filterMeshChatPayload(payload);
     payload = filtered;
   }
-  enqueue(target, makeFrame([&](std::string& out) {
-            proto::encodeIncoming(out, s.meshId, s.name, payload, id);
-          }));
+  enqueue(target, makeFrame(
+                      [&](std::string& out) {
+                        proto::encodeIncoming(out, s.meshId, s.name, payload, id);
+                      },
+                      frameArrivalUs));
   ++counters.relaysDelivered;
   if (id)
     enqueue(s, makeFrame([&](std::string& out) {
@@ -356,7 +377,8 @@ void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
   }
   // Encoded once, shared by every recipient.
   const OutFramePtr frame = makeFrame(
-      [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); });
+      [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
+      frameArrivalUs);
   std::vector<Session*> recipients;
   recipients.reserve(online.size());
   for (auto& [meshId, other] : online) {
@@ -449,6 +471,11 @@ int Server::Impl::onWriteable(Session& s) {
   if (n < static_cast<int>(size)) return -1;
   ++counters.framesOut;
   counters.bytesOut += size;
+  ++counters.framesOutBy[frame->kind];
+  // Only this write's copy is left: the frame's last recipient got it.
+  if (frame->arrivalUs != 0 && frame.use_count() == 1) {
+    counters.deliverySeconds.observe(static_cast<double>(nowUs() - frame->arrivalUs) / 1e6);
+  }
   if (!s.queue.empty() || s.state == SessionState::Closing) lws_callback_on_writable(s.wsi);
   return 0;
 }

@@ -63,11 +63,20 @@ int Server::Impl::onHttp(lws* wsi, PerSession* pss, const char* uri) {
   ex->wsi = wsi;
   ex->path = uri ? uri : "";
   ex->method = methodOf(wsi);
-  ex->peer = peerAddress(wsi);
+  ex->peer = clientAddress(wsi);
   ex->authorization = header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
   exchanges.emplace(ex->id, std::move(owned));
   pss->http = ex;
   pss->session = nullptr;
+
+  if (!netPolicy.admits(ex->peer)) {
+    refuse(RefuseReason::Denied);
+    LOG_INFO("refused " << ex->method << " " << ex->path << " from " << ex->peer
+                        << ": address not allowed");
+    ex->closeAfter = true;
+    respond(*ex, 403, errorBody("Forbidden"));
+    return 0;
+  }
 
   if (ex->method == "POST") {
     const std::string lengthText = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
@@ -99,6 +108,7 @@ int Server::Impl::onHttpBody(PerSession* pss, const char* data, std::size_t len)
 int Server::Impl::onHttpBodyComplete(PerSession* pss) {
   if (!pss || !pss->http) return -1;
   HttpExchange& ex = *pss->http;
+  if (ex.status != 0) return 0;  // answered before the body came (403, 413)
   if (ex.bodyTooLarge) {
     ex.closeAfter = true;
     respond(ex, 413, errorBody("Request body too large"));
@@ -110,6 +120,7 @@ int Server::Impl::onHttpBodyComplete(PerSession* pss) {
 
 void Server::Impl::route(HttpExchange& ex) {
   const std::string_view path = ex.path;
+  if (routeOperator(ex)) return;
   if (path == "/health" && ex.method == "GET") {
     respond(ex, 200, "{\"ok\":true,\"connected\":" + std::to_string(online.size()) + "}");
   } else if (path == "/healthz" && ex.method == "GET") {
@@ -158,10 +169,12 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
     return;
   }
   auto req = std::get<proto::RegisterRequest>(std::move(parsed));
+  ++counters.argon2Queued;
   workers.post([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
     const RegisterOutcome outcome = registry.registerMesh(req.meshId, req.name, req.secret);
     sodium_memzero(req.secret.data(), req.secret.size());
     post([this, id, peer, meshId = std::move(req.meshId), outcome] {
+      --counters.argon2Queued;
       switch (outcome) {
         case RegisterOutcome::Created:
           ++counters.registrations;
@@ -169,10 +182,12 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
           respondLater(id, 201, "{\"ok\":true,\"created\":true}");
           break;
         case RegisterOutcome::Updated:
+          ++counters.registrationsUpdated;
           LOG_DEBUG("re-registered meshId=" << meshId << " peer=" << peer);
           respondLater(id, 200, "{\"ok\":true,\"created\":false}");
           break;
         case RegisterOutcome::Conflict:
+          ++counters.registrationConflicts;
           LOG_INFO("register conflict meshId=" << meshId << " peer=" << peer);
           respondLater(id, 409, errorBody("meshId already registered"));
           break;
@@ -201,7 +216,7 @@ int Server::Impl::onHttpWriteable(lws* wsi, PerSession* pss) {
     unsigned char* start = buf + LWS_PRE;
     unsigned char* p = start;
     unsigned char* end = buf + sizeof buf - 1;
-    if (lws_add_http_common_headers(wsi, static_cast<unsigned>(ex.status), "application/json",
+    if (lws_add_http_common_headers(wsi, static_cast<unsigned>(ex.status), ex.contentType,
                                     ex.response.size(), &p, end)) {
       return -1;
     }

@@ -112,6 +112,25 @@ void bindOptions(CLI::App& app, Config& c) {
                  "Seconds queued frames may take to drain on shutdown")
       ->envname("MESH_DRAIN_TIMEOUT")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--tls-cert", c.tlsCertPath,
+                 "PEM certificate chain: serve wss:// and https:// (re-read on SIGHUP)")
+      ->envname("MESH_TLS_CERT");
+  app.add_option("--tls-key", c.tlsKeyPath, "PEM private key for --tls-cert")
+      ->envname("MESH_TLS_KEY");
+  app.add_option("--trusted-proxies", c.trustedProxies,
+                 "CIDRs whose X-Forwarded-For / Fly-Client-IP headers are believed")
+      ->envname("MESH_TRUSTED_PROXIES")
+      ->delimiter(',');
+  app.add_option("--allow-ips", c.allowIps, "CIDRs allowed to connect (empty = everyone)")
+      ->envname("MESH_ALLOW_IPS")
+      ->delimiter(',');
+  app.add_option("--deny-ips", c.denyIps, "CIDRs refused (403 / close 1008); wins over allow")
+      ->envname("MESH_DENY_IPS")
+      ->delimiter(',');
+  app.add_option("--metrics-token", c.metricsToken,
+                 "Bearer token for GET /metrics (empty = metrics are public)")
+      ->envname("MESH_METRICS_TOKEN")
+      ->capture_default_str();
   app.add_option("--log-level", c.logLevel, "error, warn, info or debug")
       ->envname("LOG_LEVEL")
       ->transform(
@@ -130,30 +149,43 @@ int main(int argc, char** argv) {
   bindOptions(app, config);
   CLI11_PARSE(app, argc, argv);
 
+  if (config.tlsCertPath.empty() != config.tlsKeyPath.empty()) {
+    std::cerr << "mesh-relay: --tls-cert and --tls-key go together\n";
+    return 2;
+  }
   if (config.registration == RegistrationPolicy::Token && config.adminToken.empty()) {
     std::cerr << "mesh-relay: --registration token needs --admin-token (ADMIN_TOKEN)\n";
     return 2;
   }
 
   // Signals are taken by one thread with sigwait, so the handler logic runs
-  // as ordinary code: the first asks for a graceful stop, a second exits at
-  // once.
+  // as ordinary code: the first SIGTERM/SIGINT asks for a graceful stop, a
+  // second exits at once; SIGHUP re-reads the TLS certificate.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
     mesh::relay::Server server(config);
     std::thread signalThread([&server, signals] {
-      int sig = 0;
-      sigwait(&signals, &sig);
-      server.requestStop();
-      sigwait(&signals, &sig);
-      std::fputs("mesh-relay: second signal, exiting now\n", stderr);
-      _exit(1);
+      bool stopping = false;
+      for (;;) {
+        int sig = 0;
+        if (sigwait(&signals, &sig) != 0) continue;
+        if (sig == SIGHUP) {
+          server.reloadTls();
+        } else if (!stopping) {
+          stopping = true;
+          server.requestStop();
+        } else {
+          std::fputs("mesh-relay: second signal, exiting now\n", stderr);
+          _exit(1);
+        }
+      }
     });
     signalThread.detach();
     return server.run();

@@ -5,6 +5,7 @@
 
 #include "log.h"
 #include "server_impl.h"
+#include "tls.h"
 
 namespace mesh::relay {
 namespace {
@@ -40,6 +41,14 @@ void shutdownTick(lws_sorted_usec_list_t* sul) {
   timerOwner(sul)->finishIfDrained();
 }
 
+NetPolicy makeNetPolicy(const Config& cfg) {
+  try {
+    return NetPolicy(cfg.allowIps, cfg.denyIps, cfg.trustedProxies);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(std::string("address lists: ") + e.what());
+  }
+}
+
 }  // namespace
 
 std::size_t OutFrame::textSize() const {
@@ -49,7 +58,9 @@ std::size_t OutFrame::textSize() const {
 Server::Impl::Impl(const Config& cfg)
     : config(cfg),
       registry(cfg.dbPath, Argon2Params{cfg.argon2OpsLimit, cfg.argon2MemLimit}),
-      workers(cfg.workerThreads) {
+      workers(cfg.workerThreads),
+      netPolicy(makeNetPolicy(cfg)) {
+  startTimeMs = nowMs();
   shutdownTimer.owner = this;
   sweepTimer.owner = this;
   log::setLevel(config.logLevel);
@@ -80,6 +91,19 @@ Server::Impl::Impl(const Config& cfg)
   info.pt_serv_buf_size = 32 * 1024;
   info.fd_limit_per_thread = config.maxConnections + 256;
   info.vhost_name = "mesh-relay";
+  if (!config.tlsCertPath.empty() || !config.tlsKeyPath.empty()) {
+    if (config.tlsCertPath.empty() || config.tlsKeyPath.empty()) {
+      throw std::runtime_error("TLS needs both a certificate and a key");
+    }
+    // Checked here so that a bad file is reported as such, not as a port
+    // that cannot be bound.
+    if (std::string err = checkTlsPair(config.tlsCertPath, config.tlsKeyPath); !err.empty()) {
+      throw std::runtime_error("TLS: " + err);
+    }
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.ssl_cert_filepath = config.tlsCertPath.c_str();
+    info.ssl_private_key_filepath = config.tlsKeyPath.c_str();
+  }
 
   context = lws_create_context(&info);
   if (!context) {
@@ -93,6 +117,11 @@ Server::Impl::Impl(const Config& cfg)
     lws_context_destroy(context);
     context = nullptr;
     throw std::runtime_error("cannot find the bound port");
+  }
+  if (!config.tlsCertPath.empty() && !tlsContext) {
+    lws_context_destroy(context);
+    context = nullptr;
+    throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
   }
 }
 
@@ -201,6 +230,13 @@ void Server::Impl::finishIfDrained() {
 
 int Server::Impl::callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
                            size_t len) {
+  if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
+    // While the context is created, on the constructing thread: `user` is
+    // the vhost's SSL_CTX, kept for certificate reloads.
+    auto* owner = wsi ? static_cast<Impl*>(lws_context_user(lws_get_context(wsi))) : nullptr;
+    if (owner) owner->tlsContext = user;
+    return 0;
+  }
   const lws_protocols* protocol = lws_get_protocol(wsi);
   auto* self = protocol ? static_cast<Impl*>(protocol->user) : nullptr;
   if (!self) return lws_callback_http_dummy(wsi, reason, user, in, len);
@@ -272,6 +308,10 @@ int Server::run() {
 }
 void Server::requestStop() {
   impl_->requestStop();
+}
+void Server::reloadTls() {
+  Impl* impl = impl_.get();
+  impl->post([impl] { impl->reloadTlsNow(); });
 }
 
 }  // namespace mesh::relay

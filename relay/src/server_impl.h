@@ -23,6 +23,8 @@
 #include "mesh/proto/codec.h"
 #include "mesh/relay/config.h"
 #include "mesh/relay/server.h"
+#include "metrics.h"
+#include "net_policy.h"
 #include "rate_limiter.h"
 #include "registry.h"
 #include "session.h"
@@ -41,6 +43,7 @@ struct HttpExchange {
   std::string body;
   bool bodyTooLarge = false;
   // Response, written from HTTP_WRITEABLE: headers first, then the body.
+  const char* contentType = "application/json";  // a string literal
   int status = 0;
   std::string response;
   bool headersSent = false;
@@ -116,6 +119,17 @@ struct Server::Impl {
   void respond(HttpExchange& ex, int status, std::string body);
   void respondLater(std::uint64_t exchangeId, int status, std::string body);
 
+  // ---- operators: client addresses (access.cpp), TLS (tls.cpp), metrics
+  // and admin routes (admin.cpp)
+  [[nodiscard]] std::string clientAddress(lws* wsi) const;
+  void refuse(RefuseReason reason);
+  void reloadTlsNow();
+  bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
+  [[nodiscard]] std::string renderMetrics() const;
+  void closeMeshSessions(const std::string& meshId, std::string_view reason);
+  void rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
+                    std::optional<std::string> currentSecret, bool reveal);
+
   Config config;
   Registry registry;
   WorkerPool workers;
@@ -144,6 +158,14 @@ struct Server::Impl {
   LoopTimer shutdownTimer;
   LoopTimer sweepTimer;
   Counters counters;
+
+  NetPolicy netPolicy;
+  // The vhost's OpenSSL SSL_CTX, handed over by lws while the context is
+  // created (TLS only). Certificates are swapped on it in place.
+  void* tlsContext = nullptr;
+  std::int64_t startTimeMs = 0;  // unix ms, for the start-time metric
+  // Loop thread: when the node frame being handled arrived (steady us).
+  std::int64_t frameArrivalUs = 0;
 };
 
 // Constant-time check of "Authorization: Bearer <token>" against `expected`
@@ -151,12 +173,16 @@ struct Server::Impl {
 [[nodiscard]] bool bearerMatches(std::string_view authorization, std::string_view expected);
 
 // Builds a frame with transport headroom: `encode` appends the frame text.
+// `arrivalUs` is when the node frame it forwards arrived, for the delivery
+// histogram (0 for frames the relay makes up itself).
 template <typename Encode>
-OutFramePtr makeFrame(Encode&& encode) {
+OutFramePtr makeFrame(Encode&& encode, std::int64_t arrivalUs = 0) {
   auto f = std::make_shared<OutFrame>();
   f->bytes.reserve(LWS_PRE + 256);
   f->bytes.append(LWS_PRE, '\0');
   encode(f->bytes);
+  f->kind = static_cast<std::uint8_t>(classifyOutFrame(std::string_view(f->bytes).substr(LWS_PRE)));
+  f->arrivalUs = arrivalUs;
   return f;
 }
 

@@ -23,6 +23,8 @@ namespace mesh::relay {
 // recipient of a broadcast.
 struct OutFrame {
   std::string bytes;  // headroom + frame text
+  std::uint8_t kind = 0;       // OutFrameKind (metrics.h), counted per write
+  std::int64_t arrivalUs = 0;  // steady us of the node frame it carries; 0: none
   [[nodiscard]] std::size_t textSize() const;
 };
 using OutFramePtr = std::shared_ptr<const OutFrame>;

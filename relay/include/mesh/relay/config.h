@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "mesh/proto/limits.h"
 
@@ -76,6 +77,24 @@ struct Config {
   std::size_t argon2MemLimit = 64u * 1024u * 1024u;
   // Lifetime of a resume token.
   std::int64_t resumeTokenTtlSeconds = 7 * 24 * 3600;
+
+  // PEM certificate chain and key: when both are set the port speaks only
+  // TLS (wss:// and https://). Re-read on SIGHUP so a renewed certificate
+  // needs no restart. Empty: plain TCP, for relays behind a TLS proxy.
+  std::string tlsCertPath;
+  std::string tlsKeyPath;
+
+  // CIDR lists (IPv4 and IPv6). Peers in trustedProxies may tell us the
+  // client's address in X-Forwarded-For or Fly-Client-IP; nobody else can.
+  std::vector<std::string> trustedProxies;
+  // When allowIps is not empty only those clients are served; denyIps wins
+  // over it. Refused: 403 for HTTP, close 1008 for a WebSocket.
+  std::vector<std::string> allowIps;
+  std::vector<std::string> denyIps;
+
+  // Bearer token for GET /metrics; empty: metrics are public, as is usual
+  // on a private network or behind a proxy that hides the path.
+  std::string metricsToken;
 
   // On SIGTERM: how long queued frames may take to drain before exit.
   double drainTimeoutSeconds = 5;

@@ -31,6 +31,12 @@ class Server {
   // while a stop is under way changes nothing.
   void requestStop();
 
+  // Any thread, also a signal-handling thread: re-read --tls-cert and
+  // --tls-key on the loop. New handshakes use the new certificate; open
+  // connections keep theirs. A bad file is logged and the old pair stays.
+  // Does nothing without TLS.
+  void reloadTls();
+
   struct Impl;  // opaque; public only so internal helpers can name it
 
  private:

@@ -1,0 +1,400 @@
+// Routes for operators, on the loop thread: GET /metrics, the admin API
+// under /meshes (Authorization: Bearer <admin token>, nothing answers
+// without it), and POST /rotate-secret, where a mesh proves its current
+// secret to set a new one. Registry writes and Argon2 run on the workers;
+// the answer comes back by exchange id.
+#include <rapidjson/document.h>
+#include <sodium.h>
+
+#include <ctime>
+
+#include "log.h"
+#include "server_impl.h"
+
+namespace mesh::relay {
+namespace {
+
+constexpr std::string_view kMeshesPath = "/meshes";
+constexpr std::size_t kMinSecretBytes = 16;
+constexpr std::size_t kMaxSecretBytes = 256;
+
+std::string errorJson(std::string_view message) {
+  std::string out = "{\"error\":";
+  proto::appendJsonString(out, message);
+  out += '}';
+  return out;
+}
+
+void appendIsoTime(std::string& out, std::int64_t ms) {
+  if (ms <= 0) {
+    out += "null";
+    return;
+  }
+  const auto secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char full[48];
+  std::snprintf(full, sizeof full, "\"%s.%03dZ\"", buf, static_cast<int>(ms % 1000));
+  out += full;
+}
+
+void appendMesh(std::string& out, const MeshRecord& m, bool isOnline) {
+  out += "{\"meshId\":";
+  proto::appendJsonString(out, m.meshId);
+  out += ",\"name\":";
+  proto::appendJsonString(out, m.name);
+  out += isOnline ? ",\"online\":true" : ",\"online\":false";
+  out += ",\"createdAt\":";
+  appendIsoTime(out, m.createdAtMs);
+  out += ",\"updatedAt\":";
+  appendIsoTime(out, m.updatedAtMs);
+  out += ",\"lastSeen\":";
+  appendIsoTime(out, m.lastSeenMs);
+  out += '}';
+}
+
+// 24 random bytes as base64url: 32 characters.
+std::string randomSecret() {
+  unsigned char raw[24];
+  randombytes_buf(raw, sizeof raw);
+  char text[64];
+  sodium_bin2base64(text, sizeof text, raw, sizeof raw, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  sodium_memzero(raw, sizeof raw);
+  return text;
+}
+
+bool validSecret(std::string_view secret) {
+  return secret.size() >= kMinSecretBytes && secret.size() <= kMaxSecretBytes;
+}
+
+// The string member `name`, or nullopt when absent or not a string.
+std::optional<std::string> stringMember(const rapidjson::Document& d, const char* name) {
+  auto it = d.FindMember(name);
+  if (it == d.MemberEnd() || !it->value.IsString()) return std::nullopt;
+  return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+std::string labelValue(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool Server::Impl::routeOperator(HttpExchange& ex) {
+  const std::string_view path = ex.path;
+
+  if (path == "/metrics") {
+    if (ex.method != "GET") {
+      respond(ex, 405, errorJson("Method not allowed"));
+    } else if (!config.metricsToken.empty() &&
+               !bearerMatches(ex.authorization, config.metricsToken)) {
+      respond(ex, 401, errorJson("Metrics need Authorization: Bearer <metrics token>"));
+    } else {
+      ex.contentType = "text/plain; version=0.0.4; charset=utf-8";
+      respond(ex, 200, renderMetrics());
+    }
+    return true;
+  }
+
+  if (path == "/rotate-secret") {
+    if (ex.method != "POST") {
+      respond(ex, 405, errorJson("Method not allowed"));
+      return true;
+    }
+    auto [bucket, inserted] = registerBuckets.try_emplace(ex.peer);
+    if (inserted) {
+      bucket->second = TokenBucket(config.registerRatePerSecond, config.registerBurst, nowUs());
+    }
+    if (!bucket->second.tryTake(nowUs())) {
+      respond(ex, 429, errorJson("Too many requests from this address"));
+      return true;
+    }
+    rapidjson::Document body;
+    body.Parse(ex.body.c_str(), ex.body.size());
+    if (body.HasParseError() || !body.IsObject()) {
+      respond(ex, 400, errorJson("Invalid JSON"));
+      return true;
+    }
+    auto meshId = stringMember(body, "meshId");
+    auto secret = stringMember(body, "secret");
+    auto newSecret = stringMember(body, "newSecret");
+    if (!meshId || !secret || !newSecret) {
+      respond(ex, 400, errorJson("meshId, secret, and newSecret required"));
+    } else if (!validSecret(*newSecret)) {
+      respond(ex, 400, errorJson("newSecret must be 16 to 256 bytes"));
+    } else if (!proto::isValidMeshId(*meshId) || !validSecret(*secret)) {
+      respond(ex, 401, errorJson("Invalid credentials"));
+    } else {
+      rotateSecret(ex, *meshId, std::move(*newSecret), std::move(*secret), false);
+    }
+    return true;
+  }
+
+  if (path != kMeshesPath && path.substr(0, kMeshesPath.size() + 1) != "/meshes/") return false;
+
+  // Everything under /meshes is the admin API.
+  if (!bearerMatches(ex.authorization, config.adminToken)) {
+    LOG_WARN("admin request " << ex.method << " " << ex.path << " from " << ex.peer
+                              << " refused: missing or wrong token");
+    respond(ex, 401, errorJson("Admin API needs Authorization: Bearer <admin token>"));
+    return true;
+  }
+  if (path == kMeshesPath) {
+    if (ex.method != "GET") {
+      respond(ex, 405, errorJson("Method not allowed"));
+      return true;
+    }
+    std::string out = "{\"meshes\":[";
+    bool first = true;
+    for (const MeshRecord& m : registry.list()) {
+      if (!first) out += ',';
+      first = false;
+      appendMesh(out, m, online.count(m.meshId) > 0);
+    }
+    out += "]}";
+    respond(ex, 200, std::move(out));
+    return true;
+  }
+
+  std::string_view rest = path.substr(kMeshesPath.size() + 1);
+  constexpr std::string_view kSecretSuffix = "/secret";
+  const bool secretRoute = rest.size() > kSecretSuffix.size() &&
+                           rest.substr(rest.size() - kSecretSuffix.size()) == kSecretSuffix;
+  if (secretRoute) rest.remove_suffix(kSecretSuffix.size());
+  const std::string meshId(rest);
+  if (!proto::isValidMeshId(meshId)) {
+    respond(ex, 404, errorJson("No such mesh"));
+    return true;
+  }
+
+  if (secretRoute) {
+    if (ex.method != "POST") {
+      respond(ex, 405, errorJson("Method not allowed"));
+      return true;
+    }
+    std::string newSecret;
+    bool reveal = false;
+    if (ex.body.empty()) {
+      newSecret = randomSecret();
+      reveal = true;
+    } else {
+      rapidjson::Document body;
+      body.Parse(ex.body.c_str(), ex.body.size());
+      std::optional<std::string> given;
+      if (!body.HasParseError() && body.IsObject()) given = stringMember(body, "secret");
+      if (!given || !validSecret(*given)) {
+        respond(ex, 400, errorJson("Body must be empty or {\"secret\": 16 to 256 bytes}"));
+        return true;
+      }
+      newSecret = std::move(*given);
+    }
+    rotateSecret(ex, meshId, std::move(newSecret), std::nullopt, reveal);
+    return true;
+  }
+
+  if (ex.method == "GET") {
+    auto record = registry.find(meshId);
+    if (!record) {
+      respond(ex, 404, errorJson("No such mesh"));
+      return true;
+    }
+    std::string out;
+    appendMesh(out, *record, online.count(meshId) > 0);
+    respond(ex, 200, std::move(out));
+  } else if (ex.method == "DELETE") {
+    workers.post([this, id = ex.id, meshId] {
+      bool removed = false;
+      try {
+        removed = registry.removeMesh(meshId);
+      } catch (const std::exception& e) {
+        LOG_ERROR("removing meshId=" << meshId << " failed: " << e.what());
+        post([this, id] { respondLater(id, 500, errorJson("Database error")); });
+        return;
+      }
+      post([this, id, meshId, removed] {
+        if (!removed) {
+          respondLater(id, 404, errorJson("No such mesh"));
+          return;
+        }
+        ++counters.meshesDeleted;
+        LOG_INFO("admin deleted meshId=" << meshId);
+        closeMeshSessions(meshId, "mesh_deleted");
+        respondLater(id, 200, "{\"ok\":true}");
+      });
+    });
+  } else {
+    respond(ex, 405, errorJson("Method not allowed"));
+  }
+  return true;
+}
+
+void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
+                                std::optional<std::string> currentSecret, bool reveal) {
+  enum class Result { Rotated, UnknownMesh, WrongSecret, Failed };
+  ++counters.argon2Queued;
+  workers.post([this, id = ex.id, meshId, newSecret = std::move(newSecret),
+                current = std::move(currentSecret), reveal]() mutable {
+    Result result = Result::Rotated;
+    try {
+      if (current && !registry.verifySecret(meshId, *current)) {
+        result = Result::WrongSecret;
+      } else if (!registry.rotateSecret(meshId, newSecret)) {
+        result = Result::UnknownMesh;
+      }
+    } catch (const std::exception& e) {
+      LOG_ERROR("rotating the secret of meshId=" << meshId << " failed: " << e.what());
+      result = Result::Failed;
+    }
+    if (current) sodium_memzero(current->data(), current->size());
+    std::string answer = "{\"ok\":true}";
+    if (result == Result::Rotated && reveal) {
+      answer = "{\"ok\":true,\"secret\":";
+      proto::appendJsonString(answer, newSecret);
+      answer += '}';
+    }
+    sodium_memzero(newSecret.data(), newSecret.size());
+    const bool self = current.has_value();
+    post([this, id, meshId, result, self, answer = std::move(answer)]() mutable {
+      --counters.argon2Queued;
+      switch (result) {
+        case Result::Rotated:
+          ++counters.secretsRotated;
+          LOG_INFO("secret rotated meshId=" << meshId << (self ? " by the mesh" : " by admin"));
+          closeMeshSessions(meshId, "secret_rotated");
+          respondLater(id, 200, std::move(answer));
+          break;
+        case Result::UnknownMesh:
+          // The self-service route cannot get here: verifySecret fails first.
+          respondLater(id, 404, errorJson("No such mesh"));
+          break;
+        case Result::WrongSecret:
+          respondLater(id, 401, errorJson("Invalid credentials"));
+          break;
+        case Result::Failed:
+          respondLater(id, 500, errorJson("Database error"));
+          break;
+      }
+      sodium_memzero(answer.data(), answer.size());
+    });
+  });
+}
+
+void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view reason) {
+  meshBuckets.erase(meshId);
+  auto it = online.find(meshId);
+  if (it == online.end()) return;
+  Session& s = *it->second;
+  sendError(s, proto::ErrorCode::InvalidCredentials,
+            "Credentials revoked (" + std::string(reason) + ")", std::nullopt);
+  closeSession(s, 1008, reason, false);
+}
+
+std::string Server::Impl::renderMetrics() const {
+  std::string out;
+  out.reserve(8192);
+  MetricsWriter w(out);
+  const auto& c = counters;
+
+  w.family("mesh_relay_connections", "gauge", "Open WebSocket connections.");
+  w.sample("mesh_relay_connections", "", static_cast<std::uint64_t>(sessions.size()));
+  w.family("mesh_relay_connections_accepted_total", "counter",
+           "WebSocket connections accepted on /gateway.");
+  w.sample("mesh_relay_connections_accepted_total", "", c.connectionsAccepted);
+  w.family("mesh_relay_connections_refused_total", "counter",
+           "Connections and requests turned away, by reason.");
+  for (std::size_t i = 0; i < c.refusedBy.size(); ++i) {
+    const std::string label =
+        "reason=\"" + std::string(refuseReasonName(static_cast<RefuseReason>(i))) + "\"";
+    w.sample("mesh_relay_connections_refused_total", label, c.refusedBy[i]);
+  }
+
+  w.family("mesh_relay_meshes_online", "gauge", "Authenticated meshes connected now.");
+  w.sample("mesh_relay_meshes_online", "", static_cast<std::uint64_t>(online.size()));
+  w.family("mesh_relay_meshes_registered", "gauge", "Meshes in the registry.");
+  w.sample("mesh_relay_meshes_registered", "", static_cast<std::uint64_t>(registry.size()));
+  w.family("mesh_relay_registrations_total", "counter", "POST /register answers, by result.");
+  w.sample("mesh_relay_registrations_total", "result=\"created\"", c.registrations);
+  w.sample("mesh_relay_registrations_total", "result=\"updated\"", c.registrationsUpdated);
+  w.sample("mesh_relay_registrations_total", "result=\"conflict\"", c.registrationConflicts);
+  w.family("mesh_relay_meshes_deleted_total", "counter", "Meshes deleted through the admin API.");
+  w.sample("mesh_relay_meshes_deleted_total", "", c.meshesDeleted);
+  w.family("mesh_relay_secret_rotations_total", "counter",
+           "Secrets rotated, by an admin or by the mesh itself.");
+  w.sample("mesh_relay_secret_rotations_total", "", c.secretsRotated);
+
+  w.family("mesh_relay_auth_successes_total", "counter", "Successful gateway_auth.");
+  w.sample("mesh_relay_auth_successes_total", "", c.authOk);
+  w.family("mesh_relay_auth_failures_total", "counter", "Failed authentications, by reason.");
+  w.sample("mesh_relay_auth_failures_total", "reason=\"invalid_credentials\"", c.authFailed);
+  w.sample("mesh_relay_auth_failures_total", "reason=\"auth_timeout\"", c.authTimeouts);
+  w.family("mesh_relay_session_takeovers_total", "counter",
+           "Sessions replaced by a newer connection of the same mesh.");
+  w.sample("mesh_relay_session_takeovers_total", "", c.takeovers);
+
+  w.family("mesh_relay_frames_received_total", "counter",
+           "WebSocket messages from nodes, by type.");
+  for (std::size_t i = 0; i < c.framesInBy.size(); ++i) {
+    const std::string label =
+        "type=\"" + std::string(inFrameKindName(static_cast<InFrameKind>(i))) + "\"";
+    w.sample("mesh_relay_frames_received_total", label, c.framesInBy[i]);
+  }
+  w.family("mesh_relay_frames_sent_total", "counter", "WebSocket messages to nodes, by type.");
+  for (std::size_t i = 0; i < c.framesOutBy.size(); ++i) {
+    const std::string label =
+        "type=\"" + std::string(outFrameKindName(static_cast<OutFrameKind>(i))) + "\"";
+    w.sample("mesh_relay_frames_sent_total", label, c.framesOutBy[i]);
+  }
+  w.family("mesh_relay_received_bytes_total", "counter", "Message bytes received from nodes.");
+  w.sample("mesh_relay_received_bytes_total", "", c.bytesIn);
+  w.family("mesh_relay_sent_bytes_total", "counter", "Message bytes written to nodes.");
+  w.sample("mesh_relay_sent_bytes_total", "", c.bytesOut);
+
+  w.family("mesh_relay_relays_total", "counter", "gateway_relay frames, by outcome.");
+  w.sample("mesh_relay_relays_total", "result=\"delivered\"", c.relaysDelivered);
+  w.sample("mesh_relay_relays_total", "result=\"offline\"", c.relaysOffline);
+  w.family("mesh_relay_broadcast_recipients_total", "counter",
+           "Copies of broadcasts queued, one per recipient.");
+  w.sample("mesh_relay_broadcast_recipients_total", "", c.broadcastRecipients);
+  w.family("mesh_relay_rate_limited_total", "counter", "Frames refused as rate_limited.");
+  w.sample("mesh_relay_rate_limited_total", "", c.rateLimited);
+  w.family("mesh_relay_slow_consumers_total", "counter",
+           "Connections closed because their send queue was full.");
+  w.sample("mesh_relay_slow_consumers_total", "", c.slowConsumers);
+
+  std::uint64_t queued = 0;
+  for (const auto& [id, s] : sessions) queued += s->queuedBytes;
+  w.family("mesh_relay_send_queue_bytes", "gauge", "Bytes waiting to be written, all connections.");
+  w.sample("mesh_relay_send_queue_bytes", "", queued);
+  w.family("mesh_relay_argon2_jobs_queued", "gauge",
+           "Argon2id hashes and checks waiting for or running on a worker.");
+  w.sample("mesh_relay_argon2_jobs_queued", "", c.argon2Queued);
+  w.family("mesh_relay_frame_delivery_seconds", "histogram",
+           "Time from a relayed or broadcast frame's arrival to the write of its last copy.");
+  c.deliverySeconds.render(out, "mesh_relay_frame_delivery_seconds");
+
+  w.family("mesh_relay_tls_reloads_total", "counter", "Certificate reloads (SIGHUP), by result.");
+  w.sample("mesh_relay_tls_reloads_total", "result=\"ok\"", c.tlsReloads);
+  w.sample("mesh_relay_tls_reloads_total", "result=\"error\"", c.tlsReloadFailures);
+
+  w.family("mesh_relay_start_time_seconds", "gauge", "Unix time the relay started.");
+  w.sample("mesh_relay_start_time_seconds", "", static_cast<double>(startTimeMs) / 1000.0);
+  w.family("mesh_relay_build_info", "gauge", "Always 1; the labels name the build.");
+  w.sample("mesh_relay_build_info",
+           "version=\"" + labelValue(MESH_RELAY_VERSION) + "\",libwebsockets=\"" +
+               labelValue(lws_get_library_version()) + "\"",
+           std::uint64_t{1});
+  return out;
+}
+
+}  // namespace mesh::relay
