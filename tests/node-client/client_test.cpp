@@ -1,0 +1,401 @@
+// libmeshclient against a real mesh-relay process on 127.0.0.1.
+#include <gtest/gtest.h>
+#include <rapidjson/document.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "mesh/client/http.h"
+#include "node_harness.h"
+#include "relay_runner.h"
+#include "support/ws_client.h"
+
+namespace mesh::test {
+
+std::map<int, int> countByN(const std::vector<client::IncomingMessage>& messages) {
+  std::map<int, int> counts;
+  for (const auto& m : messages) {
+    rapidjson::Document doc;
+    doc.Parse(m.payloadJson.c_str());
+    if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("n") && doc["n"].IsInt()) {
+      ++counts[doc["n"].GetInt()];
+    }
+  }
+  return counts;
+}
+
+namespace {
+
+using client::ConnectionState;
+using client::DeliveryReport;
+using client::Status;
+using std::chrono::milliseconds;
+
+const std::string kSecretA = "alpha-secret-0123456789";
+const std::string kSecretB = "bravo-secret-0123456789";
+
+std::string payloadN(int n) {
+  return "{\"type\":\"test\",\"n\":" + std::to_string(n) + "}";
+}
+
+bool hasAllOnce(const std::map<int, int>& counts, int total) {
+  if (static_cast<int>(counts.size()) != total) return false;
+  for (const auto& [n, count] : counts) {
+    if (count != 1) return false;
+  }
+  return true;
+}
+
+class MeshClient : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    relay = std::make_unique<RelayRunner>(dir);
+    relay->start();
+    relay->registerMesh("alpha", kSecretA, "Alpha");
+    relay->registerMesh("bravo", kSecretB, "Bravo");
+  }
+
+  client::Options optionsFor(const std::string& meshId) {
+    return Node::options(meshId, meshId == "alpha" ? kSecretA : kSecretB, relay->gatewayUrl(),
+                         dir.file(meshId + ".db"));
+  }
+
+  TempDir dir;
+  std::unique_ptr<RelayRunner> relay;
+};
+
+TEST(ClientOptions, DerivesHttpBaseFromGatewayUrl) {
+  EXPECT_EQ(client::httpBaseFromGatewayUrl("ws://localhost:4000/gateway").value(),
+            "http://localhost:4000");
+  EXPECT_EQ(client::httpBaseFromGatewayUrl("wss://relay.example/gateway").value(),
+            "https://relay.example");
+  EXPECT_EQ(client::httpBaseFromGatewayUrl("wss://relay.example:8443/mesh/gateway").value(),
+            "https://relay.example:8443/mesh");
+  EXPECT_FALSE(client::httpBaseFromGatewayUrl("http://relay.example/gateway").ok());
+}
+
+TEST(ClientOptions, RefusesBadIdentity) {
+  auto o = Node::options("not valid!", kSecretA, "ws://127.0.0.1:1/gateway", ":memory:");
+  EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
+  o = Node::options("alpha", "short", "ws://127.0.0.1:1/gateway", ":memory:");
+  EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
+  o = Node::options("alpha", kSecretA, "http://127.0.0.1:1/gateway", ":memory:");
+  EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
+}
+
+TEST_F(MeshClient, ConnectsAuthenticatesRelaysBroadcastsAndDiscovers) {
+  auto a = optionsFor("alpha");
+  a.publicRooms = {"lobby"};
+  Node alpha(a);
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+
+  auto sent = alpha->relay("bravo", payloadN(1));
+  ASSERT_TRUE(sent.ok()) << sent.error().message;
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 1; }));
+  const auto got = bravo.snapshot().messages.at(0);
+  EXPECT_EQ(got.fromMeshId, "alpha");
+  EXPECT_EQ(got.fromMeshName, "Alpha");
+  EXPECT_EQ(got.payloadJson, payloadN(1));
+  EXPECT_EQ(got.id, sent.value());
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return s.deliveries.size() == 1; }));
+  EXPECT_EQ(alpha.snapshot().deliveries.at(0).outcome, DeliveryReport::Outcome::Delivered);
+  EXPECT_EQ(alpha.snapshot().deliveries.at(0).recipients, 1u);
+
+  ASSERT_TRUE(bravo->broadcast(payloadN(2)).ok());
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return s.messages.size() == 1; }));
+  EXPECT_EQ(alpha.snapshot().messages.at(0).fromMeshId, "bravo");
+
+  auto online = bravo->discover(kWait);
+  ASSERT_TRUE(online.ok()) << online.error().message;
+  std::set<std::string> ids;
+  for (const auto& i : online.value()) {
+    ids.insert(i.meshId);
+    if (i.meshId == "alpha") {
+      EXPECT_EQ(i.publicRooms, std::vector<std::string>{"lobby"});
+    }
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"alpha", "bravo"}));
+  EXPECT_EQ(alpha->pendingCount(), 0u);
+}
+
+TEST_F(MeshClient, AnnouncesRoomsAndParticipantsAndSeesPresence) {
+  Node alpha(optionsFor("alpha"));
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) {
+    return !s.presence.empty() && s.presence.back().meshId == "bravo" && s.presence.back().online;
+  }));
+
+  ASSERT_TRUE(bravo->updateRooms({"general", "random"}).ok());
+  ASSERT_TRUE(bravo->updateParticipants({{"u1", "Una", "human"}}).ok());
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) {
+    return s.participants.size() == 1 && s.participants[0].meshId == "bravo" &&
+           s.participants[0].participants.size() == 1 &&
+           s.participants[0].participants[0].name == "Una";
+  }));
+  auto online = alpha->discover(kWait);
+  ASSERT_TRUE(online.ok());
+  bool found = false;
+  for (const auto& i : online.value()) {
+    if (i.meshId == "bravo") {
+      found = true;
+      EXPECT_EQ(i.publicRooms, (std::vector<std::string>{"general", "random"}));
+    }
+  }
+  EXPECT_TRUE(found);
+}
+
+TEST_F(MeshClient, RefusesPayloadThatIsNotAnObject) {
+  Node alpha(optionsFor("alpha"));
+  EXPECT_EQ(alpha->relay("bravo", "[1,2]").status(), Status::InvalidArgument);
+  EXPECT_EQ(alpha->relay("bravo", "{\"a\":").status(), Status::InvalidArgument);
+  EXPECT_EQ(alpha->relay("no such id!", "{}").status(), Status::InvalidArgument);
+  const std::string huge = "{\"text\":\"" + std::string(70000, 'x') + "\"}";
+  EXPECT_EQ(alpha->broadcast(huge).status(), Status::InvalidArgument);
+  EXPECT_EQ(alpha->pendingCount(), 0u);
+}
+
+TEST_F(MeshClient, ReconnectsAfterRelayRestart) {
+  Node alpha(optionsFor("alpha"));
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+
+  // The node keeps sending from its own thread through the whole restart.
+  std::mutex mu;
+  std::condition_variable cv;
+  int sent = 0;
+  bool stopSending = false;
+  bool sendFailed = false;
+  std::thread sender([&] {
+    for (int n = 0;; ++n) {
+      {
+        std::lock_guard lock(mu);
+        if (stopSending) return;
+      }
+      const bool ok = alpha->relay("bravo", payloadN(n)).ok();
+      {
+        std::lock_guard lock(mu);
+        sent = n + 1;
+        sendFailed = sendFailed || !ok;
+      }
+      cv.notify_all();
+      // Pacing, not synchronisation: spreads the messages over the restart.
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+  });
+  auto stopSender = [&] {
+    {
+      std::lock_guard lock(mu);
+      stopSending = true;
+    }
+    if (sender.joinable()) sender.join();
+  };
+  // A failed ASSERT returns early; the thread must not outlive the test.
+  struct Finally {
+    std::function<void()> run;
+    ~Finally() { run(); }
+  } joinSender{stopSender};
+  auto waitSent = [&](int count) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, kWait, [&] { return sent >= count; });
+  };
+
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() >= 20; }));
+  // A crash: whatever was in flight gets no ack and must be sent again.
+  relay->kill();
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) {
+    return !s.states.empty() && s.states.back() != ConnectionState::Connected;
+  }));
+  int mark = 0;
+  {
+    std::lock_guard lock(mu);
+    mark = sent;
+  }
+  ASSERT_TRUE(waitSent(mark + 30));
+  relay->start();
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  {
+    std::lock_guard lock(mu);
+    mark = sent;
+  }
+  ASSERT_TRUE(waitSent(mark + 30));
+  stopSender();
+  ASSERT_FALSE(sendFailed);
+  const int n = sent;
+
+  const int total = n;
+  ASSERT_TRUE(bravo.waitFor([total](const Seen& s) {
+    return static_cast<int>(countByN(s.messages).size()) == total;
+  })) << "received "
+      << countByN(bravo.snapshot().messages).size() << " of " << total;
+  ASSERT_TRUE(alpha.waitFor(
+      [total](const Seen& s) { return static_cast<int>(s.deliveries.size()) == total; }));
+  EXPECT_EQ(alpha->pendingCount(), 0u);
+  EXPECT_TRUE(hasAllOnce(countByN(bravo.snapshot().messages), total));
+  for (const auto& d : alpha.snapshot().deliveries) {
+    EXPECT_EQ(d.outcome, DeliveryReport::Outcome::Delivered) << d.reason;
+  }
+}
+
+TEST_F(MeshClient, DeliversOutboxAfterNodeProcessRestart) {
+  const auto outbox = dir.file("alpha.db");
+  constexpr int kCount = 25;
+  relay->stop();  // messages must stay in the outbox, unsent
+
+  // The node process: writes its messages, says so, and is killed.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::close(ready[0]);
+    try {
+      Node alpha(optionsFor("alpha"));
+      for (int i = 0; i < kCount; ++i) {
+        if (!alpha->relay("bravo", payloadN(i)).ok()) ::_exit(3);
+      }
+      const char one = '1';
+      if (::write(ready[1], &one, 1) != 1) ::_exit(4);
+      for (;;) ::pause();
+    } catch (...) {
+      ::_exit(5);
+    }
+  }
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the node process failed before writing";
+  ::close(ready[0]);
+  ::kill(child, SIGKILL);
+  ASSERT_EQ(waitProcess(child, std::chrono::seconds(10)), 128 + SIGKILL);
+
+  relay->start();
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  Node alpha(optionsFor("alpha"));
+  EXPECT_EQ(alpha->pendingCount(), static_cast<std::size_t>(kCount));
+  ASSERT_TRUE(bravo.waitFor(
+      [](const Seen& s) { return static_cast<int>(countByN(s.messages).size()) == kCount; }));
+  ASSERT_TRUE(
+      alpha.waitFor([](const Seen& s) { return static_cast<int>(s.deliveries.size()) == kCount; }));
+  EXPECT_TRUE(hasAllOnce(countByN(bravo.snapshot().messages), kCount));
+  EXPECT_EQ(alpha->pendingCount(), 0u);
+}
+
+TEST_F(MeshClient, WrongSecretFailsWithAuthError) {
+  auto o = optionsFor("alpha");
+  o.secret = "definitely-not-the-secret";
+  Node alpha(o);
+  auto connected = alpha->waitConnected(kWait);
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.status(), Status::AuthFailed) << connected.error().message;
+  EXPECT_EQ(alpha->state(), ConnectionState::Failed);
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) {
+    return !s.errors.empty() && s.errors.back().status == Status::AuthFailed;
+  }));
+}
+
+TEST_F(MeshClient, ResumeTokenIsStoredAndSurvivesRestart) {
+  {
+    Node alpha(optionsFor("alpha"));
+    ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  }
+  // With a stored token the second start authenticates too (token first).
+  Node alpha(optionsFor("alpha"));
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+}
+
+TEST_F(MeshClient, ConnectsOnceRelayComesUpAndAutoRegisters) {
+  relay->stop();
+  auto o = Node::options("charlie", "charlie-secret-0123456789", relay->gatewayUrl(),
+                         dir.file("charlie.db"));
+  o.autoRegister = true;
+  o.name = "Charlie";
+  Node charlie(o);
+  ASSERT_TRUE(charlie.waitFor([](const Seen& s) {
+    for (auto st : s.states) {
+      if (st == ConnectionState::WaitingToReconnect) return true;
+    }
+    return false;
+  }));
+  auto early = charlie->relay("bravo", payloadN(7));
+  ASSERT_TRUE(early.ok());
+
+  relay->start();
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  ASSERT_TRUE(charlie->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 1; }));
+  EXPECT_EQ(bravo.snapshot().messages[0].fromMeshName, "Charlie");
+  EXPECT_EQ(bravo.snapshot().messages[0].id, early.value());
+}
+
+TEST_F(MeshClient, AutoRegisterConflictIsAConfigurationError) {
+  auto o = optionsFor("alpha");
+  o.secret = "another-secret-0123456789";
+  o.autoRegister = true;
+  Node alpha(o);
+  auto connected = alpha->waitConnected(kWait);
+  ASSERT_FALSE(connected.ok());
+  EXPECT_EQ(connected.status(), Status::RegistrationConflict) << connected.error().message;
+}
+
+TEST_F(MeshClient, GivesUpOnOfflineTargetAfterMaxAge) {
+  auto o = optionsFor("alpha");
+  o.maxMessageAge = milliseconds(300);
+  Node alpha(o);
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  auto id = alpha->relay("bravo", payloadN(1));  // bravo is not connected
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return !s.deliveries.empty(); }));
+  const auto report = alpha.snapshot().deliveries.at(0);
+  EXPECT_EQ(report.id, id.value());
+  EXPECT_EQ(report.outcome, DeliveryReport::Outcome::GaveUp);
+  EXPECT_EQ(alpha->pendingCount(), 0u);
+}
+
+TEST_F(MeshClient, DropsRepeatedIncomingIds) {
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  // A sender that retries by hand: the same id twice, then a new one.
+  auto raw = WsClient::connect(relay->port());
+  raw->sendText(R"({"type":"gateway_auth","meshId":"alpha","secret":")" + kSecretA + "\"}");
+  raw->expectType("gateway_auth_ok");
+  for (const char* id : {"m-1", "m-1", "m-2"}) {
+    raw->sendText(std::string(R"({"type":"gateway_relay","targetMeshId":"bravo","id":")") + id +
+                  R"(","payload":{"n":1}})");
+  }
+  // The relay forwards in order, so a repeat of m-1 would arrive before m-2.
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) {
+    return !s.messages.empty() && s.messages.back().id == std::optional<std::string>("m-2");
+  }));
+  const auto seen = bravo.snapshot().messages;
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].id, "m-1");
+  raw->close();
+}
+
+TEST_F(MeshClient, StopsCleanlyWhileRelayIsDown) {
+  relay->stop();
+  Node alpha(optionsFor("alpha"));
+  ASSERT_TRUE(alpha->relay("bravo", payloadN(1)).ok());
+  auto discovered = alpha->discover(milliseconds(200));
+  EXPECT_EQ(discovered.status(), Status::Timeout);
+  alpha->stop();
+  EXPECT_EQ(alpha->state(), ConnectionState::Stopped);
+  EXPECT_EQ(alpha->relay("bravo", payloadN(2)).status(), Status::Closed);
+  EXPECT_EQ(alpha->pendingCount(), 1u);
+}
+
+}  // namespace
+}  // namespace mesh::test

@@ -1,0 +1,166 @@
+#include "relay_runner.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "mesh/client/http.h"
+
+extern char** environ;
+
+namespace mesh::test {
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "meshclient-XXXXXX").string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw std::runtime_error(std::string("mkdtemp: ") + std::strerror(errno));
+  }
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::uint16_t pickFreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("cannot find a free port");
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+pid_t spawnProcess(const std::string& binary, const std::vector<std::string>& args,
+                   const std::string& logPath, const std::string& stdoutPath) {
+  std::vector<std::string> all{binary};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  // posix_spawn, not fork: the test process has threads (clients) running.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const int flags = O_WRONLY | O_CREAT | O_APPEND;
+  if (!logPath.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, logPath.c_str(), flags, 0644);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, logPath.c_str(), flags, 0644);
+  }
+  if (!stdoutPath.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, stdoutPath.c_str(), flags, 0644);
+  }
+  // The child starts with no signal blocked whatever this thread blocks.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  const int rc = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw std::runtime_error("cannot start " + binary + ": " + std::strerror(rc));
+  return pid;
+}
+
+int waitProcess(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return -1;
+    }
+    if (done < 0 || std::chrono::steady_clock::now() > deadline) return -1;
+    // Polling a child's exit: there is no condition to wait on here.
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+RelayRunner::RelayRunner(const TempDir& dir)
+    : port_(pickFreePort()), dbPath_(dir.file("relay.db")), logPath_(dir.file("relay.log")) {}
+
+RelayRunner::~RelayRunner() {
+  kill();
+}
+
+void RelayRunner::start() {
+  // MESH_RELAY_BIN in the environment runs another build of the relay.
+  const char* fromEnv = std::getenv("MESH_RELAY_BIN");
+  const std::string bin = fromEnv != nullptr && *fromEnv != '\0' ? fromEnv : MESH_RELAY_BIN;
+  pid_ = spawnProcess(bin,
+                      {"--host", "127.0.0.1", "--port", std::to_string(port_), "--db", dbPath_,
+                       "--argon2-ops", "1", "--argon2-mem", "8192", "--log-level", "warn",
+                       "--rate-limit", "0", "--register-burst", "1000"},
+                      logPath_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (mesh::client::checkHealth(httpUrl(), std::chrono::milliseconds(500))) return;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("mesh-relay exited at start; see " + logPath_);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill();
+  throw std::runtime_error("mesh-relay did not answer /health in time");
+}
+
+void RelayRunner::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  (void)waitProcess(pid_, std::chrono::seconds(10));
+  pid_ = -1;
+}
+
+int RelayRunner::stop() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  const int status = waitProcess(pid_, std::chrono::seconds(15));
+  if (status < 0) {
+    kill();
+    return -1;
+  }
+  pid_ = -1;
+  return status;
+}
+
+std::string RelayRunner::gatewayUrl() const {
+  return "ws://127.0.0.1:" + std::to_string(port_) + "/gateway";
+}
+
+std::string RelayRunner::httpUrl() const {
+  return "http://127.0.0.1:" + std::to_string(port_);
+}
+
+void RelayRunner::registerMesh(const std::string& meshId, const std::string& secret,
+                               const std::string& name) const {
+  auto r = mesh::client::registerMesh(httpUrl(), meshId, secret, name);
+  if (!r) throw std::runtime_error("register " + meshId + ": " + r.error().message);
+}
+
+}  // namespace mesh::test
