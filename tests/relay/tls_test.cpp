@@ -1,0 +1,138 @@
+// Native TLS: wss:// and https:// on the relay's one port, with certificates
+// the tests make; certificate reload on SIGHUP in the real executable.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+#include "support/relay_process.h"
+#include "support/test_relay.h"
+#include "support/tls_client.h"
+
+namespace mesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::unique_ptr<TlsWsClient> authenticateTls(std::uint16_t port, const std::string& meshId,
+                                             std::string* authOk = nullptr) {
+  auto c = TlsWsClient::connect(port);
+  c->sendText(R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" +
+              TestRelay::secretFor(meshId) + "\"}");
+  const std::string ok = c->expectType("gateway_auth_ok");
+  if (authOk) *authOk = ok;
+  return c;
+}
+
+int registerTls(std::uint16_t port, const std::string& meshId) {
+  const std::string body = R"({"meshId":")" + meshId + R"(","secret":")" +
+                           TestRelay::secretFor(meshId) + R"(","name":"Mesh )" + meshId + "\"}";
+  return httpsRequest(port, "POST", "/register", body).status;
+}
+
+// Opens fresh TLS connections until one shows `subject` or time runs out.
+bool waitForSubject(std::uint16_t port, const std::string& subject) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (TlsStream::connect(port)->peerSubject() == subject) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+TEST(TlsRelay, AuthAndRelayOverWss) {
+  TempDir certs;
+  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
+  TestRelay relay([&](relay::Config& c) {
+    c.tlsCertPath = (certs.path() / "cert.pem").string();
+    c.tlsKeyPath = (certs.path() / "key.pem").string();
+  });
+  ASSERT_EQ(registerTls(relay.port(), "tls-a"), 201);
+  ASSERT_EQ(registerTls(relay.port(), "tls-b"), 201);
+  auto health = httpsRequest(relay.port(), "GET", "/healthz");
+  EXPECT_EQ(health.status, 200) << health.body;
+
+  auto a = authenticateTls(relay.port(), "tls-a");
+  auto b = authenticateTls(relay.port(), "tls-b");
+  EXPECT_EQ(a->peerSubject(), "/CN=relay-test");
+  a->sendText(R"({"type":"gateway_relay","id":"m1","targetMeshId":"tls-b","payload":{"x":1}})");
+  const std::string incoming = b->expectType("gateway_incoming");
+  EXPECT_EQ(jsonString(incoming, "fromMeshId"), "tls-a");
+  EXPECT_EQ(jsonString(incoming, "id"), "m1");
+  const std::string ack = a->expectType("gateway_ack");
+  EXPECT_EQ(jsonString(ack, "status"), "delivered");
+}
+
+TEST(TlsRelay, PlainConnectionsGetNoService) {
+  TempDir certs;
+  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
+  TestRelay relay([&](relay::Config& c) {
+    c.tlsCertPath = (certs.path() / "cert.pem").string();
+    c.tlsKeyPath = (certs.path() / "key.pem").string();
+  });
+  EXPECT_THROW(WsClient::connect(relay.port()), std::runtime_error);
+  EXPECT_EQ(httpsRequest(relay.port(), "GET", "/health").status, 200);
+}
+
+TEST(TlsRelay, StartRefusesBadCertificateFiles) {
+  TempDir dir;
+  makeSelfSignedCert(dir.path() / "a.pem", dir.path() / "a.key", "a");
+  makeSelfSignedCert(dir.path() / "b.pem", dir.path() / "b.key", "b");
+  auto start = [&](const std::string& cert, const std::string& key) {
+    relay::Config c = testConfig(dir.path() / "mesh.db");
+    c.tlsCertPath = cert.empty() ? "" : (dir.path() / cert).string();
+    c.tlsKeyPath = key.empty() ? "" : (dir.path() / key).string();
+    relay::Server server(c);
+  };
+  EXPECT_THROW(start("missing.pem", "a.key"), std::runtime_error);
+  EXPECT_THROW(start("a.pem", "b.key"), std::runtime_error);  // key of another cert
+  EXPECT_THROW(start("a.pem", ""), std::runtime_error);
+  EXPECT_THROW(start("", "a.key"), std::runtime_error);
+  EXPECT_NO_THROW(start("a.pem", "a.key"));
+}
+
+TEST(TlsRelay, SighupReloadsTheCertificateWithoutDroppingConnections) {
+  TempDir dir;
+  const auto cert = dir.path() / "cert.pem";
+  const auto key = dir.path() / "key.pem";
+  makeSelfSignedCert(cert, key, "before-reload");
+  RelayProcess relay(MESH_RELAY_BIN, {"--db", (dir.path() / "mesh.db").string(), "--argon2-ops",
+                                      "1", "--argon2-mem", "8192", "--tls-cert", cert.string(),
+                                      "--tls-key", key.string()});
+  ASSERT_EQ(registerTls(relay.port(), "keep-a"), 201);
+  auto before = authenticateTls(relay.port(), "keep-a");
+  EXPECT_EQ(before->peerSubject(), "/CN=before-reload");
+
+  makeSelfSignedCert(cert, key, "after-reload");
+  relay.signal(SIGHUP);
+  EXPECT_TRUE(waitForSubject(relay.port(), "/CN=after-reload")) << relay.log();
+
+  // The connection made with the old certificate still works.
+  before->sendText(R"({"type":"gateway_discover","id":"still-here"})");
+  EXPECT_EQ(jsonString(before->expectType("gateway_discover_result"), "id"), "still-here");
+  ASSERT_EQ(registerTls(relay.port(), "keep-b"), 201);
+  auto after = authenticateTls(relay.port(), "keep-b");
+  after->sendText(R"({"type":"gateway_relay","targetMeshId":"keep-a","payload":{}})");
+  EXPECT_EQ(jsonString(before->expectType("gateway_incoming"), "fromMeshId"), "keep-b");
+
+  // A broken file on the next reload is reported; the current pair stays.
+  { std::ofstream(cert) << "not a certificate\n"; }
+  relay.signal(SIGHUP);
+  bool reported = false;
+  for (int i = 0; i < 100 && !reported; ++i) {
+    const auto m = httpsRequest(relay.port(), "GET", "/metrics");
+    reported = m.body.find("mesh_relay_tls_reloads_total{result=\"error\"} 1") != std::string::npos;
+    if (!reported) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(reported) << relay.log();
+  EXPECT_EQ(TlsStream::connect(relay.port())->peerSubject(), "/CN=after-reload");
+  EXPECT_NE(relay.log().find("TLS reload failed"), std::string::npos) << relay.log();
+
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait(10000ms), 0) << relay.log();
+}
+
+}  // namespace
+}  // namespace mesh::test
