@@ -108,7 +108,7 @@ int Server::Impl::onHttpBody(PerSession* pss, const char* data, std::size_t len)
 int Server::Impl::onHttpBodyComplete(PerSession* pss) {
   if (!pss || !pss->http) return -1;
   HttpExchange& ex = *pss->http;
-  if (ex.status != 0) return 0;  // answered before the body came (403, 413)
+  if (ex.status != 0 || ex.routed) return 0;  // answered or routed already (403, 413)
   if (ex.bodyTooLarge) {
     ex.closeAfter = true;
     respond(ex, 413, errorBody("Request body too large"));
@@ -119,6 +119,7 @@ int Server::Impl::onHttpBodyComplete(PerSession* pss) {
 }
 
 void Server::Impl::route(HttpExchange& ex) {
+  ex.routed = true;
   const std::string_view path = ex.path;
   if (routeOperator(ex)) return;
   if (path == "/health" && ex.method == "GET") {

@@ -42,6 +42,9 @@ struct HttpExchange {
   std::string authorization;
   std::string body;
   bool bodyTooLarge = false;
+  // Routed once: lws may still report a body completion (even an empty
+  // one) after a request that was routed or answered straight away.
+  bool routed = false;
   // Response, written from HTTP_WRITEABLE: headers first, then the body.
   const char* contentType = "application/json";  // a string literal
   int status = 0;
