@@ -1,0 +1,150 @@
+// GET /metrics: values after a scripted sequence, the optional token, and
+// the output checked by promtool (Debian package prometheus).
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+
+#include "support/test_relay.h"
+
+namespace mesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The value of one sample line, e.g. `mesh_relay_relays_total{result="offline"}`;
+// -1 when absent.
+double metric(const std::string& page, const std::string& series) {
+  std::size_t pos = 0;
+  while ((pos = page.find(series + " ", pos)) != std::string::npos) {
+    if (pos == 0 || page[pos - 1] == '\n') {
+      return std::strtod(page.c_str() + pos + series.size() + 1, nullptr);
+    }
+    pos += series.size();
+  }
+  return -1;
+}
+
+std::string scrape(const TestRelay& relay) {
+  const auto r = httpRequest(relay.port(), "GET", "/metrics");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_NE(headerValue(r.headers, "Content-Type").find("text/plain"), std::string::npos);
+  return r.body;
+}
+
+TEST(Metrics, ValuesFollowAScriptedSequence) {
+  TestRelay relay;
+  const std::string before = scrape(relay);
+  EXPECT_EQ(metric(before, "mesh_relay_connections"), 0);
+  EXPECT_NE(before.find("mesh_relay_build_info{version=\"0.1.0\""), std::string::npos);
+  EXPECT_GT(metric(before, "mesh_relay_start_time_seconds"), 1.6e9);
+
+  auto a = relay.join("metric-a");
+  auto b = relay.join("metric-b");
+  a->sendText(R"({"type":"gateway_relay","id":"r1","targetMeshId":"metric-b","payload":{}})");
+  b->expectType("gateway_incoming");
+  a->expectType("gateway_ack");
+  a->sendText(R"({"type":"gateway_relay","id":"r2","targetMeshId":"ghost","payload":{}})");
+  a->expectType("gateway_ack");
+  b->sendText(R"({"type":"gateway_broadcast","id":"b1","payload":{"x":1}})");
+  a->expectType("gateway_incoming");
+  b->expectType("gateway_ack");
+  a->sendBinary("\x01\x02");
+  a->expectType("error");
+  {
+    auto wrong = WsClient::connect(relay.port());
+    wrong->sendText(
+        R"({"type":"gateway_auth","meshId":"metric-a","secret":"not-the-secret-12345"})");
+    EXPECT_EQ(wrong->expectClose(3000ms), 1008);
+  }
+  EXPECT_THROW(WsClient::connect(relay.port(), onPath("/elsewhere")), std::runtime_error);
+  EXPECT_EQ(relay.registerMesh("metric-a", "some-other-secret-123", "x"), 409);
+
+  const std::string page = scrape(relay);
+  EXPECT_EQ(metric(page, "mesh_relay_connections"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_connections_accepted_total"), 3);
+  EXPECT_EQ(metric(page, "mesh_relay_connections_refused_total{reason=\"not_gateway\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_connections_refused_total{reason=\"denied\"}"), 0);
+  EXPECT_EQ(metric(page, "mesh_relay_meshes_online"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_meshes_registered"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_registrations_total{result=\"created\"}"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_registrations_total{result=\"conflict\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_auth_successes_total"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_auth_failures_total{reason=\"invalid_credentials\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_relays_total{result=\"delivered\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_relays_total{result=\"offline\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_broadcast_recipients_total"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_received_total{type=\"gateway_relay\"}"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_received_total{type=\"gateway_broadcast\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_received_total{type=\"gateway_auth\"}"), 3);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_received_total{type=\"binary\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"gateway_incoming\"}"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"gateway_ack\"}"), 3);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"gateway_auth_ok\"}"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"error\"}"), 1);
+  EXPECT_GT(metric(page, "mesh_relay_received_bytes_total"), 100);
+  EXPECT_GT(metric(page, "mesh_relay_sent_bytes_total"), 100);
+  // Both forwarded frames reached their last recipient.
+  EXPECT_EQ(metric(page, "mesh_relay_frame_delivery_seconds_count"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_frame_delivery_seconds_bucket{le=\"+Inf\"}"), 2);
+  EXPECT_EQ(metric(page, "mesh_relay_argon2_jobs_queued"), 0);
+  EXPECT_EQ(metric(page, "mesh_relay_send_queue_bytes"), 0);
+  EXPECT_EQ(metric(page, "mesh_relay_rate_limited_total"), 0);
+  EXPECT_EQ(metric(page, "mesh_relay_slow_consumers_total"), 0);
+}
+
+TEST(Metrics, RateLimitAndRefusalsAreCounted) {
+  TestRelay relay([](relay::Config& c) {
+    c.rateLimit = 1;
+    c.rateBurst = 1;
+    c.denyIps = {"127.0.0.2"};
+  });
+  auto a = relay.join("limited");
+  a->sendText(R"({"type":"gateway_broadcast","payload":{}})");
+  a->sendText(R"({"type":"gateway_broadcast","payload":{}})");
+  a->expectType("error");
+  auto denied = WsClient::connect(relay.port(), fromAddress("127.0.0.2"));
+  EXPECT_EQ(denied->expectClose(3000ms), 1008);
+  const std::string page = scrape(relay);
+  EXPECT_EQ(metric(page, "mesh_relay_rate_limited_total"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_connections_refused_total{reason=\"denied\"}"), 1);
+}
+
+TEST(Metrics, TokenProtectsThePage) {
+  TestRelay relay([](relay::Config& c) { c.metricsToken = "metrics-token-123"; });
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/metrics").status, 401);
+  EXPECT_EQ(
+      httpRequest(relay.port(), "GET", "/metrics", {}, {"Authorization: Bearer wrong"}).status,
+      401);
+  const auto ok =
+      httpRequest(relay.port(), "GET", "/metrics", {}, {"Authorization: Bearer metrics-token-123"});
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_NE(ok.body.find("mesh_relay_connections "), std::string::npos);
+  EXPECT_EQ(httpRequest(relay.port(), "POST", "/metrics").status, 405);
+}
+
+TEST(Metrics, PromtoolAcceptsThePage) {
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "promtool not installed (Debian package prometheus; tools/test.sh installs it)";
+  }
+  TestRelay relay;
+  auto a = relay.join("prom-a");
+  auto b = relay.join("prom-b");
+  a->sendText(R"({"type":"gateway_broadcast","payload":{}})");
+  b->expectType("gateway_incoming");
+  TempDir dir;
+  const auto file = dir.path() / "metrics.txt";
+  { std::ofstream(file) << scrape(relay); }
+  const auto out = dir.path() / "promtool.txt";
+  const std::string cmd =
+      "promtool check metrics < '" + file.string() + "' > '" + out.string() + "' 2>&1";
+  const int rc = std::system(cmd.c_str());
+  std::ifstream in(out);
+  const std::string report((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(rc, 0) << report;
+  EXPECT_EQ(report, "") << report;
+}
+
+}  // namespace
+}  // namespace mesh::test
