@@ -194,7 +194,10 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = kProtocols;
-  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  // TLS set-up only for wss://: lws 4.1.6 builds a client SSL_CTX with the
+  // system CA store per context and, with two contexts alive in one
+  // process, frees only one of them (seen under LeakSanitizer).
+  info.options = impl->url.secure() ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
   info.user = impl.get();
   info.fd_limit_per_thread = 16;  // one connection plus lws' own pipes
   const auto connectSecs = static_cast<unsigned>(std::max<std::int64_t>(
