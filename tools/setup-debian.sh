@@ -3,6 +3,11 @@
 # Safe to run again: apt-get skips what is already installed.
 #   tools/setup-debian.sh           build + test dependencies
 #   tools/setup-debian.sh --runtime runtime libraries only (container image)
+#   tools/setup-debian.sh --promtool promtool, which the metrics test runs
+#                                    (package prometheus: large, and on a
+#                                    machine with systemd it also starts a
+#                                    Prometheus server; tools/test.sh asks
+#                                    for it only when promtool is missing)
 set -eu
 
 build_pkgs="build-essential cmake pkg-config git ca-certificates curl
@@ -12,6 +17,8 @@ runtime_pkgs="libwebsockets17 libsqlite3-0 libsodium23 libssl3 ca-certificates c
 
 if [ "${1:-}" = "--runtime" ]; then
   pkgs=$runtime_pkgs
+elif [ "${1:-}" = "--promtool" ]; then
+  pkgs="prometheus"
 else
   pkgs=$build_pkgs
 fi

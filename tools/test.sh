@@ -5,6 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 tools/setup-debian.sh
+command -v promtool >/dev/null 2>&1 || tools/setup-debian.sh --promtool
 
 jobs=$(nproc 2>/dev/null || echo 2)
 
@@ -16,6 +17,8 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMESH_SANITIZE=ON
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900
+
+tools/check-deploy.sh build/relay/mesh-relay
 
 if [ -x tools/bench-smoke.sh ]; then
   tools/bench-smoke.sh build/relay/mesh-relay build/tools/mesh-bench/mesh-bench

@@ -1,0 +1,74 @@
+#!/bin/sh
+# Checks the deployment files against the build and each other, since no
+# Docker engine or Fly account is around in CI:
+#   - the Dockerfile builds with the same setup script and cmake commands as
+#     tools/run-relay.sh (which tools/test.sh proves) and keeps its promises
+#     (non-root, /data volume, port 4000, health check);
+#   - fly.toml keeps the settings the README relies on;
+#   - the systemd unit passes systemd-analyze verify (when available).
+# Usage: tools/check-deploy.sh [path/to/mesh-relay]
+set -eu
+cd "$(dirname "$0")/.."
+fail=0
+need() {  # need FILE TEXT WHY
+  if ! grep -qF -- "$2" "$1"; then
+    echo "check-deploy: $1 lacks '$2' ($3)" >&2
+    fail=1
+  fi
+}
+
+configure='cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo'
+build='--target mesh-relay'
+need tools/run-relay.sh "$configure" "README build command"
+need Dockerfile "$configure" "same configure as tools/run-relay.sh"
+need tools/run-relay.sh "$build" "README build command"
+need Dockerfile "$build" "same build target as tools/run-relay.sh"
+need Dockerfile "RUN tools/setup-debian.sh &&" "build stage uses the setup script"
+need Dockerfile "setup-debian.sh --runtime" "runtime stage has runtime libraries only"
+need Dockerfile "FROM debian:12-slim AS build" "multi-stage on Debian 12 slim"
+need Dockerfile "USER mesh" "runs as a non-root user"
+need Dockerfile 'VOLUME ["/data"]' "database volume"
+need Dockerfile "MESH_DB_PATH=/data/mesh.db" "database on the volume"
+need Dockerfile "EXPOSE 4000" "relay port"
+need Dockerfile "/healthz" "health check"
+
+need fly.toml "internal_port = 4000" "relay port"
+need fly.toml 'destination = "/data"' "volume for the registry"
+need fly.toml 'MESH_DB_PATH = "/data/mesh.db"' "database on the volume"
+need fly.toml 'path = "/health"' "health check"
+need fly.toml 'kill_signal = "SIGTERM"' "graceful drain"
+need fly.toml 'auto_stop_machines = "off"' "nodes hold long-lived connections"
+need fly.toml 'type = "connections"' "connection-based concurrency"
+# The kill timeout must cover the drain.
+drain=$(sed -n 's/^ *MESH_DRAIN_TIMEOUT = "\([0-9]*\)"/\1/p' fly.toml)
+kill=$(sed -n 's/^kill_timeout = "\([0-9]*\)s"/\1/p' fly.toml)
+if [ -z "$drain" ] || [ -z "$kill" ] || [ "$kill" -lt $((drain + 5)) ]; then
+  echo "check-deploy: fly.toml kill_timeout ($kill) must exceed MESH_DRAIN_TIMEOUT ($drain) by 5 s" >&2
+  fail=1
+fi
+
+unit=deploy/systemd/mesh-relay.service
+need "$unit" "NoNewPrivileges=yes" "sandboxing"
+need "$unit" "ProtectSystem=strict" "read-only system"
+need "$unit" "StateDirectory=mesh-relay" "state directory for the database"
+need "$unit" "MESH_DB_PATH=/var/lib/mesh-relay/mesh.db" "database in the state directory"
+need deploy/nginx/mesh-relay.conf 'proxy_set_header Upgrade $http_upgrade' "WebSocket upgrade"
+need deploy/nginx/mesh-relay.conf 'proxy_set_header Connection $connection_upgrade' "WebSocket upgrade"
+
+if [ -n "${1:-}" ] && command -v systemd-analyze >/dev/null 2>&1; then
+  # Verify a copy that points at the binary just built.
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+  sed "s|^ExecStart=.*|ExecStart=$bin|" "$unit" >"$tmp/mesh-relay.service"
+  if ! out=$(systemd-analyze verify "$tmp/mesh-relay.service" 2>&1); then
+    echo "check-deploy: systemd-analyze verify: $out" >&2
+    fail=1
+  elif [ -n "$out" ]; then
+    echo "check-deploy: systemd-analyze verify warns: $out" >&2
+    fail=1
+  fi
+fi
+
+[ "$fail" -eq 0 ] && echo "deployment files: ok"
+exit "$fail"
