@@ -182,5 +182,17 @@ TEST(SelfRotation, MeshProvesItsCurrentSecret) {
   EXPECT_EQ(resume(relay.port(), "self", token).second, "invalid_credentials");
 }
 
+TEST(SelfRotation, SharesTheRegistrationRateLimit) {
+  TestRelay relay([](relay::Config& c) {
+    c.registerBurst = 2;
+    c.registerRatePerSecond = 0.001;
+  });
+  ASSERT_EQ(relay.registerMesh("busy", TestRelay::secretFor("busy"), "B"), 201);
+  const std::string body = R"({"meshId":"busy","secret":"wrong-secret-0123456789",)"
+                           R"("newSecret":"next-secret-0123456789"})";
+  EXPECT_EQ(httpRequest(relay.port(), "POST", "/rotate-secret", body).status, 401);
+  EXPECT_EQ(httpRequest(relay.port(), "POST", "/rotate-secret", body).status, 429);
+}
+
 }  // namespace
 }  // namespace mesh::test

@@ -2,7 +2,9 @@
 // the tests make; certificate reload on SIGHUP in the real executable.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -99,8 +101,8 @@ TEST(TlsRelay, SighupReloadsTheCertificateWithoutDroppingConnections) {
   const auto key = dir.path() / "key.pem";
   makeSelfSignedCert(cert, key, "before-reload");
   RelayProcess relay(MESH_RELAY_BIN, {"--db", (dir.path() / "mesh.db").string(), "--argon2-ops",
-                                      "1", "--argon2-mem", "8192", "--tls-cert", cert.string(),
-                                      "--tls-key", key.string()});
+                                      "1", "--argon2-mem", "8192", "--drain-timeout", "1",
+                                      "--tls-cert", cert.string(), "--tls-key", key.string()});
   ASSERT_EQ(registerTls(relay.port(), "keep-a"), 201);
   auto before = authenticateTls(relay.port(), "keep-a");
   EXPECT_EQ(before->peerSubject(), "/CN=before-reload");
@@ -130,6 +132,31 @@ TEST(TlsRelay, SighupReloadsTheCertificateWithoutDroppingConnections) {
   EXPECT_EQ(TlsStream::connect(relay.port())->peerSubject(), "/CN=after-reload");
   EXPECT_NE(relay.log().find("TLS reload failed"), std::string::npos) << relay.log();
 
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait(10000ms), 0) << relay.log();
+}
+
+TEST(TlsRelay, CertificateWithoutKeyIsAUsageError) {
+  TempDir dir;
+  const std::string cmd = std::string(MESH_RELAY_BIN) + " --port 0 --db '" +
+                          (dir.path() / "mesh.db").string() + "' --tls-cert '" +
+                          (dir.path() / "cert.pem").string() + "' 2>/dev/null";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
+TEST(TlsRelay, SighupWithoutTlsChangesNothing) {
+  TempDir dir;
+  RelayProcess relay(MESH_RELAY_BIN, {"--db", (dir.path() / "mesh.db").string()});
+  relay.signal(SIGHUP);
+  bool logged = false;
+  for (int i = 0; i < 100 && !logged; ++i) {
+    logged = relay.log().find("TLS is not configured") != std::string::npos;
+    if (!logged) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(logged) << relay.log();
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/healthz").status, 200);
   relay.signal(SIGTERM);
   EXPECT_EQ(relay.wait(10000ms), 0) << relay.log();
 }
