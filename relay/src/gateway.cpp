@@ -355,11 +355,10 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
     filtered = proto::filterMeshChatPayload(payload);
     payload = filtered;
   }
-  enqueue(target, makeFrame(
-                      [&](std::string& out) {
-                        proto::encodeIncoming(out, s.meshId, s.name, payload, id);
-                      },
-                      frameArrivalUs));
+  enqueue(target,
+          makeFrame(
+              [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
+              frameArrivalUs));
   ++counters.relaysDelivered;
   if (id)
     enqueue(s, makeFrame([&](std::string& out) {

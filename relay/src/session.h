@@ -22,7 +22,7 @@ namespace mesh::relay {
 // can be written without a copy. Immutable once queued and shared by every
 // recipient of a broadcast.
 struct OutFrame {
-  std::string bytes;  // headroom + frame text
+  std::string bytes;           // headroom + frame text
   std::uint8_t kind = 0;       // OutFrameKind (metrics.h), counted per write
   std::int64_t arrivalUs = 0;  // steady us of the node frame it carries; 0: none
   [[nodiscard]] std::size_t textSize() const;
