@@ -1,5 +1,5 @@
 // Event counters kept by the loop thread (plain integers: only the loop
-// writes or reads them), for logs now and a metrics endpoint later.
+// writes or reads them), for logs and GET /metrics (admin.cpp renders them).
 #pragma once
 
 #include <array>

@@ -258,7 +258,9 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-      return shuttingDown ? 1 : 0;
+      if (!shuttingDown) return 0;
+      refuse(RefuseReason::ShuttingDown);
+      return 1;
 
     // WebSocket
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
