@@ -9,7 +9,7 @@ WORKDIR /src
 COPY tools/setup-debian.sh tools/setup-debian.sh
 RUN tools/setup-debian.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN rm -rf build && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 RUN cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target mesh-relay
 
 # ---- runtime stage: runtime libraries and the executable only
