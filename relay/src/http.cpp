@@ -221,7 +221,10 @@ int Server::Impl::onHttpWriteable(lws* wsi, PerSession* pss) {
                                     ex.response.size(), &p, end)) {
       return -1;
     }
-    if (ex.closeAfter &&
+    // HTTP/2 (TLS with ALPN h2) has no Connection header: adding one fails
+    // the whole response. A stream's network connection is its parent.
+    const bool http2 = lws_get_network_wsi(wsi) != wsi;
+    if (ex.closeAfter && !http2 &&
         lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
                                      reinterpret_cast<const unsigned char*>("close"), 5, &p, end)) {
       return -1;
