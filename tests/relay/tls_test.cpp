@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -134,6 +135,34 @@ TEST(TlsRelay, SighupReloadsTheCertificateWithoutDroppingConnections) {
 
   relay.signal(SIGTERM);
   EXPECT_EQ(relay.wait(10000ms), 0) << relay.log();
+}
+
+// curl's status code for an HTTPS request over HTTP/2 (ALPN h2), "" if curl
+// could not run.
+std::string curlHttp2Status(std::uint16_t port, const std::string& path) {
+  const std::string cmd =
+      "curl -sk --http2 -o /dev/null -w '%{http_code} %{http_version}' "
+      "https://127.0.0.1:" +
+      std::to_string(port) + path + " 2>/dev/null";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {};
+  char buf[64] = {0};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, p);
+  pclose(p);
+  return std::string(buf, n);
+}
+
+TEST(TlsRelay, RefusalsReachHttp2Clients) {
+  if (std::system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl not installed";
+  TempDir certs;
+  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
+  TestRelay relay([&](relay::Config& c) {
+    c.tlsCertPath = (certs.path() / "cert.pem").string();
+    c.tlsKeyPath = (certs.path() / "key.pem").string();
+    c.denyIps = {"127.0.0.1"};
+  });
+  // A refusal closes the connection; over HTTP/2 that must not cost the answer.
+  EXPECT_EQ(curlHttp2Status(relay.port(), "/healthz"), "403 2");
 }
 
 TEST(TlsRelay, CertificateWithoutKeyIsAUsageError) {
