@@ -49,11 +49,9 @@ NetPolicy makeNetPolicy(const Config& cfg) {
   }
 }
 
-}  // namespace
+constexpr std::size_t kRxBufferBytes = 512;
 
-std::size_t OutFrame::textSize() const {
-  return bytes.size() - LWS_PRE;
-}
+}  // namespace
 
 Server::Impl::Impl(const Config& cfg)
     : config(cfg),
@@ -63,6 +61,7 @@ Server::Impl::Impl(const Config& cfg)
   startTimeMs = nowMs();
   shutdownTimer.owner = this;
   sweepTimer.owner = this;
+  flushTimer.owner = this;
   log::setLevel(config.logLevel);
   lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
 
@@ -71,7 +70,12 @@ Server::Impl::Impl(const Config& cfg)
   protocols[0].name = kProtocolName;
   protocols[0].callback = &Impl::callback;
   protocols[0].per_session_data_size = sizeof(PerSession);
-  protocols[0].rx_buffer_size = 0;
+  // lws keeps an rx buffer of this size for every WebSocket for its whole
+  // life: small, so idle connections stay cheap. A longer message simply
+  // arrives in several RECEIVE callbacks (gateway.cpp joins them).
+  protocols[0].rx_buffer_size = kRxBufferBytes;
+  // But writes are not cut to that size: the gateway batches up to 64 KiB.
+  protocols[0].tx_packet_size = 128 * 1024;
   protocols[0].user = this;
   protocols[1] = lws_protocols{};  // terminator
 
@@ -193,6 +197,7 @@ int Server::Impl::run() {
   }
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&shutdownTimer.sul);
+  lws_sul_cancel(&flushTimer.sul);
   LOG_INFO("event loop stopped");
   return 0;
 }
@@ -275,6 +280,9 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return onWriteable(*pss->session);
     case LWS_CALLBACK_TIMER:
       if (pss && pss->session) onAuthTimer(*pss->session);
+      return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (pss && pss->session) onPeerClose(*pss->session);
       return 0;
     case LWS_CALLBACK_CLOSED:
       onClosed(pss);

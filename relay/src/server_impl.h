@@ -105,6 +105,10 @@ struct Server::Impl {
                  const std::optional<std::string>& id);
   bool takeRate(Session& s, bool messageFrame);
   void enqueue(Session& s, const OutFramePtr& frame);
+  void flush(Session& s);
+  void flushDirty();
+  bool writeFrames(Session& s);
+  void onPeerClose(Session& s);
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue);
   void detach(Session& s, bool announce);
   void releaseUnauthenticated(Session& s);
@@ -160,6 +164,12 @@ struct Server::Impl {
   std::int64_t drainDeadlineUs = 0;
   LoopTimer shutdownTimer;
   LoopTimer sweepTimer;
+  // Sessions with frames queued in this loop turn; written at its end, several
+  // frames per write, without waiting for POLLOUT (flushTimer fires then).
+  std::vector<Session*> dirty;
+  LoopTimer flushTimer;
+  bool flushScheduled = false;
+  std::vector<unsigned char> writeScratch;
   Counters counters;
 
   NetPolicy netPolicy;
@@ -175,16 +185,19 @@ struct Server::Impl {
 // (false when `expected` is empty: no token configured, no access).
 [[nodiscard]] bool bearerMatches(std::string_view authorization, std::string_view expected);
 
-// Builds a frame with transport headroom: `encode` appends the frame text.
-// `arrivalUs` is when the node frame it forwards arrived, for the delivery
-// histogram (0 for frames the relay makes up itself).
+// Builds a frame ready for the wire: `encode` appends the frame text, and
+// the WebSocket header is put in front of it once. `arrivalUs` is when the
+// node frame it forwards arrived, for the delivery histogram (0 for frames
+// the relay makes up itself).
 template <typename Encode>
 OutFramePtr makeFrame(Encode&& encode, std::int64_t arrivalUs = 0) {
   auto f = std::make_shared<OutFrame>();
-  f->bytes.reserve(LWS_PRE + 256);
-  f->bytes.append(LWS_PRE, '\0');
+  f->bytes.reserve(OutFrame::kHeadroom + 256);
+  f->bytes.append(OutFrame::kHeadroom, '\0');
   encode(f->bytes);
-  f->kind = static_cast<std::uint8_t>(classifyOutFrame(std::string_view(f->bytes).substr(LWS_PRE)));
+  f->seal();
+  f->kind = static_cast<std::uint8_t>(
+      classifyOutFrame(std::string_view(f->bytes).substr(OutFrame::kHeadroom)));
   f->arrivalUs = arrivalUs;
   return f;
 }

@@ -7,7 +7,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,16 +17,51 @@ struct lws;
 
 namespace mesh::relay {
 
-// One encoded frame with transport headroom in front (LWS_PRE bytes) so it
-// can be written without a copy. Immutable once queued and shared by every
-// recipient of a broadcast.
+// One server frame as it goes on the wire: the WebSocket header is written
+// once, right in front of the text, when the frame is made. Immutable once
+// queued and shared by every recipient of a broadcast, so the relay can put
+// several frames into one write without framing anything per recipient.
 struct OutFrame {
-  std::string bytes;           // headroom + frame text
-  std::uint8_t kind = 0;       // OutFrameKind (metrics.h), counted per write
-  std::int64_t arrivalUs = 0;  // steady us of the node frame it carries; 0: none
-  [[nodiscard]] std::size_t textSize() const;
+  // Room in front of the text for the longest server header (2 + 8 bytes),
+  // rounded up to what lws_write() needs in front of a buffer.
+  static constexpr std::size_t kHeadroom = 16;
+
+  std::string bytes;            // kHeadroom bytes (header right-aligned), then text
+  std::uint8_t headerSize = 0;  // bytes of WebSocket header before the text
+  std::uint8_t kind = 0;        // OutFrameKind (metrics.h), counted per write
+  std::int64_t arrivalUs = 0;   // steady us of the node frame it carries; 0: none
+
+  [[nodiscard]] std::size_t textSize() const { return bytes.size() - kHeadroom; }
+  [[nodiscard]] const char* text() const { return bytes.data() + kHeadroom; }
+  // Header and text: what goes on a plain connection.
+  [[nodiscard]] const char* wire() const { return text() - headerSize; }
+  [[nodiscard]] std::size_t wireSize() const { return headerSize + textSize(); }
+  // Writes the header for an unfragmented, unmasked text frame (RFC 6455
+  // 5.2) in front of the text; called once, after the text is complete.
+  void seal();
 };
 using OutFramePtr = std::shared_ptr<const OutFrame>;
+
+// A session's outgoing frames: a ring that holds no memory while empty
+// (most connections are idle most of the time).
+class FrameQueue {
+ public:
+  [[nodiscard]] bool empty() const { return count_ == 0; }
+  [[nodiscard]] std::size_t size() const { return count_; }
+  [[nodiscard]] const OutFramePtr& front() const { return slots_[head_]; }
+  [[nodiscard]] const OutFramePtr& at(std::size_t i) const {
+    return slots_[(head_ + i) & (capacity_ - 1)];
+  }
+  void push(OutFramePtr frame);
+  OutFramePtr pop();
+  void clear();
+
+ private:
+  std::unique_ptr<OutFramePtr[]> slots_;
+  std::size_t capacity_ = 0;  // 0 or a power of two
+  std::size_t head_ = 0;
+  std::size_t count_ = 0;
+};
 
 enum class SessionState {
   Unauthenticated,
@@ -62,13 +96,18 @@ struct Session {
   bool rxOversize = false;
 
   // Outgoing queue; bytes counted for the slow-consumer limit.
-  std::deque<OutFramePtr> queue;
+  FrameQueue queue;
   std::size_t queuedBytes = 0;
 
   // Close requested from elsewhere; done from WRITEABLE after the queue
   // drains (or at once when the queue was dropped).
   int closeCode = 0;
   std::string closeReason;
+
+  // Waiting in Impl::dirty for the end of this loop turn's flush.
+  bool flushPending = false;
+  // The peer sent a close frame: lws answers it, nothing more may be written.
+  bool peerClosed = false;
 
   TokenBucket controlBucket;
   unsigned refusedInARow = 0;

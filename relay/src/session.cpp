@@ -1,0 +1,61 @@
+#include "session.h"
+
+#include <utility>
+
+namespace mesh::relay {
+
+void OutFrame::seal() {
+  const std::size_t n = textSize();
+  auto* h = reinterpret_cast<unsigned char*>(bytes.data()) + kHeadroom;
+  if (n < 126) {
+    headerSize = 2;
+    h[-1] = static_cast<unsigned char>(n);
+  } else if (n <= 0xffff) {
+    headerSize = 4;
+    h[-3] = 126;
+    h[-2] = static_cast<unsigned char>(n >> 8);
+    h[-1] = static_cast<unsigned char>(n);
+  } else {
+    headerSize = 10;
+    h[-9] = 127;
+    for (int i = 0; i < 8; ++i) h[-1 - i] = static_cast<unsigned char>(n >> (8 * i));
+  }
+  h[-static_cast<int>(headerSize)] = 0x81;  // FIN, text
+}
+
+void FrameQueue::push(OutFramePtr frame) {
+  if (count_ == capacity_) {
+    const std::size_t grown = capacity_ == 0 ? 4 : capacity_ * 2;
+    auto slots = std::make_unique<OutFramePtr[]>(grown);
+    for (std::size_t i = 0; i < count_; ++i)
+      slots[i] = std::move(slots_[(head_ + i) & (capacity_ - 1)]);
+    slots_ = std::move(slots);
+    capacity_ = grown;
+    head_ = 0;
+  }
+  slots_[(head_ + count_) & (capacity_ - 1)] = std::move(frame);
+  ++count_;
+}
+
+OutFramePtr FrameQueue::pop() {
+  OutFramePtr frame = std::move(slots_[head_]);
+  head_ = (head_ + 1) & (capacity_ - 1);
+  if (--count_ == 0) {
+    head_ = 0;
+    // An idle connection keeps no ring; a busy one keeps a small one.
+    if (capacity_ > 64) {
+      slots_.reset();
+      capacity_ = 0;
+    }
+  }
+  return frame;
+}
+
+void FrameQueue::clear() {
+  slots_.reset();
+  capacity_ = 0;
+  head_ = 0;
+  count_ = 0;
+}
+
+}  // namespace mesh::relay

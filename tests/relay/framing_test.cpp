@@ -1,0 +1,120 @@
+// The relay frames server-to-node messages itself and puts several into one
+// write. These tests read the raw bytes a node receives and check them
+// against RFC 6455 byte for byte: FIN + text opcode, no mask, the shortest
+// length encoding (7 bit, 16 bit, 64 bit), and the exact frame text.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "mesh/proto/codec.h"
+#include "support/test_relay.h"
+
+namespace mesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string wireFrame(const std::string& text) {
+  std::string out;
+  out.push_back(static_cast<char>(0x81));
+  const std::size_t n = text.size();
+  if (n < 126) {
+    out.push_back(static_cast<char>(n));
+  } else if (n <= 0xffff) {
+    out.push_back(static_cast<char>(126));
+    out.push_back(static_cast<char>(n >> 8));
+    out.push_back(static_cast<char>(n & 0xff));
+  } else {
+    out.push_back(static_cast<char>(127));
+    for (int shift = 56; shift >= 0; shift -= 8)
+      out.push_back(static_cast<char>((n >> shift) & 0xff));
+  }
+  return out + text;
+}
+
+// Reads exactly `want` bytes from the socket (or what came before the
+// deadline).
+std::string readRaw(int fd, std::size_t want, std::chrono::milliseconds timeout) {
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  while (got.size() < want) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    const ssize_t n = ::recv(fd, buf, std::min(sizeof buf, want - got.size()), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  return got;
+}
+
+TEST(Framing, BatchedFramesAreByteExactAcrossEveryLengthEncoding) {
+  TestRelay relay([](relay::Config& c) {
+    c.limits.maxFrameBytes = 256 * 1024;
+    c.rateLimit = 0;
+  });
+  auto receiver = relay.join("frame-rx");
+  std::string authOk;
+  auto sender = relay.join("frame-tx", "", &authOk);
+  const std::string senderName = json(authOk)["name"].GetString();
+  // The receiver has seen the sender come online; after the probe's answer
+  // nothing more is on its way, so the socket holds only what follows.
+  framesUntilProbe(*receiver);
+
+  // Frame text lengths on both sides of each length-encoding boundary, and a
+  // run of small frames that the relay writes together.
+  std::vector<std::size_t> lengths{125, 126, 127, 65535, 65536, 70000};
+  for (int i = 0; i < 40; ++i) lengths.push_back(110 + static_cast<std::size_t>(i));
+  std::string overheadText;
+  proto::encodeIncoming(overheadText, "frame-tx", senderName, R"({"p":""})", std::nullopt);
+  const std::size_t overhead = overheadText.size();
+
+  std::string expected;
+  for (std::size_t len : lengths) {
+    ASSERT_GT(len, overhead);
+    const std::string payload = R"({"p":")" + std::string(len - overhead, 'x') + R"("})";
+    std::string text;
+    proto::encodeIncoming(text, "frame-tx", senderName, payload, std::nullopt);
+    ASSERT_EQ(text.size(), len);
+    expected += wireFrame(text);
+    sender->sendText(R"({"type":"gateway_relay","targetMeshId":"frame-rx","payload":)" + payload +
+                     "}");
+  }
+  const std::string got = readRaw(receiver->fd(), expected.size(), 10s);
+  ASSERT_EQ(got.size(), expected.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (got[i] != expected[i]) {
+      FAIL() << "first difference at byte " << i << " of " << got.size();
+    }
+  }
+}
+
+// Frames queued for one node in one loop turn (an ack, errors, incoming
+// messages) keep their order when they leave in one write.
+TEST(Framing, FramesKeepTheirOrderWithinABatch) {
+  TestRelay relay([](relay::Config& c) { c.rateLimit = 0; });
+  auto rx = relay.join("order-rx");
+  auto tx = relay.join("order-tx");
+  framesUntilProbe(*rx);
+  framesUntilProbe(*tx);
+  for (int i = 0; i < 200; ++i) {
+    tx->sendText(R"({"type":"gateway_relay","id":"m)" + std::to_string(i) +
+                 R"(","targetMeshId":"order-rx","payload":{"n":)" + std::to_string(i) + "}}");
+  }
+  for (int i = 0; i < 200; ++i) {
+    auto in = json(rx->expectType("gateway_incoming"));
+    ASSERT_EQ(in["payload"]["n"].GetInt(), i);
+    auto ack = json(tx->expectType("gateway_ack"));
+    ASSERT_EQ(std::string(ack["id"].GetString()), "m" + std::to_string(i));
+  }
+}
+
+}  // namespace
+}  // namespace mesh::test
