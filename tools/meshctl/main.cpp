@@ -6,15 +6,25 @@
 //   meshctl send TARGET JSON
 //   meshctl broadcast JSON
 //   meshctl listen
+//   meshctl rotate-own --mesh-id ID --secret OLD [--new-secret NEW]
+//
+// With the relay's admin token (--admin-token or ADMIN_TOKEN):
+//   meshctl meshes [--json]
+//   meshctl mesh ID
+//   meshctl delete ID
+//   meshctl rotate ID [--secret NEW]
 //
 // Every subcommand takes --url (or MESH_GATEWAY_URL); the ones that connect
 // take --mesh-id/--secret (or MESH_ID/MESH_SECRET). Results go to stdout as
-// JSON, problems to stderr as one line; the exit code says which kind.
+// JSON (a table for `meshes`, env lines for new secrets), problems to stderr
+// as one line; the exit code says which kind. The admin token is never
+// printed.
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -24,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "http_request.h"
 #include "mesh/client/client.h"
 #include "mesh/client/http.h"
 #include "mesh/proto/codec.h"
@@ -39,14 +50,19 @@ enum Exit : int {
   kFailed = 1,       // anything not covered below
   kUsage = 2,        // bad flags or arguments, invalid JSON argument
   kUnreachable = 3,  // the relay did not answer
-  kRefused = 4,      // bad credentials, or meshId registered with another secret
+  kRefused = 4,      // bad credentials (secret or admin token), or meshId taken
   kOffline = 5,      // send: the target mesh is not online
   kTimeout = 6,      // the relay did not answer in time
+  kNotFound = 7,     // admin: no such mesh
 };
 
 constexpr const char* kExitCodes =
     "Exit codes: 0 ok, 1 other failure, 2 usage or invalid JSON, 3 relay unreachable,\n"
-    "4 bad credentials or registration conflict, 5 target offline, 6 timeout.";
+    "4 bad credentials (secret or admin token) or registration conflict, 5 target offline,\n"
+    "6 timeout, 7 no such mesh.";
+
+constexpr std::size_t kMinSecretBytes = 16;
+constexpr std::size_t kMaxSecretBytes = 256;
 
 int exitFor(mc::Status status) {
   switch (status) {
@@ -79,6 +95,9 @@ struct Settings {
   std::string name;
   std::string target;
   std::string json;
+  std::string adminToken;
+  std::string newSecret;
+  bool asJson = false;
   double timeoutSeconds = 10;
 
   [[nodiscard]] milliseconds timeout() const {
@@ -280,6 +299,232 @@ int runListen(const Settings& s, const sigset_t& signals) {
   return kOk;
 }
 
+// --- HTTP routes beyond /register and /health: the admin API and
+// /rotate-secret.
+
+int usageError(const std::string& message) {
+  std::cerr << "meshctl: invalid argument: " << message << "\n";
+  return kUsage;
+}
+
+// The checks every command that names a mesh makes before calling the relay;
+// a meshId outside the pattern could also change the route it lands on.
+std::optional<int> checkMeshId(const std::string& meshId) {
+  if (mesh::proto::isValidMeshId(meshId)) return std::nullopt;
+  return usageError("not a meshId (want [A-Za-z0-9._-]{1,64}): '" + meshId + "'");
+}
+
+std::optional<int> checkNewSecret(const std::string& secret, const char* flag) {
+  if (secret.size() >= kMinSecretBytes && secret.size() <= kMaxSecretBytes) return std::nullopt;
+  return usageError(std::string(flag) + " must be 16 to 256 bytes");
+}
+
+std::optional<int> checkAdminToken(const Settings& s) {
+  if (!s.adminToken.empty()) return std::nullopt;
+  return usageError("--admin-token (or ADMIN_TOKEN) is required");
+}
+
+mc::Result<meshctl::HttpAnswer> callRelay(const Settings& s, const std::string& method,
+                                          const std::string& path, const std::string& body,
+                                          const std::string& bearer) {
+  auto base = s.httpBase();
+  if (!base) return base.error();
+  std::string url = base.value();
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return meshctl::httpRequest(method, url + path, body, bearer, s.timeout());
+}
+
+// The relay's "error" text, or the body as it came.
+std::string reasonOf(const meshctl::HttpAnswer& answer) {
+  rapidjson::Document doc;
+  doc.Parse(answer.body.data(), answer.body.size());
+  if (!doc.HasParseError() && doc.IsObject()) {
+    const auto it = doc.FindMember("error");
+    if (it != doc.MemberEnd() && it->value.IsString()) return it->value.GetString();
+  }
+  return answer.body.empty() ? "(empty body)" : oneLine(answer.body);
+}
+
+// Turns an answer other than 200 into a message and an exit code. `request`
+// is "METHOD /path"; `byAdmin` says whose credentials a 401 refused.
+int failAnswer(const meshctl::HttpAnswer& answer, const std::string& request,
+               const std::string& meshId, bool byAdmin) {
+  const std::string said =
+      request + " answered " + std::to_string(answer.status) + ": " + reasonOf(answer);
+  switch (answer.status) {
+    case 401:
+      std::cerr << "meshctl: bad credentials: "
+                << (byAdmin ? "the relay refused the admin token (check --admin-token or "
+                              "ADMIN_TOKEN, and that the relay has one set)"
+                            : "wrong secret or unknown meshId '" + meshId + "'")
+                << " (" << said << ")\n";
+      return kRefused;
+    case 404:
+      std::cerr << "meshctl: not found: mesh '" << meshId << "' (" << said << ")\n";
+      return kNotFound;
+    case 400:
+      std::cerr << "meshctl: invalid argument: " << said << "\n";
+      return kUsage;
+    case 429:
+      std::cerr << "meshctl: rate limited: " << said << "; try again later\n";
+      return kFailed;
+    default:
+      std::cerr << "meshctl: " << mc::statusText(mc::Status::HttpError) << ": " << said << "\n";
+      return kFailed;
+  }
+}
+
+int failProtocol(const std::string& request) {
+  return fail(mc::Error{mc::Status::ProtocolError, request + " answered JSON of another shape"});
+}
+
+// A table cell: one line, control characters shown as '?'.
+std::string cell(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return out;
+}
+
+// Width on a terminal, near enough: UTF-8 code points.
+std::size_t widthOf(const std::string& text) {
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+std::string stringField(const rapidjson::Value& object, const char* name, const char* ifNull) {
+  const auto it = object.FindMember(name);
+  if (it == object.MemberEnd() || it->value.IsNull()) return ifNull;
+  if (it->value.IsString()) return cell(it->value.GetString());
+  if (it->value.IsBool()) return it->value.GetBool() ? "yes" : "no";
+  return "?";
+}
+
+void printTable(const rapidjson::Value& meshes) {
+  std::vector<std::vector<std::string>> rows{{"MESH ID", "NAME", "ONLINE", "CREATED", "LAST SEEN"}};
+  for (const auto& m : meshes.GetArray()) {
+    rows.push_back({stringField(m, "meshId", ""), stringField(m, "name", ""),
+                    stringField(m, "online", "?"), stringField(m, "createdAt", "-"),
+                    stringField(m, "lastSeen", "never")});
+  }
+  std::vector<std::size_t> widths(rows.front().size(), 0);
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], widthOf(row[i]));
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - widthOf(row[i]) + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+  std::cout << std::flush;
+}
+
+int runMeshes(const Settings& s) {
+  if (auto bad = checkAdminToken(s)) return *bad;
+  const std::string request = "GET /meshes";
+  auto answer = callRelay(s, "GET", "/meshes", "", s.adminToken);
+  if (!answer) return fail(answer.error());
+  if (answer.value().status != 200) return failAnswer(answer.value(), request, "", true);
+  rapidjson::Document doc;
+  const std::string& body = answer.value().body;
+  doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
+  if (doc.HasParseError() || !doc.IsObject()) return failProtocol(request);
+  const auto meshes = doc.FindMember("meshes");
+  if (meshes == doc.MemberEnd() || !meshes->value.IsArray()) return failProtocol(request);
+  for (const auto& m : meshes->value.GetArray()) {
+    if (!m.IsObject()) return failProtocol(request);
+  }
+  if (s.asJson) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    meshes->value.Accept(writer);
+    std::cout << std::string_view(buffer.GetString(), buffer.GetSize()) << std::endl;
+  } else {
+    printTable(meshes->value);
+  }
+  return kOk;
+}
+
+int runMesh(const Settings& s) {
+  if (auto bad = checkMeshId(s.meshId)) return *bad;
+  if (auto bad = checkAdminToken(s)) return *bad;
+  const std::string path = "/meshes/" + s.meshId;
+  auto answer = callRelay(s, "GET", path, "", s.adminToken);
+  if (!answer) return fail(answer.error());
+  if (answer.value().status != 200) {
+    return failAnswer(answer.value(), "GET " + path, s.meshId, true);
+  }
+  if (!isJsonObject(answer.value().body)) return failProtocol("GET " + path);
+  std::cout << oneLine(answer.value().body) << std::endl;
+  return kOk;
+}
+
+int runDelete(const Settings& s) {
+  if (auto bad = checkMeshId(s.meshId)) return *bad;
+  if (auto bad = checkAdminToken(s)) return *bad;
+  const std::string path = "/meshes/" + s.meshId;
+  auto answer = callRelay(s, "DELETE", path, "", s.adminToken);
+  if (!answer) return fail(answer.error());
+  if (answer.value().status != 200) {
+    return failAnswer(answer.value(), "DELETE " + path, s.meshId, true);
+  }
+  std::cerr << "deleted " << s.meshId
+            << "; an open session was closed and its resume token revoked\n";
+  return kOk;
+}
+
+// After a rotation: what the mesh's node needs, as `register` prints it.
+int printRotated(const Settings& s, const std::string& secret) {
+  std::cerr << "secret rotated for " << s.meshId
+            << "; an open session was closed, restart its node with the new secret\n";
+  std::cout << "MESH_ID=" << s.meshId << "\nMESH_SECRET=" << secret
+            << "\nMESH_GATEWAY_URL=" << s.url << std::endl;
+  return kOk;
+}
+
+int runRotate(const Settings& s) {
+  if (auto bad = checkMeshId(s.meshId)) return *bad;
+  if (!s.newSecret.empty()) {
+    if (auto bad = checkNewSecret(s.newSecret, "--secret")) return *bad;
+  }
+  if (auto bad = checkAdminToken(s)) return *bad;
+  // The secret is chosen here rather than by the relay, so every rotation
+  // takes one path and the secret is as strong as the one `register` makes.
+  const std::string secret = s.newSecret.empty() ? mc::generateSecret() : s.newSecret;
+  const std::string path = "/meshes/" + s.meshId + "/secret";
+  auto answer = callRelay(s, "POST", path, "{\"secret\":" + jsonString(secret) + "}", s.adminToken);
+  if (!answer) return fail(answer.error());
+  if (answer.value().status != 200) {
+    return failAnswer(answer.value(), "POST " + path, s.meshId, true);
+  }
+  return printRotated(s, secret);
+}
+
+int runRotateOwn(const Settings& s) {
+  if (s.meshId.empty() || s.secret.empty()) {
+    return usageError("--mesh-id and --secret (or MESH_ID and MESH_SECRET) are required");
+  }
+  if (auto bad = checkMeshId(s.meshId)) return *bad;
+  if (!s.newSecret.empty()) {
+    if (auto bad = checkNewSecret(s.newSecret, "--new-secret")) return *bad;
+  }
+  const std::string secret = s.newSecret.empty() ? mc::generateSecret() : s.newSecret;
+  const std::string body = "{\"meshId\":" + jsonString(s.meshId) +
+                           ",\"secret\":" + jsonString(s.secret) +
+                           ",\"newSecret\":" + jsonString(secret) + "}";
+  auto answer = callRelay(s, "POST", "/rotate-secret", body, "");
+  if (!answer) return fail(answer.error());
+  if (answer.value().status != 200) {
+    return failAnswer(answer.value(), "POST /rotate-secret", s.meshId, false);
+  }
+  return printRotated(s, secret);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -358,6 +603,44 @@ int main(int argc, char** argv) {
   addUrl(listen);
   addCredentials(listen);
 
+  auto* rotateOwn = app.add_subcommand(
+      "rotate-own", "Set a new secret for this mesh by proving the current one; prints env lines");
+  addUrl(rotateOwn);
+  addCredentials(rotateOwn);
+  rotateOwn->add_option("--new-secret", s.newSecret, "New secret (default: a strong random one)");
+
+  // The admin API. The token is read from the environment like the other
+  // settings; a flag is visible to other users of the machine in `ps`.
+  auto addAdminToken = [&s, &fallbacks](CLI::App* cmd) {
+    fallbacks.push_back({cmd,
+                         cmd->add_option("--admin-token", s.adminToken,
+                                         "The relay's admin token; env ADMIN_TOKEN (safer than "
+                                         "the flag, which other users can see in ps)"),
+                         "ADMIN_TOKEN", &s.adminToken});
+  };
+  auto* meshes = app.add_subcommand("meshes", "Admin: list registered meshes, online or not");
+  addUrl(meshes);
+  addAdminToken(meshes);
+  meshes->add_flag("--json", s.asJson, "Print the list as one JSON array instead of a table");
+
+  auto* meshInfo = app.add_subcommand("mesh", "Admin: print one registered mesh as JSON");
+  addUrl(meshInfo);
+  addAdminToken(meshInfo);
+  meshInfo->add_option("id", s.meshId, "The meshId")->required();
+
+  auto* remove = app.add_subcommand(
+      "delete", "Admin: delete a mesh; closes its session and revokes its resume token");
+  addUrl(remove);
+  addAdminToken(remove);
+  remove->add_option("id", s.meshId, "The meshId")->required();
+
+  auto* rotate = app.add_subcommand(
+      "rotate", "Admin: set a new secret for a mesh, closing its session; prints env lines");
+  addUrl(rotate);
+  addAdminToken(rotate);
+  rotate->add_option("id", s.meshId, "The meshId")->required();
+  rotate->add_option("--secret", s.newSecret, "New secret (default: a strong random one)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -377,6 +660,11 @@ int main(int argc, char** argv) {
     if (send->parsed()) return runSend(s, false);
     if (broadcast->parsed()) return runSend(s, true);
     if (listen->parsed()) return runListen(s, signals);
+    if (rotateOwn->parsed()) return runRotateOwn(s);
+    if (meshes->parsed()) return runMeshes(s);
+    if (meshInfo->parsed()) return runMesh(s);
+    if (remove->parsed()) return runDelete(s);
+    if (rotate->parsed()) return runRotate(s);
   } catch (const std::exception& e) {
     std::cerr << "meshctl: " << e.what() << "\n";
     return kFailed;
