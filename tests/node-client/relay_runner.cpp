@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "mesh/client/http.h"
@@ -51,12 +53,27 @@ std::uint16_t pickFreePort() {
 }
 
 pid_t spawnProcess(const std::string& binary, const std::vector<std::string>& args,
-                   const std::string& logPath, const std::string& stdoutPath) {
+                   const std::string& logPath, const std::string& stdoutPath,
+                   const std::vector<std::string>& env) {
   std::vector<std::string> all{binary};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : all) argv.push_back(a.data());
   argv.push_back(nullptr);
+
+  const auto keyOf = [](std::string_view line) { return line.substr(0, line.find('=')); };
+  std::vector<std::string> lines;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string_view line(*e);
+    const bool replaced = std::any_of(env.begin(), env.end(), [&](const std::string& mine) {
+      return keyOf(mine) == keyOf(line);
+    });
+    if (!replaced) lines.emplace_back(line);
+  }
+  lines.insert(lines.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& line : lines) envp.push_back(line.data());
+  envp.push_back(nullptr);
 
   // posix_spawn, not fork: the test process has threads (clients) running.
   posix_spawn_file_actions_t actions;
@@ -77,7 +94,7 @@ pid_t spawnProcess(const std::string& binary, const std::vector<std::string>& ar
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, binary.c_str(), &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) throw std::runtime_error("cannot start " + binary + ": " + std::strerror(rc));
@@ -111,11 +128,12 @@ void RelayRunner::start() {
   // MESH_RELAY_BIN in the environment runs another build of the relay.
   const char* fromEnv = std::getenv("MESH_RELAY_BIN");
   const std::string bin = fromEnv != nullptr && *fromEnv != '\0' ? fromEnv : MESH_RELAY_BIN;
-  pid_ = spawnProcess(bin,
-                      {"--host", "127.0.0.1", "--port", std::to_string(port_), "--db", dbPath_,
-                       "--argon2-ops", "1", "--argon2-mem", "8192", "--log-level", "warn",
-                       "--rate-limit", "0", "--register-burst", "1000"},
-                      logPath_);
+  std::vector<std::string> args({"--host", "127.0.0.1", "--port", std::to_string(port_), "--db",
+                                 dbPath_, "--argon2-ops", "1", "--argon2-mem", "8192",
+                                 "--log-level", "warn", "--rate-limit", "0", "--register-burst",
+                                 "1000"});
+  if (!adminToken_.empty()) args.insert(args.end(), {"--admin-token", adminToken_});
+  pid_ = spawnProcess(bin, args, logPath_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (std::chrono::steady_clock::now() < deadline) {
     if (mesh::client::checkHealth(httpUrl(), std::chrono::milliseconds(500))) return;

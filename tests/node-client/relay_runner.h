@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mesh::test {
@@ -31,9 +32,11 @@ class TempDir {
 [[nodiscard]] std::uint16_t pickFreePort();
 
 // Runs `binary` with `args`; stdout and stderr go to `logPath` (empty: the
-// test's own). Returns the pid; throws if it cannot start.
+// test's own). `env` holds "KEY=VALUE" lines that replace or add to the
+// test's environment. Returns the pid; throws if it cannot start.
 [[nodiscard]] pid_t spawnProcess(const std::string& binary, const std::vector<std::string>& args,
-                                 const std::string& logPath, const std::string& stdoutPath = {});
+                                 const std::string& logPath, const std::string& stdoutPath = {},
+                                 const std::vector<std::string>& env = {});
 // Waits for `pid` to end: its exit code, 128+signal, or -1 on timeout.
 [[nodiscard]] int waitProcess(pid_t pid, std::chrono::milliseconds timeout);
 
@@ -46,6 +49,8 @@ class RelayRunner {
   RelayRunner(const RelayRunner&) = delete;
   RelayRunner& operator=(const RelayRunner&) = delete;
 
+  // The relay's --admin-token from the next start() on; empty: none.
+  void setAdminToken(std::string token) { adminToken_ = std::move(token); }
   // Starts the relay and waits until /health answers. Throws on failure.
   void start();
   // SIGKILL: a crash, nothing is closed cleanly.
@@ -64,6 +69,7 @@ class RelayRunner {
   std::uint16_t port_;
   std::string dbPath_;
   std::string logPath_;
+  std::string adminToken_;
   pid_t pid_ = -1;
 };
 
