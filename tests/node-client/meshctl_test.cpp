@@ -1,10 +1,13 @@
 // meshctl end to end: the real executable against a real relay, checked by
 // exit code and output as a script would.
 #include <gtest/gtest.h>
+#include <rapidjson/document.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "node_harness.h"
 #include "relay_runner.h"
@@ -22,6 +25,7 @@ class Meshctl : public ::testing::Test {
  protected:
   void SetUp() override {
     relay = std::make_unique<RelayRunner>(dir);
+    relay->setAdminToken(adminToken);
     relay->start();
   }
 
@@ -33,10 +37,10 @@ class Meshctl : public ::testing::Test {
   }
 
   // Runs meshctl to its end (bounded) with `env` lines added.
-  CtlRun run(const std::vector<std::string>& args) {
+  CtlRun run(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
     const std::string out = dir.file("out" + std::to_string(runs));
     const std::string err = dir.file("err" + std::to_string(runs++));
-    const pid_t pid = spawnProcess(MESH_MESHCTL_BIN, args, err, out);
+    const pid_t pid = spawnProcess(MESH_MESHCTL_BIN, args, err, out, env);
     CtlRun r;
     r.code = waitProcess(pid, std::chrono::seconds(30));
     if (r.code < 0) ::kill(pid, SIGKILL);
@@ -52,9 +56,30 @@ class Meshctl : public ::testing::Test {
     return args;
   }
 
+  // An admin subcommand against this relay, the token (if any) as a flag and
+  // none inherited from the environment.
+  CtlRun admin(std::vector<std::string> args, const std::string& token) {
+    args.insert(args.end(), {"--url", relay->gatewayUrl(), "--timeout", "5"});
+    if (!token.empty()) args.insert(args.end(), {"--admin-token", token});
+    return run(args, {"ADMIN_TOKEN="});
+  }
+
+  // Whether a node with this secret gets in, by meshctl's exit code.
+  int discoverAs(const std::string& id, const std::string& secret) {
+    return run(withCredentials({"discover"}, id, secret)).code;
+  }
+
   TempDir dir;
+  std::string adminToken;  // the relay's; set before SetUp to have one
   std::unique_ptr<RelayRunner> relay;
   int runs = 0;
+};
+
+constexpr const char* kAdminToken = "admin-token-for-meshctl-tests-0123";
+
+class MeshctlAdmin : public Meshctl {
+ protected:
+  MeshctlAdmin() { adminToken = kAdminToken; }
 };
 
 std::string valueOf(const std::string& envLines, const std::string& key) {
@@ -152,6 +177,233 @@ TEST_F(Meshctl, FailuresHaveDistinctExitCodes) {
   EXPECT_NE(down.err.find("unreachable"), std::string::npos) << down.err;
   const CtlRun downDiscover = run(withCredentials({"discover"}, "golf", "golf-secret-0123456789"));
   EXPECT_EQ(downDiscover.code, 3) << downDiscover.err;
+}
+
+// Every admin subcommand refuses to run without a token (usage), and the
+// relay refuses a wrong one (bad credentials) with nothing changed; the token
+// is never echoed.
+TEST_F(MeshctlAdmin, AdminSubcommandsNeedTheRightToken) {
+  relay->registerMesh("hotel", "hotel-secret-0123456789", "Hotel");
+  const std::string wrong = "not-the-admin-token-42";
+  const std::vector<std::vector<std::string>> commands{
+      {"meshes"},          {"meshes", "--json"},
+      {"mesh", "hotel"},   {"delete", "hotel"},
+      {"rotate", "hotel"}, {"rotate", "hotel", "--secret", "chosen-secret-0123456789"}};
+  for (const auto& command : commands) {
+    const CtlRun none = admin(command, "");
+    EXPECT_EQ(none.code, 2) << command[0] << ": " << none.err;
+    EXPECT_NE(none.err.find("--admin-token (or ADMIN_TOKEN) is required"), std::string::npos)
+        << none.err;
+    EXPECT_EQ(none.out, "");
+
+    const CtlRun bad = admin(command, wrong);
+    EXPECT_EQ(bad.code, 4) << command[0] << ": " << bad.err;
+    EXPECT_NE(bad.err.find("bad credentials"), std::string::npos) << bad.err;
+    EXPECT_NE(bad.err.find("401"), std::string::npos) << bad.err;
+    EXPECT_EQ(bad.out, "");
+    EXPECT_EQ(bad.err.find(wrong), std::string::npos) << bad.err;
+  }
+  // Neither the refused delete nor the refused rotations changed anything.
+  EXPECT_EQ(discoverAs("hotel", "hotel-secret-0123456789"), 0);
+
+  // The right token, from the environment this time; it is not printed either.
+  const CtlRun listed =
+      run({"meshes", "--url", relay->gatewayUrl()}, {std::string("ADMIN_TOKEN=") + kAdminToken});
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_NE(listed.out.find("hotel"), std::string::npos) << listed.out;
+  EXPECT_EQ(listed.out.find(kAdminToken), std::string::npos);
+  EXPECT_EQ(listed.err.find(kAdminToken), std::string::npos);
+  // A flag wins over the environment.
+  const CtlRun flagWins = run({"meshes", "--url", relay->gatewayUrl(), "--admin-token", wrong},
+                              {std::string("ADMIN_TOKEN=") + kAdminToken});
+  EXPECT_EQ(flagWins.code, 4) << flagWins.err;
+}
+
+TEST_F(Meshctl, AdminSubcommandsAreRefusedWhenTheRelayHasNoToken) {
+  relay->registerMesh("india", "india-secret-0123456789", "India");
+  const CtlRun listed = admin({"meshes"}, "any-token-at-all-000");
+  EXPECT_EQ(listed.code, 4) << listed.err;
+  EXPECT_NE(listed.err.find("bad credentials"), std::string::npos) << listed.err;
+  EXPECT_EQ(admin({"delete", "india"}, "any-token-at-all-000").code, 4);
+  EXPECT_EQ(discoverAs("india", "india-secret-0123456789"), 0);
+}
+
+TEST_F(MeshctlAdmin, ListsMeshesAsTableAndJson) {
+  relay->registerMesh("juliet", "juliet-secret-0123456789", "Juliet");
+  relay->registerMesh("kilo", "kilo-secret-0123456789", "Kilo Mesh");
+
+  // juliet comes online and stays, as a node would.
+  const pid_t listener = spawnProcess(
+      MESH_MESHCTL_BIN, withCredentials({"listen"}, "juliet", "juliet-secret-0123456789"),
+      dir.file("listen.err"), dir.file("listen.out"));
+  bool online = false;
+  for (int attempt = 0; attempt < 100 && !online; ++attempt) {
+    const CtlRun one = admin({"mesh", "juliet"}, kAdminToken);
+    ASSERT_EQ(one.code, 0) << one.err;
+    online = one.out.find("\"online\":true") != std::string::npos;
+    if (!online) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(online);
+
+  const CtlRun json = admin({"meshes", "--json"}, kAdminToken);
+  ASSERT_EQ(json.code, 0) << json.err;
+  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 1) << json.out;
+  rapidjson::Document doc;
+  doc.Parse(json.out.c_str());
+  ASSERT_TRUE(!doc.HasParseError() && doc.IsArray()) << json.out;
+  ASSERT_EQ(doc.Size(), 2u) << json.out;
+  EXPECT_STREQ(doc[0]["meshId"].GetString(), "juliet");
+  EXPECT_TRUE(doc[0]["online"].GetBool());
+  EXPECT_TRUE(doc[0]["lastSeen"].IsString());
+  EXPECT_STREQ(doc[1]["meshId"].GetString(), "kilo");
+  EXPECT_STREQ(doc[1]["name"].GetString(), "Kilo Mesh");
+  EXPECT_FALSE(doc[1]["online"].GetBool());
+  EXPECT_TRUE(doc[1]["lastSeen"].IsNull());
+  EXPECT_TRUE(doc[1]["createdAt"].IsString());
+
+  // The table: a header, then one aligned line per mesh.
+  const CtlRun table = admin({"meshes"}, kAdminToken);
+  ASSERT_EQ(table.code, 0) << table.err;
+  std::vector<std::string> lines;
+  std::istringstream in(table.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 3u) << table.out;
+  EXPECT_EQ(lines[0].rfind("MESH ID", 0), 0u) << table.out;
+  const auto nameColumn = lines[0].find("NAME");
+  EXPECT_EQ(lines[1].find("Juliet"), nameColumn) << table.out;
+  EXPECT_EQ(lines[2].find("Kilo Mesh"), nameColumn) << table.out;
+  EXPECT_NE(lines[1].find("yes"), std::string::npos) << table.out;
+  EXPECT_NE(lines[2].find(" no "), std::string::npos) << table.out;
+  EXPECT_NE(lines[2].find("never"), std::string::npos) << table.out;
+
+  // One mesh; an unknown one is "not found"; a bad meshId never leaves meshctl.
+  const CtlRun one = admin({"mesh", "kilo"}, kAdminToken);
+  ASSERT_EQ(one.code, 0) << one.err;
+  EXPECT_NE(one.out.find("\"meshId\":\"kilo\""), std::string::npos) << one.out;
+  const CtlRun missing = admin({"mesh", "lima"}, kAdminToken);
+  EXPECT_EQ(missing.code, 7) << missing.err;
+  EXPECT_NE(missing.err.find("not found"), std::string::npos) << missing.err;
+  EXPECT_EQ(admin({"mesh", "kilo/secret"}, kAdminToken).code, 2);
+
+  // The relay's address from MESH_GATEWAY_URL, like every other subcommand.
+  const CtlRun fromEnv = run({"mesh", "kilo", "--admin-token", kAdminToken},
+                             {"MESH_GATEWAY_URL=" + relay->gatewayUrl()});
+  EXPECT_EQ(fromEnv.code, 0) << fromEnv.err;
+
+  ::kill(listener, SIGINT);
+  EXPECT_EQ(waitProcess(listener, std::chrono::seconds(10)), 0);
+}
+
+TEST_F(MeshctlAdmin, RotateReplacesTheSecret) {
+  relay->registerMesh("mike", "mike-secret-0123456789", "Mike");
+
+  // No secret given: a strong one is made and printed as env lines.
+  const CtlRun rotated = admin({"rotate", "mike"}, kAdminToken);
+  ASSERT_EQ(rotated.code, 0) << rotated.err;
+  EXPECT_EQ(valueOf(rotated.out, "MESH_ID"), "mike");
+  EXPECT_EQ(valueOf(rotated.out, "MESH_GATEWAY_URL"), relay->gatewayUrl());
+  const std::string generated = valueOf(rotated.out, "MESH_SECRET");
+  EXPECT_GE(generated.size(), 40u);
+  EXPECT_EQ(rotated.out.find(kAdminToken), std::string::npos);
+  EXPECT_EQ(discoverAs("mike", "mike-secret-0123456789"), 4);
+  EXPECT_EQ(discoverAs("mike", generated), 0);
+
+  // A chosen secret.
+  const std::string chosen = "chosen-secret-for-mike-0123";
+  const CtlRun again = admin({"rotate", "mike", "--secret", chosen}, kAdminToken);
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(valueOf(again.out, "MESH_SECRET"), chosen);
+  EXPECT_EQ(discoverAs("mike", generated), 4);
+  EXPECT_EQ(discoverAs("mike", chosen), 0);
+
+  // Refused before asking the relay: a short secret, a bad meshId.
+  const CtlRun tooShort = admin({"rotate", "mike", "--secret", "short"}, kAdminToken);
+  EXPECT_EQ(tooShort.code, 2);
+  EXPECT_NE(tooShort.err.find("16 to 256 bytes"), std::string::npos) << tooShort.err;
+  EXPECT_EQ(admin({"rotate", "../health"}, kAdminToken).code, 2);
+  EXPECT_EQ(discoverAs("mike", chosen), 0);
+
+  const CtlRun unknown = admin({"rotate", "november"}, kAdminToken);
+  EXPECT_EQ(unknown.code, 7) << unknown.err;
+  EXPECT_EQ(unknown.out, "");
+}
+
+TEST_F(MeshctlAdmin, DeleteRemovesTheMesh) {
+  relay->registerMesh("oscar", "oscar-secret-0123456789", "Oscar");
+  relay->registerMesh("papa", "papa-secret-0123456789", "Papa");
+
+  const CtlRun deleted = admin({"delete", "oscar"}, kAdminToken);
+  ASSERT_EQ(deleted.code, 0) << deleted.err;
+  EXPECT_NE(deleted.err.find("deleted oscar"), std::string::npos) << deleted.err;
+
+  EXPECT_EQ(admin({"mesh", "oscar"}, kAdminToken).code, 7);
+  const CtlRun listed = admin({"meshes", "--json"}, kAdminToken);
+  ASSERT_EQ(listed.code, 0) << listed.err;
+  EXPECT_EQ(listed.out.find("oscar"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("papa"), std::string::npos) << listed.out;
+  EXPECT_EQ(discoverAs("oscar", "oscar-secret-0123456789"), 4);
+  EXPECT_EQ(discoverAs("papa", "papa-secret-0123456789"), 0);
+
+  const CtlRun twice = admin({"delete", "oscar"}, kAdminToken);
+  EXPECT_EQ(twice.code, 7) << twice.err;
+  EXPECT_NE(twice.err.find("not found"), std::string::npos) << twice.err;
+  EXPECT_EQ(admin({"delete", "a b"}, kAdminToken).code, 2);
+  EXPECT_EQ(admin({"delete"}, kAdminToken).code, 2);
+
+  // The meshId is free again: anyone may register it.
+  relay->registerMesh("oscar", "new-oscar-secret-0123456789", "Oscar 2");
+  EXPECT_EQ(discoverAs("oscar", "new-oscar-secret-0123456789"), 0);
+}
+
+TEST_F(Meshctl, RotateOwnNeedsTheCurrentSecret) {
+  relay->registerMesh("quebec", "quebec-secret-0123456789", "Quebec");
+  const auto rotateOwn = [this](std::vector<std::string> extra, const std::string& secret) {
+    std::vector<std::string> args{"rotate-own"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return run(withCredentials(args, "quebec", secret));
+  };
+
+  const CtlRun wrong = rotateOwn({}, "not-quebecs-secret-000");
+  EXPECT_EQ(wrong.code, 4) << wrong.err;
+  EXPECT_NE(wrong.err.find("bad credentials"), std::string::npos) << wrong.err;
+  EXPECT_EQ(wrong.out, "");
+  EXPECT_EQ(discoverAs("quebec", "quebec-secret-0123456789"), 0);
+
+  const std::string chosen = "quebec-second-secret-0123";
+  const CtlRun rotated = rotateOwn({"--new-secret", chosen}, "quebec-secret-0123456789");
+  ASSERT_EQ(rotated.code, 0) << rotated.err;
+  EXPECT_EQ(valueOf(rotated.out, "MESH_ID"), "quebec");
+  EXPECT_EQ(valueOf(rotated.out, "MESH_SECRET"), chosen);
+  EXPECT_EQ(valueOf(rotated.out, "MESH_GATEWAY_URL"), relay->gatewayUrl());
+  EXPECT_EQ(discoverAs("quebec", "quebec-secret-0123456789"), 4);
+  EXPECT_EQ(discoverAs("quebec", chosen), 0);
+
+  // No new secret given: a strong one; the credentials from the environment.
+  const CtlRun generated = run({"rotate-own", "--url", relay->gatewayUrl()},
+                               {"MESH_ID=quebec", "MESH_SECRET=" + chosen});
+  ASSERT_EQ(generated.code, 0) << generated.err;
+  const std::string fresh = valueOf(generated.out, "MESH_SECRET");
+  EXPECT_GE(fresh.size(), 40u);
+  EXPECT_EQ(discoverAs("quebec", chosen), 4);
+  EXPECT_EQ(discoverAs("quebec", fresh), 0);
+
+  // Usage errors, and an unknown mesh looks like a wrong secret.
+  EXPECT_EQ(rotateOwn({"--new-secret", "short"}, fresh).code, 2);
+  EXPECT_EQ(
+      run({"rotate-own", "--url", relay->gatewayUrl(), "--mesh-id", "quebec"}, {"MESH_SECRET="})
+          .code,
+      2);
+  EXPECT_EQ(run(withCredentials({"rotate-own"}, "romeo", fresh)).code, 4);
+  EXPECT_EQ(discoverAs("quebec", fresh), 0);
+}
+
+TEST_F(MeshctlAdmin, UnreachableRelay) {
+  relay->stop();
+  const CtlRun listed = admin({"meshes"}, kAdminToken);
+  EXPECT_EQ(listed.code, 3) << listed.err;
+  EXPECT_NE(listed.err.find("unreachable"), std::string::npos) << listed.err;
+  EXPECT_EQ(admin({"rotate", "sierra"}, kAdminToken).code, 3);
+  EXPECT_EQ(run(withCredentials({"rotate-own"}, "sierra", "sierra-secret-0123456789")).code, 3);
 }
 
 }  // namespace
