@@ -183,6 +183,14 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
     impl->ready.emplace(now, seq);
   }
 
+  // Checked for ws:// too: the file may serve https:// registration, and a
+  // wrong path is better reported now than at the first wss:// connect.
+  if (!options.caFile.empty() || impl->url.secure()) {
+    auto tls = detail::makeClientTlsContext(options.caFile);
+    if (!tls) return tls.error();
+    if (impl->url.secure()) impl->tls = std::move(tls).value();
+  }
+
   // lws logs through stderr for the whole process; errors only, since every
   // failure we care about reaches the user through callbacks.
   lws_set_log_level(LLL_ERR, nullptr);
@@ -194,10 +202,13 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   lws_context_creation_info info{};
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = kProtocols;
-  // TLS set-up only for wss://: lws 4.1.6 builds a client SSL_CTX with the
-  // system CA store per context and, with two contexts alive in one
-  // process, frees only one of them (seen under LeakSanitizer).
+  // TLS set-up only for wss://, and with our own SSL_CTX: it adds the CA
+  // file to the system store (lws would use one or the other), and lws
+  // 4.1.6 leaks the shared SSL_CTX it builds itself when two contexts are
+  // alive in one process (seen under LeakSanitizer). lws never frees a
+  // context it was handed; `tls` outlives lws_context_destroy().
   info.options = impl->url.secure() ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+  info.provided_client_ssl_ctx = impl->tls.get();
   info.user = impl.get();
   info.fd_limit_per_thread = 16;  // one connection plus lws' own pipes
   const auto connectSecs = static_cast<unsigned>(std::max<std::int64_t>(
@@ -401,13 +412,35 @@ int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::si
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
       drainCommands();
       return 0;
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       // `in` is lws' reason text, with or without a length.
-      onDisconnected("cannot connect to " + options.gatewayUrl + ": " +
-                     (in == nullptr ? std::string("connection failed")
-                      : len > 0     ? std::string(static_cast<const char*>(in), len)
-                                    : std::string(static_cast<const char*>(in))));
+      std::string why = in == nullptr ? std::string("connection failed")
+                        : len > 0     ? std::string(static_cast<const char*>(in), len)
+                                      : std::string(static_cast<const char*>(in));
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      // lws' text for a refused certificate is terse; OpenSSL knows why.
+      if (SSL* ssl = w != nullptr ? lws_get_ssl(w) : nullptr) {
+        const long verify = SSL_get_verify_result(ssl);
+        if (verify != X509_V_OK) {
+          why = std::string("TLS certificate verify failed: ") +
+                X509_verify_cert_error_string(verify);
+          if (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+              verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+              verify == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE ||
+              verify == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+              verify == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN) {
+            why +=
+                " (a relay certificate from a private CA needs that CA in MESH_CA_FILE, "
+                "Options::caFile)";
+          }
+        }
+      }
+      const std::string message = "cannot connect to " + options.gatewayUrl + ": " + why;
+      const bool wasActive = attemptActive;
+      onDisconnected(message);
+      if (wasActive) reportConnectError(message);
       return 0;
+    }
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
       onEstablished(w);
       return 0;
@@ -522,8 +555,8 @@ void Client::Impl::startRegistration() {
   // comes back as a command.
   const std::string name = options.name.empty() ? options.meshId : options.name;
   post([this, name] {
-    auto result =
-        registerMesh(httpBase, options.meshId, options.secret, name, options.connectTimeout);
+    auto result = registerMesh(httpBase, options.meshId, options.secret, name,
+                               options.connectTimeout, options.caFile);
     push(detail::RegistrationDone{std::move(result)});
   });
 }
@@ -568,7 +601,10 @@ void Client::Impl::connectNow() {
   if (lws_client_connect_via_info(&info) == nullptr) {
     // lws may already have reported CONNECTION_ERROR; onDisconnected ignores
     // a second report for the same attempt.
-    onDisconnected("cannot start a connection to " + options.gatewayUrl);
+    const bool wasActive = attemptActive;
+    const std::string message = "cannot start a connection to " + options.gatewayUrl;
+    onDisconnected(message);
+    if (wasActive) reportConnectError(message);
   }
 }
 
@@ -797,6 +833,7 @@ void Client::Impl::handleFrame(const std::string& text) {
 void Client::Impl::onAuthOk(const proto::AuthOk& ok) {
   authenticated = true;
   reconnectAttempt = 0;
+  lastConnectError.clear();
   if (!ok.resumeToken.empty()) {
     resumeToken = ok.resumeToken;
     // The token is only good at this relay; a failure to store it costs an
@@ -875,6 +912,13 @@ void Client::Impl::retryLater(Pending& p, const std::string& why) {
   }
   const milliseconds delay = backoff(options.retryMin, options.retryMax, p.attempts++);
   ready.emplace(monoMs() + delay.count(), p.message.seq);
+}
+
+void Client::Impl::reportConnectError(const std::string& message) {
+  // Once per streak of the same failure: every retry would say it again.
+  if (message == lastConnectError) return;
+  lastConnectError = message;
+  reportError(Error{Status::ConnectionFailed, message});
 }
 
 void Client::Impl::finish(std::int64_t seq, DeliveryReport report) {

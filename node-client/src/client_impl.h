@@ -33,6 +33,7 @@
 #include "mesh/client/http.h"
 #include "mesh/proto/server_frames.h"
 #include "outbox.h"
+#include "tls.h"
 #include "url.h"
 
 namespace mesh::client {
@@ -103,6 +104,7 @@ struct Client::Impl {
   std::string httpBase;
   detail::Url url;
   std::string hostHeader;  // lws keeps pointers into it while connecting
+  detail::SslCtxPtr tls;   // wss:// only; lws borrows it, we free it
   std::unique_ptr<detail::Outbox> outbox;
   detail::Dispatcher dispatcher;
   std::string registeredKey;  // meta key marking a successful registration
@@ -139,6 +141,7 @@ struct Client::Impl {
   std::unordered_map<std::string, std::int64_t> seqById;
   std::set<std::pair<std::int64_t, std::int64_t>> ready;  // (due ms, seq)
   unsigned inFlight = 0;
+  std::string lastConnectError;  // reported once until a connect works
   unsigned reconnectAttempt = 0;
   std::optional<std::string> resumeToken;
   std::mt19937_64 rng{std::random_device{}()};
@@ -179,6 +182,7 @@ struct Client::Impl {
   void onDiscoverResult(proto::DiscoverResult result);
   void retryLater(detail::Pending& p, const std::string& why);
   void finish(std::int64_t seq, DeliveryReport report);
+  void reportConnectError(const std::string& message);
   void requestWrite();
   void armRetryTimer();
   [[nodiscard]] std::string nextFrame();

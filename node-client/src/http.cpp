@@ -31,15 +31,15 @@ std::string trimSlash(std::string base) {
 
 Result<RegisterOutcome> registerMesh(const std::string& httpBaseUrl, const std::string& meshId,
                                      const std::string& secret, const std::string& name,
-                                     std::chrono::milliseconds timeout) {
+                                     std::chrono::milliseconds timeout, const std::string& caFile) {
   detail::JsonOut body;
   body.beginObject();
   body.field("meshId", meshId);
   body.field("secret", secret);
   body.field("name", name);
   body.endObject();
-  auto answer =
-      detail::httpRequest("POST", trimSlash(httpBaseUrl) + "/register", body.take(), timeout);
+  auto answer = detail::httpRequest("POST", trimSlash(httpBaseUrl) + "/register", body.take(),
+                                    timeout, caFile);
   if (!answer) return answer.error();
   const auto& r = answer.value();
   switch (r.status) {
@@ -60,9 +60,9 @@ Result<RegisterOutcome> registerMesh(const std::string& httpBaseUrl, const std::
   }
 }
 
-Result<HealthReport> checkHealth(const std::string& httpBaseUrl,
-                                 std::chrono::milliseconds timeout) {
-  auto answer = detail::httpRequest("GET", trimSlash(httpBaseUrl) + "/health", "", timeout);
+Result<HealthReport> checkHealth(const std::string& httpBaseUrl, std::chrono::milliseconds timeout,
+                                 const std::string& caFile) {
+  auto answer = detail::httpRequest("GET", trimSlash(httpBaseUrl) + "/health", "", timeout, caFile);
   if (!answer) return answer.error();
   const auto& r = answer.value();
   if (r.status != 200) {

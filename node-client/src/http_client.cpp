@@ -15,6 +15,7 @@
 #include <optional>
 #include <string_view>
 
+#include "tls.h"
 #include "url.h"
 
 namespace mesh::client::detail {
@@ -34,9 +35,6 @@ struct FdCloser {
   }
 };
 
-struct SslCtxFree {
-  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
-};
 struct SslFree {
   void operator()(SSL* ssl) const { SSL_free(ssl); }
 };
@@ -216,7 +214,8 @@ bool answerComplete(const std::string& raw) {
 }  // namespace
 
 Result<HttpResponse> httpRequest(const std::string& method, const std::string& urlText,
-                                 const std::string& body, std::chrono::milliseconds timeout) {
+                                 const std::string& body, std::chrono::milliseconds timeout,
+                                 const std::string& caFile) {
   const auto url = parseUrl(urlText);
   if (!url || (url->scheme != "http" && url->scheme != "https")) {
     return Error{Status::InvalidArgument, "not an http:// or https:// URL: '" + urlText + "'"};
@@ -226,21 +225,27 @@ Result<HttpResponse> httpRequest(const std::string& method, const std::string& u
   if (!fdResult) return fdResult.error();
   FdCloser fd{fdResult.value()};
 
-  std::unique_ptr<SSL_CTX, SslCtxFree> ctx;
+  SslCtxPtr ctx;
   std::unique_ptr<SSL, SslFree> ssl;
   if (url->secure()) {
-    ctx.reset(SSL_CTX_new(TLS_client_method()));
-    if (!ctx || SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+    auto made = makeClientTlsContext(caFile);
+    if (!made) return made.error();
+    ctx = std::move(made).value();
+    ssl.reset(SSL_new(ctx.get()));
+    if (!ssl || SSL_set_fd(ssl.get(), fd.fd) != 1) {
       return Error{Status::ConnectionFailed, "cannot set up TLS"};
     }
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
-    ssl.reset(SSL_new(ctx.get()));
-    if (!ssl || SSL_set_fd(ssl.get(), fd.fd) != 1 ||
-        // SSL_set_tlsext_host_name() spelled out: the macro casts C-style.
-        SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                 const_cast<char*>(url->host.c_str())) != 1 ||
-        SSL_set1_host(ssl.get(), url->host.c_str()) != 1) {
-      return Error{Status::ConnectionFailed, "cannot set up TLS"};
+    // An IP address is checked against the certificate's IP entries and
+    // sent without SNI (RFC 6066 allows only names there); a name is both.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, url->host.c_str()) != 1) {
+      ERR_clear_error();
+      // SSL_set_tlsext_host_name() spelled out: the macro casts C-style.
+      if (SSL_ctrl(ssl.get(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                   const_cast<char*>(url->host.c_str())) != 1 ||
+          SSL_set1_host(ssl.get(), url->host.c_str()) != 1) {
+        return Error{Status::ConnectionFailed, "cannot set up TLS"};
+      }
     }
     Stream probe(fd.fd, ssl.get());
     for (;;) {
@@ -248,8 +253,10 @@ Result<HttpResponse> httpRequest(const std::string& method, const std::string& u
       if (rc == 1) break;
       if (!probe.waitSsl(rc, deadline)) {
         const long verify = SSL_get_verify_result(ssl.get());
-        const std::string reason = verify != X509_V_OK ? X509_verify_cert_error_string(verify)
-                                                       : "handshake failed or timed out";
+        const std::string reason =
+            verify != X509_V_OK
+                ? std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)
+                : takeTlsError("handshake failed or timed out");
         return Error{Status::ConnectionFailed,
                      "TLS with " + url->hostHeader() + " failed: " + reason};
       }

@@ -27,6 +27,7 @@ Result<Options> Options::fromEnvironment(Options base) {
   if (auto v = env("MESH_GATEWAY_URL")) base.gatewayUrl = *v;
   if (auto v = env("MESH_NAME")) base.name = *v;
   if (auto v = env("MESH_HTTP_URL")) base.httpBaseUrl = *v;
+  if (auto v = env("MESH_CA_FILE")) base.caFile = *v;
   if (auto v = env("MESH_OUTBOX_PATH")) base.outboxPath = *v;
   if (auto v = env("MESH_AUTO_REGISTER")) base.autoRegister = (*v == "1" || *v == "true");
   if (base.meshId.empty()) return Error{Status::InvalidArgument, "MESH_ID is not set"};

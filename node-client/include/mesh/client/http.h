@@ -1,5 +1,6 @@
 // The relay's HTTP routes, as blocking calls: for registration and health
-// checks from nodes and tools. http:// and https:// (system CA store).
+// checks from nodes and tools. http:// and https:// (system CA store, plus
+// the PEM bundle `caFile` when not empty, as Options::caFile).
 // Callable from any thread; each call opens and closes its own connection.
 #pragma once
 
@@ -19,7 +20,8 @@ struct RegisterOutcome {
 // unreachable -> ConnectionFailed, anything else -> HttpError.
 [[nodiscard]] Result<RegisterOutcome> registerMesh(
     const std::string& httpBaseUrl, const std::string& meshId, const std::string& secret,
-    const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10),
+    const std::string& caFile = {});
 
 struct HealthReport {
   int connected = 0;  // authenticated meshes online
@@ -28,7 +30,8 @@ struct HealthReport {
 
 // GET {base}/health.
 [[nodiscard]] Result<HealthReport> checkHealth(
-    const std::string& httpBaseUrl, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+    const std::string& httpBaseUrl, std::chrono::milliseconds timeout = std::chrono::seconds(10),
+    const std::string& caFile = {});
 
 // A strong random secret for a new mesh: 32 random bytes, base64url.
 [[nodiscard]] std::string generateSecret();

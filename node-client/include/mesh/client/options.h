@@ -29,8 +29,11 @@ struct Callbacks {
   std::function<void(const PresenceEvent&)> onPresence;
   // Every state change, with a human reason ("relay closed: 1001 ...").
   std::function<void(ConnectionState, const std::string& reason)> onStateChange;
-  // Problems not tied to one call: auth refused, relay error frames,
-  // registration failures, outbox write failures.
+  // Problems not tied to one call: a connection attempt that failed
+  // (Status::ConnectionFailed, e.g. a TLS certificate the node does not
+  // trust; reported once until the reason changes or a connection works),
+  // auth refused, relay error frames, registration failures, outbox write
+  // failures.
   std::function<void(const Error&)> onError;
   // The final fate of every message handed to relay() or broadcast().
   std::function<void(const DeliveryReport&)> onDelivery;
@@ -46,11 +49,16 @@ struct Options {
   // Registered name; auto-register uses it (the meshId when empty).
   std::string name;
 
-  // The relay's WebSocket endpoint: ws:// or wss:// (system CA store).
+  // The relay's WebSocket endpoint: ws:// or wss://. wss:// checks the
+  // relay's certificate and host name against the system CA store.
   std::string gatewayUrl = "ws://localhost:4000/gateway";
   // The relay's HTTP base for /register and /health. Empty: derived from
   // gatewayUrl (ws->http, wss->https, a trailing "/gateway" dropped).
   std::string httpBaseUrl;
+  // A PEM file of CA certificates trusted for wss:// and https:// besides
+  // the system store: for a relay whose certificate a private CA issued.
+  // start() fails (InvalidArgument) when it cannot be read. Empty: none.
+  std::string caFile;
 
   // SQLite file of the durable outbox (pending messages, the resume token,
   // ids of received messages). ":memory:" keeps nothing across restarts.
@@ -100,8 +108,9 @@ struct Options {
   Callbacks callbacks;
 
   // Reads MESH_ID, MESH_SECRET, MESH_GATEWAY_URL (default above),
-  // MESH_NAME, MESH_HTTP_URL, MESH_OUTBOX_PATH and MESH_AUTO_REGISTER (1/true)
-  // into `base`. Fails when MESH_ID or MESH_SECRET is missing.
+  // MESH_NAME, MESH_HTTP_URL, MESH_CA_FILE, MESH_OUTBOX_PATH and
+  // MESH_AUTO_REGISTER (1/true) into `base`. Fails when MESH_ID or
+  // MESH_SECRET is missing.
   [[nodiscard]] static Result<Options> fromEnvironment(Options base);
   [[nodiscard]] static Result<Options> fromEnvironment();
 };
