@@ -3,8 +3,11 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <exception>
+#include <functional>
+#include <mutex>
 #include <type_traits>
 
 #include "client_impl.h"
@@ -69,6 +72,50 @@ int gatewayCallback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
     return -1;
   }
 }
+
+// lws 4.1.6 takes a new process-wide SSL ex_data index for its connection
+// pointer each time a context is created with TLS, and its certificate
+// check looks the connection up under the newest index. So a handshake
+// under way in one client while another client's context is created fails
+// ("unspecified certificate verification error"). The gate keeps the two
+// apart: a TLS context is created only while no handshake runs, and no
+// handshake starts meanwhile. Handshakes never wait for each other.
+class TlsGate {
+ public:
+  static TlsGate& instance() {
+    static TlsGate gate;
+    return gate;
+  }
+  // Runs `create` (which makes the context) between handshakes.
+  void create(const std::function<void()>& create) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !creating_; });
+    creating_ = true;  // no new handshake from here on
+    cv_.wait(lock, [this] { return handshakes_ == 0; });
+    create();
+    creating_ = false;
+    lock.unlock();
+    cv_.notify_all();
+  }
+  void enter() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !creating_; });
+    ++handshakes_;
+  }
+  void leave() {
+    {
+      std::lock_guard lock(mu_);
+      --handshakes_;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool creating_ = false;
+  int handshakes_ = 0;
+};
 
 const lws_protocols kProtocols[] = {
     {"mesh-gateway", gatewayCallback, 0, 0, 0, nullptr, 0},
@@ -215,7 +262,11 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
       1, std::chrono::duration_cast<std::chrono::seconds>(options.connectTimeout).count()));
   info.timeout_secs = connectSecs;
   info.connect_timeout_secs = connectSecs;
-  impl->context = lws_create_context(&info);
+  if (impl->url.secure()) {
+    TlsGate::instance().create([&] { impl->context = lws_create_context(&info); });
+  } else {
+    impl->context = lws_create_context(&info);
+  }
   if (impl->context == nullptr) {
     return Error{Status::ConnectionFailed, "cannot create the libwebsockets context"};
   }
@@ -405,6 +456,7 @@ void Client::Impl::run() {
   }
   lws_context_destroy(context);
   context = nullptr;
+  leaveTlsHandshake();  // in case lws reported nothing for the last attempt
 }
 
 int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::size_t len) {
@@ -419,9 +471,11 @@ int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::si
                                       : std::string(static_cast<const char*>(in));
       while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
       // lws' text for a refused certificate is terse; OpenSSL knows why.
+      // UNSPECIFIED is what a handshake that ended before the certificate
+      // was checked leaves behind: then lws' text is the better one.
       if (SSL* ssl = w != nullptr ? lws_get_ssl(w) : nullptr) {
         const long verify = SSL_get_verify_result(ssl);
-        if (verify != X509_V_OK) {
+        if (verify != X509_V_OK && verify != X509_V_ERR_UNSPECIFIED) {
           why = std::string("TLS certificate verify failed: ") +
                 X509_verify_cert_error_string(verify);
           if (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
@@ -598,6 +652,10 @@ void Client::Impl::connectNow() {
   info.protocol = nullptr;
   info.local_protocol_name = kProtocols[0].name;
   info.retry_and_idle_policy = &keepalivePolicy;
+  if (url.secure()) {
+    TlsGate::instance().enter();
+    inTlsHandshake = true;
+  }
   if (lws_client_connect_via_info(&info) == nullptr) {
     // lws may already have reported CONNECTION_ERROR; onDisconnected ignores
     // a second report for the same attempt.
@@ -608,7 +666,14 @@ void Client::Impl::connectNow() {
   }
 }
 
+void Client::Impl::leaveTlsHandshake() {
+  if (!inTlsHandshake) return;
+  inTlsHandshake = false;
+  TlsGate::instance().leave();
+}
+
 void Client::Impl::onEstablished(lws* w) {
+  leaveTlsHandshake();
   wsi = w;
   rx.clear();
   rxTooLarge = false;
@@ -736,6 +801,7 @@ void Client::Impl::armRetryTimer() {
 void Client::Impl::onDisconnected(const std::string& reason) {
   if (!attemptActive) return;
   attemptActive = false;
+  leaveTlsHandshake();
   wsi = nullptr;
   authenticated = false;
   control.clear();

@@ -124,8 +124,9 @@ struct Client::Impl {
 
   // ---- network thread only (and start() before the thread exists) ----
   lws_context* context = nullptr;
-  lws* wsi = nullptr;          // the live connection, once established
-  bool attemptActive = false;  // a connection attempt or connection exists
+  lws* wsi = nullptr;           // the live connection, once established
+  bool attemptActive = false;   // a connection attempt or connection exists
+  bool inTlsHandshake = false;  // holds the process-wide TLS gate (client.cpp)
   bool authenticated = false;
   bool stopping = false;
   bool exitLoop = false;
@@ -170,6 +171,7 @@ struct Client::Impl {
   void onRegistrationDone(const Result<RegisterOutcome>& result);
   void connectNow();
   void onEstablished(lws* w);
+  void leaveTlsHandshake();
   int onReceive(lws* w, const void* in, std::size_t len);
   int onWriteable(lws* w);
   void onDisconnected(const std::string& reason);

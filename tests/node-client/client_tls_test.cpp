@@ -79,7 +79,8 @@ TEST_F(MeshClientTls, AuthRelayAndBroadcastOverWssWithCaFile) {
   auto online = bravo->discover(kWait);
   ASSERT_TRUE(online.ok()) << online.error().message;
   EXPECT_EQ(online.value().size(), 2u);
-  EXPECT_TRUE(alpha.snapshot().errors.empty()) << alpha.snapshot().errors.at(0).message;
+  EXPECT_TRUE(alpha.snapshot().errors.empty()) << alpha.snapshot().errors.at(0).message << "\n"
+                                               << relay->log();
 }
 
 TEST_F(MeshClientTls, WithoutTheCaTheConnectionFailsWithACertificateError) {
