@@ -226,8 +226,9 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   for (auto& m : std::move(stored).value()) {
     const std::int64_t seq = m.seq;
     impl->seqById.emplace(m.id, seq);
-    impl->pending.emplace(seq, Pending{std::move(m), false, 0});
-    impl->ready.emplace(now, seq);
+    Pending& p = impl->pending[seq];
+    p.message = std::move(m);
+    impl->schedule(p, now);
   }
 
   // Checked for ws:// too: the file may serve https:// registration, and a
@@ -273,6 +274,7 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   impl->reconnectTimer.owner = impl.get();
   impl->retryTimer.owner = impl.get();
   impl->stopTimer.owner = impl.get();
+  impl->ackTimer.owner = impl.get();
   impl->contextAlive = true;
   impl->dispatcher.start();
   Impl* raw = impl.get();
@@ -447,9 +449,9 @@ void Client::Impl::run() {
   while (!exitLoop) {
     if (lws_service(context, 0) < 0) break;
   }
-  lws_sul_cancel(&reconnectTimer.sul);
-  lws_sul_cancel(&retryTimer.sul);
-  lws_sul_cancel(&stopTimer.sul);
+  for (detail::Timer* t : {&reconnectTimer, &retryTimer, &stopTimer, &ackTimer}) {
+    lws_sul_cancel(&t->sul);
+  }
   {
     std::lock_guard lock(mu);
     contextAlive = false;
@@ -533,8 +535,9 @@ void Client::Impl::drainCommands() {
           if constexpr (std::is_same_v<T, detail::NewMessage>) {
             const std::int64_t seq = c.message.seq;
             seqById.emplace(c.message.id, seq);
-            pending.emplace(seq, Pending{std::move(c.message), false, 0});
-            ready.emplace(monoMs(), seq);
+            Pending& p = pending[seq];
+            p.message = std::move(c.message);
+            schedule(p, monoMs());
             requestWrite();
           } else if constexpr (std::is_same_v<T, detail::RoomsChanged>) {
             if (!authenticated) return;
@@ -576,6 +579,7 @@ void Client::Impl::drainCommands() {
             stopping = true;
             lws_sul_cancel(&reconnectTimer.sul);
             lws_sul_cancel(&retryTimer.sul);
+            lws_sul_cancel(&ackTimer.sul);
             if (wsi != nullptr) {
               // Close politely from WRITEABLE; the timer ends the wait if the
               // relay never answers our close frame.
@@ -755,6 +759,8 @@ std::string Client::Impl::nextFrame() {
     auto it = pending.find(seq);
     if (it == pending.end()) continue;
     Pending& p = it->second;
+    p.readyAt.reset();
+    if (p.inFlight) continue;
     if (wallMs() - p.message.createdMs > options.maxMessageAge.count()) {
       finish(seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0,
                                  "older than the maximum message age"});
@@ -767,8 +773,7 @@ std::string Client::Impl::nextFrame() {
     if (p.message.target) out.field("targetMeshId", *p.message.target);
     out.rawField("payload", p.message.payloadJson);
     out.endObject();
-    p.inFlight = true;
-    ++inFlight;
+    markSent(p);
     return out.take();
   }
   armRetryTimer();
@@ -807,16 +812,18 @@ void Client::Impl::onDisconnected(const std::string& reason) {
   control.clear();
   rx.clear();
   lws_sul_cancel(&retryTimer.sul);
+  lws_sul_cancel(&ackTimer.sul);
+  relayAcks = false;
   // Unacknowledged messages go out again on the next connection, with their
   // ids, in their original order.
   const std::int64_t now = monoMs();
   for (auto& [seq, p] : pending) {
     if (p.inFlight) {
-      p.inFlight = false;
-      ready.emplace(now, seq);
+      clearInFlight(p);
+      p.ackTimeouts = 0;
+      schedule(p, now);
     }
   }
-  inFlight = 0;
   if (stopping) {
     exitLoop = true;
     return;
@@ -900,6 +907,8 @@ void Client::Impl::onAuthOk(const proto::AuthOk& ok) {
   authenticated = true;
   reconnectAttempt = 0;
   lastConnectError.clear();
+  // Only a relay that speaks Part B issues tokens, and it acks every message.
+  relayAcks = !ok.resumeToken.empty();
   if (!ok.resumeToken.empty()) {
     resumeToken = ok.resumeToken;
     // The token is only good at this relay; a failure to store it costs an
@@ -955,9 +964,19 @@ void Client::Impl::onAck(const proto::Ack& ack) {
   if (found == seqById.end()) return;  // an answer to a repeat we already settled
   const std::int64_t seq = found->second;
   Pending& p = pending.at(seq);
-  if (p.inFlight) {
-    p.inFlight = false;
-    --inFlight;
+  // An ack may answer an earlier send of a message that timed out and is
+  // queued or in flight again: it settles the message all the same.
+  clearInFlight(p);
+  p.ackTimeouts = 0;
+  if (!relayAcks) {
+    // A relay without tokens that acks after all: time out the others too.
+    relayAcks = true;
+    for (auto& [otherSeq, other] : pending) {
+      if (other.inFlight && !other.ackDueAt) {
+        clearInFlight(other);
+        markSent(other);
+      }
+    }
   }
   if (ack.status == "delivered" || ack.status == "stored") {
     finish(seq, DeliveryReport{ack.id, DeliveryReport::Outcome::Delivered, ack.recipients, {}});
@@ -977,7 +996,58 @@ void Client::Impl::retryLater(Pending& p, const std::string& why) {
     return;
   }
   const milliseconds delay = backoff(options.retryMin, options.retryMax, p.attempts++);
-  ready.emplace(monoMs() + delay.count(), p.message.seq);
+  schedule(p, monoMs() + delay.count());
+}
+
+void Client::Impl::schedule(Pending& p, std::int64_t dueMs) {
+  if (p.readyAt) ready.erase({*p.readyAt, p.message.seq});
+  p.readyAt = dueMs;
+  ready.emplace(dueMs, p.message.seq);
+}
+
+void Client::Impl::markSent(Pending& p) {
+  p.inFlight = true;
+  ++inFlight;
+  if (!relayAcks || options.ackTimeout.count() <= 0) return;
+  // 1, 2, 4, then 8 times the timeout for repeated misses of one message.
+  const std::int64_t wait = options.ackTimeout.count() << std::min(p.ackTimeouts, 3U);
+  p.ackDueAt = monoMs() + wait;
+  ackDeadlines.emplace(*p.ackDueAt, p.message.seq);
+  armAckTimer();
+}
+
+void Client::Impl::clearInFlight(Pending& p) {
+  if (!p.inFlight) return;
+  p.inFlight = false;
+  --inFlight;
+  if (p.ackDueAt) {
+    ackDeadlines.erase({*p.ackDueAt, p.message.seq});
+    p.ackDueAt.reset();
+  }
+}
+
+void Client::Impl::armAckTimer() {
+  if (stopping || ackDeadlines.empty()) return;  // a timer still set finds nothing due
+  const std::int64_t wait = std::max<std::int64_t>(0, ackDeadlines.begin()->first - monoMs());
+  lws_sul_schedule(
+      context, 0, &ackTimer.sul, [](lws_sorted_usec_list_t* sul) { ownerOf(sul)->onAckTimer(); },
+      wait * LWS_US_PER_MS + 1);
+}
+
+void Client::Impl::onAckTimer() {
+  const std::int64_t now = monoMs();
+  bool resend = false;
+  while (!ackDeadlines.empty() && ackDeadlines.begin()->first <= now) {
+    Pending& p = pending.at(ackDeadlines.begin()->second);
+    // The relay may just be slow: the same id goes again on this connection,
+    // and whichever ack comes first settles the message.
+    clearInFlight(p);
+    ++p.ackTimeouts;
+    schedule(p, now);
+    resend = true;
+  }
+  armAckTimer();
+  if (resend) requestWrite();
 }
 
 void Client::Impl::reportConnectError(const std::string& message) {
@@ -990,9 +1060,11 @@ void Client::Impl::reportConnectError(const std::string& message) {
 void Client::Impl::finish(std::int64_t seq, DeliveryReport report) {
   const auto it = pending.find(seq);
   if (it == pending.end()) return;
-  if (it->second.inFlight) --inFlight;
-  if (auto r = outbox->remove(it->second.message.id); !r) reportError(r.error());
-  seqById.erase(it->second.message.id);
+  Pending& p = it->second;
+  clearInFlight(p);
+  if (p.readyAt) ready.erase({*p.readyAt, seq});
+  if (auto r = outbox->remove(p.message.id); !r) reportError(r.error());
+  seqById.erase(p.message.id);
   pending.erase(it);
   if (options.callbacks.onDelivery) {
     post([this, report = std::move(report)] { options.callbacks.onDelivery(report); });
@@ -1005,10 +1077,7 @@ void Client::Impl::onErrorFrame(const proto::ErrorFrame& error) {
     if (const auto found = seqById.find(*error.id); found != seqById.end()) {
       const std::int64_t seq = found->second;
       Pending& p = pending.at(seq);
-      if (p.inFlight) {
-        p.inFlight = false;
-        --inFlight;
-      }
+      clearInFlight(p);
       if (error.code == "rate_limited" || error.code == "not_authenticated") {
         retryLater(p, text);
       } else {

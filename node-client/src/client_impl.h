@@ -67,11 +67,16 @@ struct Timer {
   Client::Impl* owner;
 };
 
-// A message of the outbox as the network thread tracks it.
+// A message of the outbox as the network thread tracks it. A message is
+// either waiting in `ready` (readyAt set), or in flight (sent, no answer
+// yet), or neither while the network thread works on it.
 struct Pending {
   OutboxMessage message;
-  bool inFlight = false;  // sent on the current connection, no ack yet
-  unsigned attempts = 0;  // offline/rate-limited answers so far
+  bool inFlight = false;                 // sent on the current connection, no ack yet
+  unsigned attempts = 0;                 // offline/rate-limited answers so far
+  unsigned ackTimeouts = 0;              // sends in a row that got no ack in time
+  std::optional<std::int64_t> readyAt;   // its key in Impl::ready, when queued
+  std::optional<std::int64_t> ackDueAt;  // its key in Impl::ackDeadlines
 };
 
 struct NewMessage {
@@ -140,8 +145,10 @@ struct Client::Impl {
   std::vector<unsigned char> tx;                    // LWS_PRE + one frame
   std::map<std::int64_t, detail::Pending> pending;  // by seq
   std::unordered_map<std::string, std::int64_t> seqById;
-  std::set<std::pair<std::int64_t, std::int64_t>> ready;  // (due ms, seq)
+  std::set<std::pair<std::int64_t, std::int64_t>> ready;         // (due ms, seq)
+  std::set<std::pair<std::int64_t, std::int64_t>> ackDeadlines;  // (due ms, seq)
   unsigned inFlight = 0;
+  bool relayAcks = false;        // this connection's relay answers with gateway_ack
   std::string lastConnectError;  // reported once until a connect works
   unsigned reconnectAttempt = 0;
   std::optional<std::string> resumeToken;
@@ -150,6 +157,7 @@ struct Client::Impl {
   detail::Timer reconnectTimer{};
   detail::Timer retryTimer{};
   detail::Timer stopTimer{};
+  detail::Timer ackTimer{};
   std::thread loop;
   std::mutex stopMu;  // makes stop() run once even when called concurrently
 
@@ -184,6 +192,11 @@ struct Client::Impl {
   void onDiscoverResult(proto::DiscoverResult result);
   void retryLater(detail::Pending& p, const std::string& why);
   void finish(std::int64_t seq, DeliveryReport report);
+  void schedule(detail::Pending& p, std::int64_t dueMs);
+  void markSent(detail::Pending& p);
+  void clearInFlight(detail::Pending& p);
+  void armAckTimer();
+  void onAckTimer();
   void reportConnectError(const std::string& message);
   void requestWrite();
   void armRetryTimer();

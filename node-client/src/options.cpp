@@ -63,6 +63,9 @@ Result<> validate(const Options& o) {
     return Error{Status::InvalidArgument, "backoff settings out of range"};
   }
   if (o.maxInFlight == 0) return Error{Status::InvalidArgument, "maxInFlight must be at least 1"};
+  if (o.ackTimeout.count() < 0 || o.ackTimeout > std::chrono::hours(24)) {
+    return Error{Status::InvalidArgument, "ackTimeout must be 0 to 24 hours"};
+  }
   return success();
 }
 

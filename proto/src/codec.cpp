@@ -49,6 +49,7 @@ enum class FieldKey : std::uint8_t {
   PublicRooms,
   Participants,
   Payload,
+  Presence,
 };
 
 FieldKey keyFrom(std::string_view s) {
@@ -61,6 +62,7 @@ FieldKey keyFrom(std::string_view s) {
   if (s == "resumeToken") return FieldKey::ResumeToken;
   if (s == "publicRooms") return FieldKey::PublicRooms;
   if (s == "participants") return FieldKey::Participants;
+  if (s == "presence") return FieldKey::Presence;
   return FieldKey::Other;
 }
 
@@ -109,7 +111,13 @@ class FrameHandler {
       : stream_(stream), maxDepth_(maxDepth) {}
 
   bool Null() { return scalar(Kind::Other); }
-  bool Bool(bool) { return scalar(Kind::Other); }
+  bool Bool(bool b) {
+    if (depth_ == 1 && key_ == FieldKey::Presence) {
+      presence = b ? Flag::True : Flag::False;
+      return true;
+    }
+    return scalar(Kind::Other);
+  }
   bool Int(int) { return scalar(Kind::Other); }
   bool Uint(unsigned) { return scalar(Kind::Other); }
   bool Int64(std::int64_t) { return scalar(Kind::Other); }
@@ -163,6 +171,9 @@ class FrameHandler {
   RawField publicRooms;
   RawField participants;
   RawField payload;
+  // The optional boolean "presence" of gateway_auth.
+  enum class Flag : std::uint8_t { Absent, True, False, NotBoolean };
+  Flag presence = Flag::Absent;
 
  private:
   bool rootNotObject() {
@@ -202,6 +213,10 @@ class FrameHandler {
 
   // A top-level value that is not a string, or a container (kind given).
   void topNonString(Kind kind) {
+    if (key_ == FieldKey::Presence) {
+      presence = Flag::NotBoolean;
+      return;
+    }
     if (key_ == FieldKey::Type) {
       typeKind = kind;
       return;
@@ -215,6 +230,10 @@ class FrameHandler {
   }
 
   void topString(std::string_view s) {
+    if (key_ == FieldKey::Presence) {
+      presence = Flag::NotBoolean;
+      return;
+    }
     if (key_ == FieldKey::Type) {
       typeKind = Kind::String;
       type = frameTypeFrom(s);
@@ -372,6 +391,8 @@ std::string_view keyName(FieldKey k) {
       return "participants";
     case FieldKey::Payload:
       return "payload";
+    case FieldKey::Presence:
+      return "presence";
     case FieldKey::Other:
       break;
   }
@@ -531,8 +552,10 @@ DecodeResult decodeNodeFrame(std::string_view text, bool authenticated, const Li
       }
       check(checkRooms(h.publicRooms, false));
       check(checkParticipants(h.participants, false));
+      if (h.presence == FrameHandler::Flag::NotBoolean) check("presence must be a boolean");
       if (!problem.empty()) break;
       AuthFrame f;
+      f.presence = h.presence == FrameHandler::Flag::True;
       f.meshId = std::move(h.meshId.value);
       if (h.secret.kind == Kind::String) f.secret = std::move(h.secret.value);
       if (h.resumeToken.kind == Kind::String) f.resumeToken = std::move(h.resumeToken.value);

@@ -33,6 +33,18 @@ void flushTick(lws_sorted_usec_list_t* sul) {
   reinterpret_cast<LoopTimer*>(sul)->owner->flushDirty();
 }
 
+// An unmasked ping, written like any other queued frame. It carries one
+// byte: lws reports a pong to the protocol only when it has a payload.
+OutFramePtr makePing() {
+  auto f = std::make_shared<OutFrame>();
+  f->bytes.assign(OutFrame::kHeadroom, '\0');
+  f->bytes.push_back('k');
+  f->headerSize = 2;
+  f->bytes[OutFrame::kHeadroom - 2] = static_cast<char>(0x89);  // FIN, ping
+  f->bytes[OutFrame::kHeadroom - 1] = 1;
+  return f;
+}
+
 bool isMessageFrame(const proto::NodeFrame& f) {
   return std::holds_alternative<proto::RelayFrame>(f) ||
          std::holds_alternative<proto::BroadcastFrame>(f);
@@ -95,12 +107,14 @@ int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
     return 0;
   }
   ++counters.connectionsAccepted;
-  lws_set_timer_usecs(wsi, static_cast<lws_usec_t>(config.authTimeoutSeconds * 1e6));
+  s.connectedUs = s.lastHeardUs = nowUs();
   LOG_DEBUG("conn=" << s.id << " connected peer=" << s.peer);
   return 0;
 }
 
 int Server::Impl::onReceive(Session& s, const char* data, std::size_t len) {
+  s.lastHeardUs = nowUs();
+  s.pingSentUs = 0;
   const bool final = lws_is_final_fragment(s.wsi) && lws_remaining_packet_payload(s.wsi) == 0;
   if (!s.rxActive) {
     s.rxBinary = lws_frame_is_binary(s.wsi);
@@ -238,6 +252,11 @@ void Server::Impl::handleFrame(Session& s, proto::DecodedFrame& decoded) {
         } else if constexpr (std::is_same_v<T, proto::UpdateParticipantsFrame>) {
           s.participantsJson.assign(f.participantsJson);
           s.participantCount = f.participantCount;
+          if (s.participantCount > 0) {
+            withParticipants.insert(&s);
+          } else {
+            withParticipants.erase(&s);
+          }
           pushParticipants(s);
         }
       },
@@ -250,6 +269,7 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   s.participantsJson.assign(auth.participantsJson.empty() ? std::string_view("[]")
                                                           : auth.participantsJson);
   s.participantCount = auth.participantCount;
+  s.wantsPresence = auth.presence;
   (void)id;
 
   const bool wellFormedId = proto::isValidMeshId(auth.meshId);
@@ -292,7 +312,6 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
     closeSession(s, 1008, "invalid_credentials", false);
     return;
   }
-  lws_set_timer_usecs(s.wsi, LWS_SET_TIMER_USEC_CANCEL);
   releaseUnauthenticated(s);
 
   bool takeover = false;
@@ -312,6 +331,8 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   s.name = *name;
   online[s.meshId] = &s;
   s.inRoutingTable = true;
+  if (s.wantsPresence) presenceWatchers.insert(&s);
+  if (s.participantCount > 0) withParticipants.insert(&s);
   ++counters.authOk;
   LOG_INFO("conn=" << s.id << " auth ok meshId=" << s.meshId << " peer=" << s.peer);
 
@@ -328,8 +349,8 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   // Participant exchange, as the original: the newcomer learns the others'
   // non-empty lists, the others learn the newcomer's if it has one.
   std::vector<proto::ParticipantsView> others;
-  for (auto& [otherId, other] : online) {
-    if (other != &s && other->participantCount > 0) {
+  for (Session* other : withParticipants) {
+    if (other != &s) {
       others.push_back({other->meshId, other->name, other->participantsJson});
     }
   }
@@ -426,13 +447,14 @@ void Server::Impl::pushParticipants(Session& from) {
 }
 
 void Server::Impl::sendPresence(const Session& about, bool isOnline) {
+  if (presenceWatchers.empty()) return;
   const OutFramePtr frame = makeFrame(
       [&](std::string& out) { proto::encodePresence(out, about.meshId, about.name, isOnline); });
+  // Collected first: a slow consumer closed by enqueue() leaves the set.
   std::vector<Session*> recipients;
-  for (auto& [meshId, other] : online) {
-    if (other != &about && other->state == SessionState::Authenticated) {
-      recipients.push_back(other);
-    }
+  recipients.reserve(presenceWatchers.size());
+  for (Session* watcher : presenceWatchers) {
+    if (watcher != &about) recipients.push_back(watcher);
   }
   for (Session* r : recipients) enqueue(*r, frame);
 }
@@ -594,7 +616,6 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
     s.queue.clear();
     s.queuedBytes = 0;
   }
-  lws_set_timer_usecs(s.wsi, LWS_SET_TIMER_USEC_CANCEL);
   lws_callback_on_writable(s.wsi);
   // A peer that never reads never lets us write the close frame: give up on
   // it after a while.
@@ -612,13 +633,14 @@ void Server::Impl::releaseUnauthenticated(Session& s) {
 void Server::Impl::detach(Session& s, bool announce) {
   if (!s.inRoutingTable) return;
   s.inRoutingTable = false;
+  presenceWatchers.erase(&s);
+  withParticipants.erase(&s);
   auto it = online.find(s.meshId);
   if (it != online.end() && it->second == &s) online.erase(it);
   if (announce) sendPresence(s, false);
 }
 
-void Server::Impl::onAuthTimer(Session& s) {
-  if (s.state != SessionState::Unauthenticated && s.state != SessionState::Authenticating) return;
+void Server::Impl::onAuthTimeout(Session& s) {
   ++counters.authTimeouts;
   LOG_INFO("conn=" << s.id << " auth timeout peer=" << s.peer);
   sendError(s, proto::ErrorCode::AuthTimeout, "Auth timeout", std::nullopt);
@@ -640,6 +662,43 @@ void Server::Impl::onClosed(PerSession* pss) {
                      << " disconnected by peer");
   }
   sessions.erase(s.id);
+}
+
+// One pass over every connection per tick: auth deadlines, pings to quiet
+// peers, and dropping peers that did not answer one. A timer per connection
+// would cost a sorted insert into lws's timer list for every one of them.
+void Server::Impl::sweepSessions() {
+  static const OutFramePtr ping = makePing();
+  const std::int64_t now = nowUs();
+  const auto authLimit = static_cast<std::int64_t>(config.authTimeoutSeconds * 1e6);
+  const auto quietLimit = static_cast<std::int64_t>(config.pingIntervalSeconds) * 1'000'000;
+  const auto answerLimit = static_cast<std::int64_t>(config.pingTimeoutSeconds) * 1'000'000;
+  std::vector<Session*> late;
+  std::vector<Session*> silent;
+  for (auto& [id, owned] : sessions) {
+    Session& s = *owned;
+    if (s.state == SessionState::Closing || s.peerClosed) continue;
+    if (s.state != SessionState::Authenticated && now - s.connectedUs >= authLimit) {
+      late.push_back(&s);
+    } else if (s.pingSentUs != 0) {
+      if (now - s.pingSentUs >= answerLimit) silent.push_back(&s);
+    } else if (quietLimit > 0 && now - s.lastHeardUs >= quietLimit) {
+      s.pingSentUs = now;
+      enqueue(s, ping);
+    }
+  }
+  for (Session* s : late) onAuthTimeout(*s);
+  for (Session* s : silent) {
+    LOG_INFO("conn=" << s->id << (s->meshId.empty() ? "" : " meshId=") << s->meshId
+                     << " dropped: no answer to a ping");
+    detach(*s, s->state == SessionState::Authenticated);
+    releaseUnauthenticated(*s);
+    s->state = SessionState::Closing;
+    s->peerClosed = true;
+    s->queue.clear();
+    s->queuedBytes = 0;
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+  }
 }
 
 void Server::Impl::schedulePersist() {

@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <ev.h>
 
 #include <chrono>
 #include <stdexcept>
@@ -37,6 +38,15 @@ void sweepBuckets(lws_sorted_usec_list_t* sul) {
   lws_sul_schedule(self->context, 0, sul, sweepBuckets, 60 * LWS_US_PER_SEC);
 }
 
+// Auth timeouts and keepalive are checked this often.
+constexpr lws_usec_t kLivenessTick = 200 * LWS_US_PER_MS;
+
+void livenessTick(lws_sorted_usec_list_t* sul) {
+  auto* self = timerOwner(sul);
+  self->sweepSessions();
+  lws_sul_schedule(self->context, 0, sul, livenessTick, kLivenessTick);
+}
+
 void shutdownTick(lws_sorted_usec_list_t* sul) {
   timerOwner(sul)->finishIfDrained();
 }
@@ -51,6 +61,8 @@ NetPolicy makeNetPolicy(const Config& cfg) {
 
 constexpr std::size_t kRxBufferBytes = 512;
 
+const lws_retry_bo_t noValidityTimer{};
+
 }  // namespace
 
 Server::Impl::Impl(const Config& cfg)
@@ -62,6 +74,7 @@ Server::Impl::Impl(const Config& cfg)
   shutdownTimer.owner = this;
   sweepTimer.owner = this;
   flushTimer.owner = this;
+  livenessTimer.owner = this;
   log::setLevel(config.logLevel);
   lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
 
@@ -79,10 +92,6 @@ Server::Impl::Impl(const Config& cfg)
   protocols[0].user = this;
   protocols[1] = lws_protocols{};  // terminator
 
-  retryPolicy.secs_since_valid_ping = static_cast<uint16_t>(config.pingIntervalSeconds);
-  retryPolicy.secs_since_valid_hangup =
-      static_cast<uint16_t>(config.pingIntervalSeconds + config.pingTimeoutSeconds);
-
   lws_context_creation_info info{};
   info.port = config.port;
   info.iface = config.host.empty() || config.host == "0.0.0.0" ? nullptr : config.host.c_str();
@@ -90,7 +99,11 @@ Server::Impl::Impl(const Config& cfg)
   info.user = this;
   info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_DISABLE_IPV6;
   if (config.host == "::") info.options &= ~static_cast<uint64_t>(LWS_SERVER_OPTION_DISABLE_IPV6);
-  info.retry_and_idle_policy = &retryPolicy;
+  // Keepalive is the gateway's own sweep (sweepSessions). lws's validity
+  // timer is off (a zero hangup time): otherwise lws keeps one per
+  // connection in a sorted list and re-inserts it, scanning the list, on
+  // every pong.
+  info.retry_and_idle_policy = &noValidityTimer;
   info.timeout_secs = 10;
   info.pt_serv_buf_size = 32 * 1024;
   info.fd_limit_per_thread = config.maxConnections + 256;
@@ -109,8 +122,21 @@ Server::Impl::Impl(const Config& cfg)
     info.ssl_private_key_filepath = config.tlsKeyPath.c_str();
   }
 
+  // lws's own loop is poll(), whose cost grows with every open connection on
+  // every turn; libev on epoll costs per event instead. The loop is ours
+  // (a foreign loop to lws) so run() keeps turning it one step at a time.
+  constexpr unsigned kNoEnv = EVFLAG_NOENV;
+  evLoop = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | kNoEnv);
+  if (!evLoop) evLoop = ev_loop_new(static_cast<unsigned>(EVFLAG_AUTO) | kNoEnv);
+  if (!evLoop) throw std::runtime_error("cannot create the event loop");
+  foreignLoops[0] = evLoop;
+  info.options |= LWS_SERVER_OPTION_LIBEV;
+  info.foreign_loops = foreignLoops;
+
   context = lws_create_context(&info);
   if (!context) {
+    ev_loop_destroy(evLoop);
+    evLoop = nullptr;
     throw std::runtime_error("cannot listen on " + config.host + ":" + std::to_string(config.port) +
                              " (port in use or no permission?)");
   }
@@ -120,11 +146,15 @@ Server::Impl::Impl(const Config& cfg)
   if (boundPort == 0) {
     lws_context_destroy(context);
     context = nullptr;
+    ev_loop_destroy(evLoop);
+    evLoop = nullptr;
     throw std::runtime_error("cannot find the bound port");
   }
   if (!config.tlsCertPath.empty() && !tlsContext) {
     lws_context_destroy(context);
     context = nullptr;
+    ev_loop_destroy(evLoop);
+    evLoop = nullptr;
     throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
   }
 }
@@ -144,6 +174,7 @@ Server::Impl::~Impl() {
     lws_context_destroy(context);
     context = nullptr;
   }
+  if (evLoop) ev_loop_destroy(evLoop);
 }
 
 std::int64_t Server::Impl::nowUs() const {
@@ -191,13 +222,13 @@ int Server::Impl::run() {
   LOG_INFO("listening on " << (config.host.empty() ? "0.0.0.0" : config.host) << ":" << boundPort
                            << " db=" << config.dbPath << " meshes=" << registry.size());
   lws_sul_schedule(context, 0, &sweepTimer.sul, sweepBuckets, 60 * LWS_US_PER_SEC);
+  lws_sul_schedule(context, 0, &livenessTimer.sul, livenessTick, kLivenessTick);
 
-  while (!loopDone) {
-    if (lws_service(context, 0) < 0) break;
-  }
+  while (!loopDone) ev_run(evLoop, EVRUN_ONCE);
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&shutdownTimer.sul);
   lws_sul_cancel(&flushTimer.sul);
+  lws_sul_cancel(&livenessTimer.sul);
   LOG_INFO("event loop stopped");
   return 0;
 }
@@ -278,8 +309,11 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!pss || !pss->session) return 0;
       return onWriteable(*pss->session);
-    case LWS_CALLBACK_TIMER:
-      if (pss && pss->session) onAuthTimer(*pss->session);
+    case LWS_CALLBACK_RECEIVE_PONG:
+      if (pss && pss->session) {
+        pss->session->lastHeardUs = nowUs();
+        pss->session->pingSentUs = 0;
+      }
       return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (pss && pss->session) onPeerClose(*pss->session);

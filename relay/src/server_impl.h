@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "counters.h"
@@ -89,7 +90,8 @@ struct Server::Impl {
   int onReceive(Session& s, const char* data, std::size_t len);
   int onWriteable(Session& s);
   void onClosed(PerSession* pss);
-  void onAuthTimer(Session& s);
+  void onAuthTimeout(Session& s);
+  void sweepSessions();  // auth timeouts and keepalive pings, once a tick
   void handleMessage(Session& s, std::string_view text, bool binary);
   void handleFrame(Session& s, proto::DecodedFrame& frame);
   void startAuth(Session& s, proto::AuthFrame& auth, std::optional<std::string> id);
@@ -140,9 +142,10 @@ struct Server::Impl {
   Config config;
   Registry registry;
   WorkerPool workers;
+  struct ev_loop* evLoop = nullptr;  // libev on epoll; lws runs on it
+  void* foreignLoops[1] = {nullptr};
   lws_context* context = nullptr;
   lws_vhost* vhost = nullptr;
-  lws_retry_bo_t retryPolicy{};
   std::vector<lws_protocols> protocols;
   std::uint16_t boundPort = 0;
 
@@ -154,6 +157,11 @@ struct Server::Impl {
   std::uint64_t nextId = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions;
   std::unordered_map<std::string, Session*> online;  // meshId -> authenticated session
+  // Authenticated sessions that asked for presence events.
+  std::unordered_set<Session*> presenceWatchers;
+  // Authenticated sessions with a non-empty participant list (what a
+  // newcomer is sent), so an auth does not walk every online mesh.
+  std::unordered_set<Session*> withParticipants;
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
@@ -168,6 +176,7 @@ struct Server::Impl {
   // frames per write, without waiting for POLLOUT (flushTimer fires then).
   std::vector<Session*> dirty;
   LoopTimer flushTimer;
+  LoopTimer livenessTimer;
   bool flushScheduled = false;
   std::vector<unsigned char> writeScratch;
   Counters counters;

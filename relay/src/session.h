@@ -83,6 +83,8 @@ struct Session {
   std::string participantsJson = "[]";
   std::size_t participantCount = 0;
   bool inRoutingTable = false;
+  // Asked for gateway_presence events ("presence": true in gateway_auth).
+  bool wantsPresence = false;
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
 
@@ -103,6 +105,12 @@ struct Session {
   // drains (or at once when the queue was dropped).
   int closeCode = 0;
   std::string closeReason;
+
+  // Liveness, checked by the loop's once-a-tick sweep (cheaper than a timer
+  // per connection, which lws keeps in one sorted list).
+  std::int64_t connectedUs = 0;  // for the auth timeout
+  std::int64_t lastHeardUs = 0;  // any frame or pong from the peer
+  std::int64_t pingSentUs = 0;   // 0: no ping outstanding
 
   // Waiting in Impl::dirty for the end of this loop turn's flush.
   bool flushPending = false;

@@ -291,6 +291,25 @@ TEST(FrameCodec, AuthOptionalListsAbsentGiveEmptyViews) {
   EXPECT_TRUE(auth.publicRoomsJson.empty());
   EXPECT_TRUE(auth.participantsJson.empty());
   EXPECT_EQ(auth.participantCount, 0u);
+  EXPECT_FALSE(auth.presence);
+}
+
+TEST(FrameCodec, AuthPresenceIsAnOptionalBoolean) {
+  const std::string head = R"({"type":"gateway_auth","meshId":"m","secret":"s",)";
+  EXPECT_TRUE(std::get<AuthFrame>(ok(decode(head + R"("presence":true})", false)).frame).presence);
+  EXPECT_FALSE(
+      std::get<AuthFrame>(ok(decode(head + R"("presence":false})", false)).frame).presence);
+  // The last of duplicate keys wins, as everywhere in the decoder.
+  EXPECT_TRUE(
+      std::get<AuthFrame>(ok(decode(head + R"("presence":false,"presence":true})", false)).frame)
+          .presence);
+  for (const char* bad : {R"("presence":1})", R"("presence":"true"})", R"("presence":null})",
+                          R"("presence":[true]})", R"("presence":{}})"}) {
+    expectError(head + bad, ErrorCode::InvalidFrame, "presence", false);
+  }
+  // Only gateway_auth reads it: elsewhere it is an unknown field.
+  EXPECT_TRUE(std::holds_alternative<DecodedFrame>(
+      decode(R"({"type":"gateway_discover","presence":7})", true)));
 }
 
 TEST(FrameCodec, UpdateFramesCarryViews) {

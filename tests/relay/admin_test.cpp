@@ -103,7 +103,7 @@ TEST(AdminApi, DeleteClosesSessionsAndKillsTokens) {
   TestRelay relay(withAdminToken);
   std::string authOk;
   auto doomed = relay.join("doomed", "", &authOk);
-  auto watcher = relay.join("watcher");
+  auto watcher = relay.join("watcher", R"("presence":true)");
   const std::string token = jsonString(authOk, "resumeToken");
   ASSERT_FALSE(token.empty());
 

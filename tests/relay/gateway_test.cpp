@@ -119,6 +119,9 @@ TEST(Gateway, DiscoverListsEveryOnlineMeshWithRooms) {
   EXPECT_EQ(rooms["mesh-b"], "");
 
   a->sendText(R"({"type":"gateway_update_rooms","publicRooms":["ops"]})");
+  // The two connections are not ordered with each other: wait until the
+  // relay has handled a's update before b asks.
+  framesUntilProbe(*a);
   b->sendText(R"({"type":"gateway_discover","id":"q"})");
   auto d2 = json(b->expectType("gateway_discover_result"));
   EXPECT_STREQ(d2["id"].GetString(), "q");
@@ -238,10 +241,12 @@ TEST(Gateway, UpdateParticipantsIsPushedToOthersEvenWhenEmpty) {
   }
 }
 
-TEST(Gateway, PresenceAnnouncesOnlineAndOffline) {
+TEST(Gateway, PresenceAnnouncesOnlineAndOfflineToWatchers) {
   TestRelay relay;
-  auto a = relay.join("mesh-a");
-  auto b = relay.join("mesh-b");
+  auto a = relay.join("mesh-a", R"("presence":true)");
+  auto quiet = relay.join("mesh-q");
+  EXPECT_STREQ(json(a->expectType("gateway_presence"))["meshId"].GetString(), "mesh-q");
+  auto b = relay.join("mesh-b", R"("presence":true)");
   auto on = json(a->expectType("gateway_presence"));
   EXPECT_STREQ(on["meshId"].GetString(), "mesh-b");
   EXPECT_STREQ(on["name"].GetString(), "Mesh mesh-b");
@@ -252,11 +257,27 @@ TEST(Gateway, PresenceAnnouncesOnlineAndOffline) {
   auto off = json(a->expectType("gateway_presence"));
   EXPECT_STREQ(off["meshId"].GetString(), "mesh-b");
   EXPECT_STREQ(off["status"].GetString(), "offline");
+  // A node that did not ask (every node that knows only Part A) gets none.
+  for (const auto& f : framesUntilProbe(*quiet)) {
+    EXPECT_NE(jsonString(f, "type"), "gateway_presence") << f;
+  }
+}
+
+TEST(Gateway, PresenceThatIsNotABooleanIsInvalidFrame) {
+  TestRelay relay;
+  relay.registerMesh("mesh-p", TestRelay::secretFor("mesh-p"), "P");
+  auto c = WsClient::connect(relay.port(), onPath("/gateway"));
+  c->sendText(R"({"type":"gateway_auth","meshId":"mesh-p","secret":")" +
+              TestRelay::secretFor("mesh-p") + R"(","presence":"yes"})");
+  auto err = c->expectType("error");
+  EXPECT_EQ(errorCodeOf(err), "invalid_frame");
+  EXPECT_NE(err.find("presence"), std::string::npos) << err;
+  expectRelayStillServes(relay);
 }
 
 TEST(Gateway, TakeoverClosesOlderConnectionWithoutPresence) {
   TestRelay relay;
-  auto watcher = relay.join("mesh-w");
+  auto watcher = relay.join("mesh-w", R"("presence":true)");
   auto first = relay.join("mesh-a");
   EXPECT_EQ(jsonString(watcher->expectType("gateway_presence"), "status"), "online");
   auto second = relay.connectAs("mesh-a", TestRelay::secretFor("mesh-a"));

@@ -9,9 +9,10 @@
 // first and carry an id; they leave the outbox only when the relay's
 // gateway_ack says delivered, or when the retry policy gives up (reported by
 // Callbacks::onDelivery). Unsent messages survive a restart of the node
-// process and of the relay; a message may reach the relay more than once,
-// always with the same id, which receivers (this library included) use to
-// drop repeats.
+// process and of the relay; a message whose ack does not come in time is
+// sent again on the same connection (Options::ackTimeout). So a message may
+// reach the relay more than once, always with the same id, which receivers
+// (this library included) use to drop repeats.
 //
 // Threads: one network thread runs libwebsockets; one callback thread runs
 // every callback (see Callbacks). All public methods are safe to call from

@@ -93,6 +93,13 @@ struct Options {
   // Messages sent and not yet acknowledged on one connection. Bounds what
   // the relay's rate limiter and our socket see at once.
   unsigned maxInFlight = 128;
+  // A message sent on a live connection whose gateway_ack has not come
+  // within this time is sent again, with the same id (receivers drop the
+  // repeat); each further timeout of that message doubles its wait, up to
+  // 8 times this value. Only once the relay has shown it sends acks (a
+  // resume token at auth, or any gateway_ack): the original relay sends
+  // none. Zero: wait for the ack until the connection drops.
+  std::chrono::milliseconds ackTimeout{10000};
   // The relay's frame limit; larger messages are refused by relay() and
   // broadcast() at once rather than by the relay later.
   std::size_t maxFrameBytes = 65536;

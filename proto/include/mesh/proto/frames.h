@@ -22,6 +22,8 @@ struct AuthFrame {
   // Raw JSON array of {"id","name","type"} objects, empty view when absent.
   std::string_view participantsJson;
   std::size_t participantCount = 0;
+  // Part B: the node wants gateway_presence events ("presence": true).
+  bool presence = false;
 };
 
 struct DiscoverFrame {};

@@ -1,0 +1,126 @@
+// Delivery bookkeeping of libmeshclient against the real relay: an ack that
+// does not come in time.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "node_harness.h"
+#include "spawned_relay.h"
+
+namespace mesh::test {
+namespace {
+
+using client::DeliveryReport;
+using client::Status;
+using std::chrono::milliseconds;
+
+const std::string kSecretA = "alpha-secret-0123456789";
+const std::string kSecretB = "bravo-secret-0123456789";
+
+std::string payloadN(int n) {
+  return "{\"type\":\"test\",\"n\":" + std::to_string(n) + "}";
+}
+
+// Counts the gateway_incoming frames carrying a given id, before the
+// client's de-duplication: onFrame sees every frame.
+class FrameCounter {
+ public:
+  void add(const std::string& frame) {
+    std::lock_guard lock(mu_);
+    frames_.push_back(frame);
+  }
+  int incomingWithId(const std::string& id) {
+    std::lock_guard lock(mu_);
+    int n = 0;
+    for (const auto& f : frames_) {
+      if (f.find("\"gateway_incoming\"") != std::string::npos &&
+          f.find("\"id\":\"" + id + "\"") != std::string::npos) {
+        ++n;
+      }
+    }
+    return n;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> frames_;
+};
+
+TEST(MeshClientDelivery, ResendsWhenTheAckDoesNotComeInTime) {
+  TempDir dir;
+  SpawnedRelay relay(dir);
+  relay.start();
+  relay.registerMesh("alpha", kSecretA, "Alpha");
+  relay.registerMesh("bravo", kSecretB, "Bravo");
+
+  auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
+  a.ackTimeout = milliseconds(200);
+  Node alpha(a);
+  FrameCounter frames;
+  auto b = Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db"));
+  b.callbacks.onFrame = [&frames](const std::string& f) { frames.add(f); };
+  Node bravo(b);
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  const std::size_t statesBefore = alpha.snapshot().states.size();
+
+  // The relay stops answering while its sockets stay open: the frame waits
+  // in the kernel, no ack comes, and the client sends it again.
+  relay.pause();
+  auto id = alpha->relay("bravo", payloadN(1));
+  ASSERT_TRUE(id.ok());
+  // The pause itself is what is tested: time must pass without an ack.
+  std::this_thread::sleep_for(milliseconds(900));
+  relay.resume();
+
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return !s.deliveries.empty(); }));
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return !s.messages.empty(); }));
+  // 200, 400 (doubled) and so on: at least one more copy went out.
+  ASSERT_TRUE(bravo.waitFor([&](const Seen&) { return frames.incomingWithId(id.value()) >= 2; },
+                            milliseconds(5000)))
+      << "copies seen: " << frames.incomingWithId(id.value());
+  // Let the other copies' acks arrive: they must change nothing.
+  const auto settled = alpha->discover(kWait);
+  ASSERT_TRUE(settled.ok());
+  const Seen sender = alpha.snapshot();
+  ASSERT_EQ(sender.deliveries.size(), 1u);
+  EXPECT_EQ(sender.deliveries[0].id, id.value());
+  EXPECT_EQ(sender.deliveries[0].outcome, DeliveryReport::Outcome::Delivered);
+  EXPECT_EQ(alpha->pendingCount(), 0u);
+  // On the same connection: no reconnect happened.
+  EXPECT_EQ(sender.states.size(), statesBefore);
+  // The receiver passed it on once.
+  EXPECT_EQ(bravo.snapshot().messages.size(), 1u);
+}
+
+TEST(MeshClientDelivery, NoResendWhenAckTimeoutIsOff) {
+  TempDir dir;
+  SpawnedRelay relay(dir);
+  relay.start();
+  relay.registerMesh("alpha", kSecretA, "Alpha");
+  relay.registerMesh("bravo", kSecretB, "Bravo");
+  auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
+  a.ackTimeout = milliseconds(0);
+  Node alpha(a);
+  FrameCounter frames;
+  auto b = Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db"));
+  b.callbacks.onFrame = [&frames](const std::string& f) { frames.add(f); };
+  Node bravo(b);
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+
+  relay.pause();
+  auto id = alpha->relay("bravo", payloadN(1));
+  ASSERT_TRUE(id.ok());
+  std::this_thread::sleep_for(milliseconds(500));
+  relay.resume();
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return !s.deliveries.empty(); }));
+  // Frames keep their order on one connection: a copy of the first would
+  // reach bravo before the second does.
+  ASSERT_TRUE(alpha->relay("bravo", payloadN(2)).ok());
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 2; }));
+  EXPECT_EQ(frames.incomingWithId(id.value()), 1);
+}
+
+}  // namespace
+}  // namespace mesh::test
