@@ -275,6 +275,7 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   impl->retryTimer.owner = impl.get();
   impl->stopTimer.owner = impl.get();
   impl->ackTimer.owner = impl.get();
+  impl->expiryTimer.owner = impl.get();
   impl->contextAlive = true;
   impl->dispatcher.start();
   Impl* raw = impl.get();
@@ -445,11 +446,14 @@ void Client::Impl::reportError(Error error) {
 // Network thread
 
 void Client::Impl::run() {
+  // Gives up what aged out while the node was not running; arms the timer
+  // for the rest.
+  expireOld();
   beginAttempt();
   while (!exitLoop) {
     if (lws_service(context, 0) < 0) break;
   }
-  for (detail::Timer* t : {&reconnectTimer, &retryTimer, &stopTimer, &ackTimer}) {
+  for (detail::Timer* t : {&reconnectTimer, &retryTimer, &stopTimer, &ackTimer, &expiryTimer}) {
     lws_sul_cancel(&t->sul);
   }
   {
@@ -538,6 +542,7 @@ void Client::Impl::drainCommands() {
             Pending& p = pending[seq];
             p.message = std::move(c.message);
             schedule(p, monoMs());
+            noteExpiry(p.message.createdMs);
             requestWrite();
           } else if constexpr (std::is_same_v<T, detail::RoomsChanged>) {
             if (!authenticated) return;
@@ -580,6 +585,7 @@ void Client::Impl::drainCommands() {
             lws_sul_cancel(&reconnectTimer.sul);
             lws_sul_cancel(&retryTimer.sul);
             lws_sul_cancel(&ackTimer.sul);
+            lws_sul_cancel(&expiryTimer.sul);
             if (wsi != nullptr) {
               // Close politely from WRITEABLE; the timer ends the wait if the
               // relay never answers our close frame.
@@ -763,7 +769,7 @@ std::string Client::Impl::nextFrame() {
     if (p.inFlight) continue;
     if (wallMs() - p.message.createdMs > options.maxMessageAge.count()) {
       finish(seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0,
-                                 "older than the maximum message age"});
+                                 tooOld(p, "not delivered")});
       continue;
     }
     detail::JsonOut out;
@@ -822,6 +828,7 @@ void Client::Impl::onDisconnected(const std::string& reason) {
       clearInFlight(p);
       p.ackTimeouts = 0;
       schedule(p, now);
+      noteExpiry(p.message.createdMs);
     }
   }
   if (stopping) {
@@ -989,14 +996,26 @@ void Client::Impl::onAck(const proto::Ack& ack) {
 }
 
 void Client::Impl::retryLater(Pending& p, const std::string& why) {
-  const bool tooOld = wallMs() - p.message.createdMs > options.maxMessageAge.count();
-  if (!options.retryOffline || tooOld) {
+  p.lastProblem = why;
+  if (wallMs() - p.message.createdMs > options.maxMessageAge.count()) {
+    finish(p.message.seq,
+           DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0, tooOld(p, why)});
+    return;
+  }
+  if (!options.retryOffline) {
     finish(p.message.seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0,
-                                         why + (tooOld ? ", message too old" : "")});
+                                         why + " (retryOffline is off)"});
     return;
   }
   const milliseconds delay = backoff(options.retryMin, options.retryMax, p.attempts++);
   schedule(p, monoMs() + delay.count());
+}
+
+std::string Client::Impl::tooOld(const Pending& p, const std::string& fallback) const {
+  const std::int64_t age = std::max<std::int64_t>(0, wallMs() - p.message.createdMs);
+  return (p.lastProblem.empty() ? fallback : p.lastProblem) + "; given up after " +
+         std::to_string(age) + " ms (maxMessageAge " +
+         std::to_string(options.maxMessageAge.count()) + " ms)";
 }
 
 void Client::Impl::schedule(Pending& p, std::int64_t dueMs) {
@@ -1048,6 +1067,40 @@ void Client::Impl::onAckTimer() {
   }
   armAckTimer();
   if (resend) requestWrite();
+}
+
+void Client::Impl::noteExpiry(std::int64_t createdMs) {
+  const std::int64_t at = createdMs + options.maxMessageAge.count();
+  if (stopping || (expiryAt && *expiryAt <= at)) return;
+  expiryAt = at;
+  const std::int64_t wait = std::max<std::int64_t>(0, at - wallMs());
+  lws_sul_schedule(
+      context, 0, &expiryTimer.sul, [](lws_sorted_usec_list_t* sul) { ownerOf(sul)->expireOld(); },
+      (wait + 1) * LWS_US_PER_MS);
+}
+
+void Client::Impl::expireOld() {
+  // Messages in flight wait for their answer; their age is checked then.
+  expiryAt.reset();
+  const std::int64_t now = wallMs();
+  std::vector<std::int64_t> old;
+  std::optional<std::int64_t> oldestLeft;
+  for (const auto& [seq, p] : pending) {
+    if (p.inFlight) continue;
+    if (now - p.message.createdMs > options.maxMessageAge.count()) {
+      old.push_back(seq);
+    } else if (!oldestLeft || p.message.createdMs < *oldestLeft) {
+      oldestLeft = p.message.createdMs;
+    }
+  }
+  for (const std::int64_t seq : old) {
+    const Pending& p = pending.at(seq);
+    finish(seq, DeliveryReport{p.message.id, DeliveryReport::Outcome::GaveUp, 0,
+                               tooOld(p, reconnectAttempt > 0 && !authenticated
+                                             ? "not delivered, relay unreachable"
+                                             : "not delivered")});
+  }
+  if (oldestLeft) noteExpiry(*oldestLeft);
 }
 
 void Client::Impl::reportConnectError(const std::string& message) {

@@ -77,6 +77,7 @@ struct Pending {
   unsigned ackTimeouts = 0;              // sends in a row that got no ack in time
   std::optional<std::int64_t> readyAt;   // its key in Impl::ready, when queued
   std::optional<std::int64_t> ackDueAt;  // its key in Impl::ackDeadlines
+  std::string lastProblem;               // why the last attempt failed, for GaveUp
 };
 
 struct NewMessage {
@@ -148,8 +149,9 @@ struct Client::Impl {
   std::set<std::pair<std::int64_t, std::int64_t>> ready;         // (due ms, seq)
   std::set<std::pair<std::int64_t, std::int64_t>> ackDeadlines;  // (due ms, seq)
   unsigned inFlight = 0;
-  bool relayAcks = false;        // this connection's relay answers with gateway_ack
-  std::string lastConnectError;  // reported once until a connect works
+  bool relayAcks = false;                // this connection's relay answers with gateway_ack
+  std::optional<std::int64_t> expiryAt;  // wall ms the expiry timer is set for
+  std::string lastConnectError;          // reported once until a connect works
   unsigned reconnectAttempt = 0;
   std::optional<std::string> resumeToken;
   std::mt19937_64 rng{std::random_device{}()};
@@ -158,6 +160,7 @@ struct Client::Impl {
   detail::Timer retryTimer{};
   detail::Timer stopTimer{};
   detail::Timer ackTimer{};
+  detail::Timer expiryTimer{};
   std::thread loop;
   std::mutex stopMu;  // makes stop() run once even when called concurrently
 
@@ -197,6 +200,11 @@ struct Client::Impl {
   void clearInFlight(detail::Pending& p);
   void armAckTimer();
   void onAckTimer();
+  void noteExpiry(std::int64_t createdMs);
+  void expireOld();
+  // GaveUp reason: the last problem the message met (`fallback` if none),
+  // its age and the limit.
+  [[nodiscard]] std::string tooOld(const detail::Pending& p, const std::string& fallback) const;
   void reportConnectError(const std::string& message);
   void requestWrite();
   void armRetryTimer();

@@ -66,6 +66,10 @@ Result<> validate(const Options& o) {
   if (o.ackTimeout.count() < 0 || o.ackTimeout > std::chrono::hours(24)) {
     return Error{Status::InvalidArgument, "ackTimeout must be 0 to 24 hours"};
   }
+  // Bounded so that deadlines computed from it cannot overflow.
+  if (o.maxMessageAge.count() <= 0 || o.maxMessageAge > std::chrono::hours(24 * 365 * 100)) {
+    return Error{Status::InvalidArgument, "maxMessageAge must be positive and under 100 years"};
+  }
   return success();
 }
 

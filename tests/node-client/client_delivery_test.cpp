@@ -1,5 +1,5 @@
 // Delivery bookkeeping of libmeshclient against the real relay: an ack that
-// does not come in time.
+// does not come in time, and giving up on old messages.
 #include <gtest/gtest.h>
 
 #include <thread>
@@ -16,6 +16,8 @@ using std::chrono::milliseconds;
 
 const std::string kSecretA = "alpha-secret-0123456789";
 const std::string kSecretB = "bravo-secret-0123456789";
+// Nothing listens here: a node pointed at it never connects.
+const std::string kNowhere = "ws://127.0.0.1:1/gateway";
 
 std::string payloadN(int n) {
   return "{\"type\":\"test\",\"n\":" + std::to_string(n) + "}";
@@ -120,6 +122,39 @@ TEST(MeshClientDelivery, NoResendWhenAckTimeoutIsOff) {
   ASSERT_TRUE(alpha->relay("bravo", payloadN(2)).ok());
   ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 2; }));
   EXPECT_EQ(frames.incomingWithId(id.value()), 1);
+}
+
+TEST(MeshClientDelivery, GivesUpOldMessagesWhileTheRelayIsUnreachable) {
+  TempDir dir;
+  auto o = Node::options("alpha", kSecretA, kNowhere, dir.file("alpha.db"));
+  o.maxMessageAge = milliseconds(300);
+  {
+    Node alpha(o);
+    auto id = alpha->relay("bravo", payloadN(1));
+    ASSERT_TRUE(id.ok());
+    ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return !s.deliveries.empty(); }));
+    const auto report = alpha.snapshot().deliveries.at(0);
+    EXPECT_EQ(report.id, id.value());
+    EXPECT_EQ(report.outcome, DeliveryReport::Outcome::GaveUp);
+    EXPECT_NE(report.reason.find("relay unreachable"), std::string::npos) << report.reason;
+    EXPECT_NE(report.reason.find("maxMessageAge 300 ms"), std::string::npos) << report.reason;
+    EXPECT_EQ(alpha->pendingCount(), 0u);
+
+    // One left behind for the next start.
+    o.maxMessageAge = std::chrono::hours(1);
+  }
+  {
+    Node alpha(o);
+    ASSERT_TRUE(alpha->relay("bravo", payloadN(2)).ok());
+    alpha->stop();
+  }
+  // Started again after it aged out: given up at once, not sent.
+  o.maxMessageAge = milliseconds(1);
+  std::this_thread::sleep_for(milliseconds(20));
+  Node alpha(o);
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return !s.deliveries.empty(); }));
+  EXPECT_EQ(alpha.snapshot().deliveries.at(0).outcome, DeliveryReport::Outcome::GaveUp);
+  EXPECT_EQ(alpha->pendingCount(), 0u);
 }
 
 }  // namespace

@@ -361,6 +361,8 @@ TEST_F(MeshClient, GivesUpOnOfflineTargetAfterMaxAge) {
   const auto report = alpha.snapshot().deliveries.at(0);
   EXPECT_EQ(report.id, id.value());
   EXPECT_EQ(report.outcome, DeliveryReport::Outcome::GaveUp);
+  EXPECT_NE(report.reason.find("target offline"), std::string::npos) << report.reason;
+  EXPECT_NE(report.reason.find("maxMessageAge 300 ms"), std::string::npos) << report.reason;
   EXPECT_EQ(alpha->pendingCount(), 0u);
 }
 

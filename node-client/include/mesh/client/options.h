@@ -82,9 +82,13 @@ struct Options {
   std::chrono::milliseconds reconnectMax{30000};
   double jitter = 0.5;
 
-  // When the relay says the target is offline: retry with backoff between
-  // retryMin and retryMax, give up (DeliveryReport::GaveUp) once the message
-  // is older than maxMessageAge. retryOffline=false gives up at once.
+  // When the relay says the target is offline (or rate limits us): retry
+  // with backoff between retryMin and retryMax. retryOffline=false gives up
+  // at once. Any message still in the outbox once it is older than
+  // maxMessageAge is given up (DeliveryReport::GaveUp, the reason names the
+  // last problem, the age and the limit), also while the relay cannot be
+  // reached and at start for messages a previous run left; a message in
+  // flight is judged when its answer comes (or it times out).
   bool retryOffline = true;
   std::chrono::milliseconds retryMin{1000};
   std::chrono::milliseconds retryMax{60000};
