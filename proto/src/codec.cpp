@@ -9,8 +9,8 @@
 #include <string_view>
 #include <utility>
 
-#include <rapidjson/memorystream.h>
 #include <rapidjson/reader.h>
+#include <rapidjson/stream.h>
 
 #include "mesh/proto/codec.h"
 
@@ -107,7 +107,7 @@ class FrameHandler {
  public:
   using Ch = char;
 
-  FrameHandler(const rapidjson::MemoryStream& stream, int maxDepth)
+  FrameHandler(const rapidjson::StringStream& stream, int maxDepth)
       : stream_(stream), maxDepth_(maxDepth) {}
 
   bool Null() { return scalar(Kind::Other); }
@@ -356,7 +356,7 @@ class FrameHandler {
     return true;
   }
 
-  const rapidjson::MemoryStream& stream_;
+  const rapidjson::StringStream& stream_;
   int maxDepth_;
   int depth_ = 0;
   FieldKey key_ = FieldKey::Other;     // current top-level key
@@ -495,9 +495,16 @@ DecodeResult decodeNodeFrame(std::string_view text, bool authenticated, const Li
   }
 
   // One reader per thread: its internal stack keeps its capacity between
-  // frames, so steady-state parsing does not allocate.
+  // frames, so steady-state parsing does not allocate. The frame is parsed
+  // from a NUL-terminated copy: RapidJSON scans strings (most of a payload)
+  // 16 bytes at a time only on such a stream, and its aligned loads may read
+  // up to 15 bytes past the NUL, hence the padding. A NUL inside the frame
+  // ends the input early, which is caught below as trailing garbage.
   thread_local rapidjson::Reader reader;
-  rapidjson::MemoryStream stream(text.data(), text.size());
+  thread_local std::string copy;
+  copy.assign(text);
+  copy.append(16, '\0');
+  rapidjson::StringStream stream(copy.c_str());
   FrameHandler h(stream, 1 + limits.maxPayloadDepth);
   const rapidjson::ParseResult parsed = reader.Parse<kParseFlags>(stream, h);
 

@@ -113,7 +113,10 @@ int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
 }
 
 int Server::Impl::onReceive(Session& s, const char* data, std::size_t len) {
-  s.lastHeardUs = nowUs();
+  // One clock read per piece received: liveness, the delivery histogram and
+  // the rate buckets all use it.
+  frameArrivalUs = nowUs();
+  s.lastHeardUs = frameArrivalUs;
   s.pingSentUs = 0;
   const bool final = lws_is_final_fragment(s.wsi) && lws_remaining_packet_payload(s.wsi) == 0;
   if (!s.rxActive) {
@@ -154,7 +157,6 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
   ++counters.framesIn;
   counters.bytesIn += text.size();
   if (s.state == SessionState::Closing) return;
-  frameArrivalUs = nowUs();
   if (s.rxOversize) {
     s.rxOversize = false;
     ++counters.protocolErrors;
@@ -200,12 +202,14 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
 
 bool Server::Impl::takeRate(Session& s, bool messageFrame) {
   bool ok;
-  if (messageFrame) {
+  if (messageFrame && config.rateLimit <= 0) {
+    ok = true;  // no per-mesh limit: no bucket to find
+  } else if (messageFrame) {
     auto [it, inserted] = meshBuckets.try_emplace(s.meshId);
-    if (inserted) it->second = TokenBucket(config.rateLimit, config.rateBurst, nowUs());
-    ok = it->second.tryTake(nowUs());
+    if (inserted) it->second = TokenBucket(config.rateLimit, config.rateBurst, frameArrivalUs);
+    ok = it->second.tryTake(frameArrivalUs);
   } else {
-    ok = s.controlBucket.tryTake(nowUs());
+    ok = s.controlBucket.tryTake(frameArrivalUs);
   }
   if (ok) {
     s.refusedInARow = 0;
@@ -363,6 +367,7 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   // Frames that arrived while the secret was being checked.
   auto pending = std::move(s.pendingDuringAuth);
   s.pendingDuringAuth.clear();
+  frameArrivalUs = nowUs();
   for (const auto& text : pending) {
     if (s.state != SessionState::Authenticated) break;
     handleMessage(s, text, false);
