@@ -702,6 +702,9 @@ std::string Client::Impl::authFrame() {
   // go along: a dead token costs one Argon2 check, never a failed auth.
   if (resumeToken) out.field("resumeToken", *resumeToken);
   out.field("secret", options.secret);
+  // The relay sends gateway_presence only to nodes that ask (the original
+  // ignores the field).
+  if (options.callbacks.onPresence) out.boolField("presence", true);
   {
     std::lock_guard lock(mu);
     out.stringArray("publicRooms", rooms);

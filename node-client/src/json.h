@@ -30,6 +30,10 @@ class JsonOut {
     key(k);
     string(v);
   }
+  void boolField(std::string_view k, bool v) {
+    key(k);
+    writer_.Bool(v);
+  }
   // `json` must be valid JSON (checked by the caller); copied verbatim.
   void rawField(std::string_view k, std::string_view json) {
     key(k);

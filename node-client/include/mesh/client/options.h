@@ -26,6 +26,8 @@ struct Callbacks {
   std::function<void(const IncomingMessage&)> onMessage;
   // gateway_participants: the other meshes' participant lists.
   std::function<void(const std::vector<RemoteParticipants>&)> onParticipants;
+  // gateway_presence: another mesh came online or went offline. Setting it
+  // asks the relay for these events at auth ("presence": true).
   std::function<void(const PresenceEvent&)> onPresence;
   // Every state change, with a human reason ("relay closed: 1001 ...").
   std::function<void(ConnectionState, const std::string& reason)> onStateChange;
