@@ -225,6 +225,8 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   const std::int64_t now = monoMs();
   for (auto& m : std::move(stored).value()) {
     const std::int64_t seq = m.seq;
+    ++impl->outboxMessages;
+    impl->outboxBytes += m.payloadJson.size();
     impl->seqById.emplace(m.id, seq);
     Pending& p = impl->pending[seq];
     p.message = std::move(m);
@@ -380,12 +382,33 @@ Result<std::string> Client::Impl::enqueue(std::optional<std::string> target,
                                               " bytes does not fit in a frame of " +
                                               std::to_string(options.maxFrameBytes)};
   }
+  const std::size_t bytes = normalized->size();
   {
+    // Room is reserved under the lock, so callers on many threads together
+    // never pass the caps.
     std::lock_guard lock(mu);
     if (!accepting) return Error{Status::Closed, "client stopped"};
+    if (options.maxPendingMessages > 0 && outboxMessages >= options.maxPendingMessages) {
+      return Error{Status::OutboxFull, "outbox full: " + std::to_string(outboxMessages) +
+                                           " messages wait for delivery (maxPendingMessages " +
+                                           std::to_string(options.maxPendingMessages) + ")"};
+    }
+    if (options.maxPendingBytes > 0 && outboxBytes + bytes > options.maxPendingBytes) {
+      return Error{Status::OutboxFull, "outbox full: " + std::to_string(outboxBytes) +
+                                           " payload bytes wait for delivery, this message adds " +
+                                           std::to_string(bytes) + " (maxPendingBytes " +
+                                           std::to_string(options.maxPendingBytes) + ")"};
+    }
+    ++outboxMessages;
+    outboxBytes += bytes;
   }
   auto added = outbox->add(std::move(target), std::move(*normalized), newMessageId(), wallMs());
-  if (!added) return added.error();
+  if (!added) {
+    std::lock_guard lock(mu);
+    --outboxMessages;
+    outboxBytes -= bytes;
+    return added.error();
+  }
   std::string id = added.value().id;
   push(detail::NewMessage{std::move(added).value()});
   return id;
@@ -1120,6 +1143,11 @@ void Client::Impl::finish(std::int64_t seq, DeliveryReport report) {
   clearInFlight(p);
   if (p.readyAt) ready.erase({*p.readyAt, seq});
   if (auto r = outbox->remove(p.message.id); !r) reportError(r.error());
+  {
+    std::lock_guard lock(mu);
+    --outboxMessages;
+    outboxBytes -= p.message.payloadJson.size();
+  }
   seqById.erase(p.message.id);
   pending.erase(it);
   if (options.callbacks.onDelivery) {

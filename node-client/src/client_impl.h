@@ -127,6 +127,9 @@ struct Client::Impl {
   std::vector<Participant> participants;
   std::map<std::string, std::shared_ptr<detail::DiscoverWaiter>> discoverWaiters;
   std::uint64_t nextDiscoverId = 1;
+  // What the outbox holds (and relay() calls have reserved), for the caps.
+  std::size_t outboxMessages = 0;
+  std::size_t outboxBytes = 0;
 
   // ---- network thread only (and start() before the thread exists) ----
   lws_context* context = nullptr;

@@ -32,6 +32,8 @@ std::string_view statusText(Status status) {
       return "session replaced by another connection";
     case Status::ProtocolError:
       return "protocol error";
+    case Status::OutboxFull:
+      return "outbox full";
   }
   return "unknown status";
 }

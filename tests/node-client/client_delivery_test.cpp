@@ -1,7 +1,8 @@
 // Delivery bookkeeping of libmeshclient against the real relay: an ack that
-// does not come in time, and giving up on old messages.
+// does not come in time, the outbox caps, and giving up on old messages.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include "node_harness.h"
@@ -122,6 +123,88 @@ TEST(MeshClientDelivery, NoResendWhenAckTimeoutIsOff) {
   ASSERT_TRUE(alpha->relay("bravo", payloadN(2)).ok());
   ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 2; }));
   EXPECT_EQ(frames.incomingWithId(id.value()), 1);
+}
+
+TEST(MeshClientDelivery, OutboxFullFailsFast) {
+  TempDir dir;
+  auto o = Node::options("alpha", kSecretA, kNowhere, dir.file("alpha.db"));
+  o.maxPendingMessages = 3;
+  {
+    Node alpha(o);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(alpha->relay("bravo", payloadN(i)).ok());
+    auto full = alpha->relay("bravo", payloadN(3));
+    ASSERT_FALSE(full.ok());
+    EXPECT_EQ(full.status(), Status::OutboxFull);
+    EXPECT_NE(full.error().message.find("maxPendingMessages 3"), std::string::npos)
+        << full.error().message;
+    EXPECT_EQ(alpha->broadcast(payloadN(3)).status(), Status::OutboxFull);
+    EXPECT_EQ(alpha->pendingCount(), 3u);
+  }
+  // What a previous run left counts too.
+  {
+    Node alpha(o);
+    EXPECT_EQ(alpha->relay("bravo", payloadN(4)).status(), Status::OutboxFull);
+  }
+
+  // Bytes: payloads of 28 bytes against a cap of 70, so two fit.
+  o.maxPendingMessages = 0;
+  o.maxPendingBytes = 70;
+  o.outboxPath = ":memory:";
+  Node bytes(o);
+  const std::string small = R"({"type":"t","pad":"0123456"})";
+  ASSERT_EQ(small.size(), 28u);
+  ASSERT_TRUE(bytes->relay("bravo", small).ok());
+  ASSERT_TRUE(bytes->relay("bravo", small).ok());
+  auto over = bytes->relay("bravo", small);
+  EXPECT_EQ(over.status(), Status::OutboxFull);
+  EXPECT_NE(over.error().message.find("maxPendingBytes 70"), std::string::npos)
+      << over.error().message;
+}
+
+TEST(MeshClientDelivery, OutboxCapHoldsUnderConcurrentCallers) {
+  auto o = Node::options("alpha", kSecretA, kNowhere, ":memory:");
+  o.maxPendingMessages = 25;
+  Node alpha(o);
+  std::atomic<int> accepted{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        auto r = t % 2 == 0 ? alpha->relay("bravo", payloadN(i)) : alpha->broadcast(payloadN(i));
+        if (r.ok()) {
+          ++accepted;
+        } else if (r.status() == Status::OutboxFull) {
+          ++refused;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(accepted.load(), 25);
+  EXPECT_EQ(refused.load(), 55);
+  EXPECT_EQ(alpha->pendingCount(), 25u);
+}
+
+TEST(MeshClientDelivery, DeliveredMessagesMakeRoomAgain) {
+  TempDir dir;
+  SpawnedRelay relay(dir);
+  relay.start();
+  relay.registerMesh("alpha", kSecretA, "Alpha");
+  relay.registerMesh("bravo", kSecretB, "Bravo");
+  auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
+  a.maxPendingMessages = 2;
+  Node alpha(a);
+  Node bravo(Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db")));
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  for (int round = 0; round < 5; ++round) {
+    ASSERT_TRUE(alpha->relay("bravo", payloadN(2 * round)).ok());
+    ASSERT_TRUE(alpha->relay("bravo", payloadN(2 * round + 1)).ok());
+    const std::size_t want = 2 * static_cast<std::size_t>(round + 1);
+    ASSERT_TRUE(alpha.waitFor([want](const Seen& s) { return s.deliveries.size() == want; }));
+  }
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 10; }));
 }
 
 TEST(MeshClientDelivery, GivesUpOldMessagesWhileTheRelayIsUnreachable) {

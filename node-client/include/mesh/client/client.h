@@ -12,7 +12,8 @@
 // process and of the relay; a message whose ack does not come in time is
 // sent again on the same connection (Options::ackTimeout). So a message may
 // reach the relay more than once, always with the same id, which receivers
-// (this library included) use to drop repeats.
+// (this library included) use to drop repeats. The outbox is bounded
+// (Options::maxPendingMessages, maxPendingBytes).
 //
 // Threads: one network thread runs libwebsockets; one callback thread runs
 // every callback (see Callbacks). All public methods are safe to call from
@@ -54,6 +55,8 @@ class Client {
   // Stores the message in the outbox and queues it for `targetMeshId`.
   // `payloadJson` must be a JSON object. Returns the message's id, which
   // Callbacks::onDelivery reports on later. Works while disconnected.
+  // Fails at once with OutboxFull when the outbox is at its bound, Closed
+  // after stop(), StorageError when the outbox cannot be written.
   [[nodiscard]] Result<std::string> relay(std::string_view targetMeshId,
                                           std::string_view payloadJson);
   // As relay(), to every other mesh online.

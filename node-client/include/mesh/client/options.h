@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
@@ -106,6 +107,11 @@ struct Options {
   // resume token at auth, or any gateway_ack): the original relay sends
   // none. Zero: wait for the ack until the connection drops.
   std::chrono::milliseconds ackTimeout{10000};
+  // Bounds on the outbox: when this many messages, or this many payload
+  // bytes, wait in it, relay() and broadcast() fail at once with
+  // Status::OutboxFull instead of letting it grow. Zero: no bound.
+  std::size_t maxPendingMessages = 100000;
+  std::size_t maxPendingBytes = std::size_t{256} << 20;
   // The relay's frame limit; larger messages are refused by relay() and
   // broadcast() at once rather than by the relay later.
   std::size_t maxFrameBytes = 65536;

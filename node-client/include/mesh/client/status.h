@@ -38,6 +38,9 @@ enum class Status {
   SessionReplaced,
   // The relay sent something we could not understand.
   ProtocolError,
+  // relay()/broadcast(): the outbox holds Options::maxPendingMessages
+  // messages or Options::maxPendingBytes bytes already; nothing was stored.
+  OutboxFull,
 };
 
 // A short fixed text per status, e.g. "auth failed".
