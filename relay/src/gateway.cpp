@@ -29,6 +29,9 @@ static_assert(OutFrame::kHeadroom >= LWS_PRE, "lws_write needs LWS_PRE bytes in 
 // protocol's tx_packet_size per call; server.cpp sets it above this).
 constexpr std::size_t kBatchBytes = 64 * 1024;
 
+// How long a peer has to answer our close frame before it is dropped.
+constexpr std::int64_t kCloseAnswerUs = 2'000'000;
+
 void flushTick(lws_sorted_usec_list_t* sul) {
   reinterpret_cast<LoopTimer*>(sul)->owner->flushDirty();
 }
@@ -514,18 +517,20 @@ void Server::Impl::flushDirty() {
 
 void Server::Impl::flush(Session& s) {
   if (s.queue.empty() || s.peerClosed) return;
-  if (s.state == SessionState::Closing) {
-    // Whatever is left, then the close frame: both from WRITEABLE.
-    lws_callback_on_writable(s.wsi);
-    return;
-  }
-  if (!writeFrames(s)) {
-    // The socket is dead; lws closes it (and CLOSED cleans up) shortly.
-    s.queue.clear();
-    s.queuedBytes = 0;
-    s.peerClosed = true;
-    lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-    return;
+  switch (writeFrames(s)) {
+    case WriteResult::Failed:
+      // The socket is dead; lws closes it (and CLOSED cleans up) shortly.
+      s.queue.clear();
+      s.queuedBytes = 0;
+      s.peerClosed = true;
+      lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+      return;
+    case WriteResult::CloseViaLws:
+      s.closeViaLws = true;
+      lws_callback_on_writable(s.wsi);
+      return;
+    case WriteResult::Ok:
+      break;
   }
   if (!s.queue.empty()) lws_callback_on_writable(s.wsi);
 }
@@ -535,10 +540,14 @@ void Server::Impl::flush(Session& s) {
 // Several frames go out in one write: the relay frames them itself, which
 // RFC 6455 allows on a connection with no extension (this relay offers
 // none). False when the connection failed.
-bool Server::Impl::writeFrames(Session& s) {
+Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
   // A WebSocket carried inside HTTP/2 is framed by lws: one frame per write.
   const bool plain = lws_get_network_wsi(s.wsi) == s.wsi;
   while (!s.queue.empty() && !lws_partial_buffered(s.wsi)) {
+    if (!plain && s.queue.front()->isClose) {
+      s.queue.pop();
+      return WriteResult::CloseViaLws;  // lws_close_reason() from WRITEABLE
+    }
     std::size_t frames = 1;
     const unsigned char* data;
     std::size_t len;
@@ -566,7 +575,7 @@ bool Server::Impl::writeFrames(Session& s) {
       len = writeScratch.size();
       n = lws_write(s.wsi, writeScratch.data(), len, LWS_WRITE_RAW);
     }
-    if (n < 0 || static_cast<std::size_t>(n) < len) return false;
+    if (n < 0 || static_cast<std::size_t>(n) < len) return WriteResult::Failed;
     const std::int64_t now = nowUs();
     for (std::size_t i = 0; i < frames; ++i) {
       OutFramePtr frame = s.queue.pop();
@@ -579,23 +588,36 @@ bool Server::Impl::writeFrames(Session& s) {
       if (frame->arrivalUs != 0 && frame.use_count() == 1) {
         counters.deliverySeconds.observe(static_cast<double>(now - frame->arrivalUs) / 1e6);
       }
+      if (frame->isClose) {
+        // Our close frame is out: the peer answers with its own (lws then
+        // closes) or hangs up. One that does neither is dropped soon.
+        s.closeDeadlineUs = std::min(s.closeDeadlineUs, now + kCloseAnswerUs);
+      }
     }
   }
-  return true;
+  return WriteResult::Ok;
 }
 
 int Server::Impl::onWriteable(Session& s) {
   if (s.peerClosed) return 0;
-  if (!s.queue.empty() && !writeFrames(s)) return -1;
-  if (!s.queue.empty() || lws_partial_buffered(s.wsi)) {
-    lws_callback_on_writable(s.wsi);
-    return 0;
-  }
-  if (s.state == SessionState::Closing) {
+  if (s.closeViaLws) {
     lws_close_reason(s.wsi, static_cast<lws_close_status>(s.closeCode),
                      reinterpret_cast<unsigned char*>(s.closeReason.data()), s.closeReason.size());
     return -1;
   }
+  if (!s.queue.empty()) {
+    switch (writeFrames(s)) {
+      case WriteResult::Failed:
+        return -1;
+      case WriteResult::CloseViaLws:
+        s.closeViaLws = true;
+        lws_callback_on_writable(s.wsi);
+        return 0;
+      case WriteResult::Ok:
+        break;
+    }
+  }
+  if (!s.queue.empty()) lws_callback_on_writable(s.wsi);
   return 0;
 }
 
@@ -621,11 +643,32 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
     s.queue.clear();
     s.queuedBytes = 0;
   }
-  lws_callback_on_writable(s.wsi);
+  // The close frame goes out behind whatever is queued, written by the relay
+  // like every other frame: lws's own close handshake keeps waiting for the
+  // peer's answer even after the peer has hung up.
+  auto close = std::make_shared<OutFrame>();
+  close->bytes.assign(OutFrame::kHeadroom, '\0');
+  close->bytes.push_back(static_cast<char>((code >> 8) & 0xff));
+  close->bytes.push_back(static_cast<char>(code & 0xff));
+  close->bytes.append(reason.substr(0, 123));  // a control frame holds 125 bytes
+  close->seal();
+  close->bytes[OutFrame::kHeadroom - close->headerSize] = static_cast<char>(0x88);  // FIN, close
+  close->isClose = true;
+  s.queuedBytes += close->textSize();
+  s.queue.push(std::move(close));
+  if (!s.flushPending) {
+    s.flushPending = true;
+    dirty.push_back(&s);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      lws_sul_schedule(context, 0, &flushTimer.sul, flushTick, 0);
+    }
+  }
   // A peer that never reads never lets us write the close frame: give up on
-  // it after a while.
+  // it after a while (sweepSessions; an lws timeout per connection costs a
+  // scan of lws's timer list each, which a mass close cannot afford).
   const double grace = dropQueue ? 2.0 : config.drainTimeoutSeconds + 1.0;
-  lws_set_timeout(s.wsi, PENDING_TIMEOUT_USER_OK, static_cast<int>(grace));
+  s.closeDeadlineUs = nowUs() + static_cast<std::int64_t>(grace * 1e6);
 }
 
 void Server::Impl::releaseUnauthenticated(Session& s) {
@@ -680,9 +723,14 @@ void Server::Impl::sweepSessions() {
   const auto answerLimit = static_cast<std::int64_t>(config.pingTimeoutSeconds) * 1'000'000;
   std::vector<Session*> late;
   std::vector<Session*> silent;
+  std::vector<lws*> expired;
   for (auto& [id, owned] : sessions) {
     Session& s = *owned;
-    if (s.state == SessionState::Closing || s.peerClosed) continue;
+    if (s.state == SessionState::Closing) {
+      if (now >= s.closeDeadlineUs) expired.push_back(s.wsi);
+      continue;
+    }
+    if (s.peerClosed) continue;
     if (s.state != SessionState::Authenticated && now - s.connectedUs >= authLimit) {
       late.push_back(&s);
     } else if (s.pingSentUs != 0) {
@@ -702,8 +750,11 @@ void Server::Impl::sweepSessions() {
     s->peerClosed = true;
     s->queue.clear();
     s->queuedBytes = 0;
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    expired.push_back(s->wsi);
   }
+  // Closed here and now (CLOSED runs inside and frees the session): an
+  // asynchronous kill is one more sorted insert into lws's timer list.
+  for (lws* wsi : expired) lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
 }
 
 void Server::Impl::schedulePersist() {

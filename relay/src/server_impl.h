@@ -109,7 +109,8 @@ struct Server::Impl {
   void enqueue(Session& s, const OutFramePtr& frame);
   void flush(Session& s);
   void flushDirty();
-  bool writeFrames(Session& s);
+  enum class WriteResult { Ok, Failed, CloseViaLws };
+  WriteResult writeFrames(Session& s);
   void onPeerClose(Session& s);
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue);
   void detach(Session& s, bool announce);

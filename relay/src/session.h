@@ -30,6 +30,7 @@ struct OutFrame {
   std::uint8_t headerSize = 0;  // bytes of WebSocket header before the text
   std::uint8_t kind = 0;        // OutFrameKind (metrics.h), counted per write
   std::int64_t arrivalUs = 0;   // steady us of the node frame it carries; 0: none
+  bool isClose = false;         // a close frame: the last one a session writes
 
   [[nodiscard]] std::size_t textSize() const { return bytes.size() - kHeadroom; }
   [[nodiscard]] const char* text() const { return bytes.data() + kHeadroom; }
@@ -108,14 +109,17 @@ struct Session {
 
   // Liveness, checked by the loop's once-a-tick sweep (cheaper than a timer
   // per connection, which lws keeps in one sorted list).
-  std::int64_t connectedUs = 0;  // for the auth timeout
-  std::int64_t lastHeardUs = 0;  // any frame or pong from the peer
-  std::int64_t pingSentUs = 0;   // 0: no ping outstanding
+  std::int64_t connectedUs = 0;      // for the auth timeout
+  std::int64_t lastHeardUs = 0;      // any frame or pong from the peer
+  std::int64_t pingSentUs = 0;       // 0: no ping outstanding
+  std::int64_t closeDeadlineUs = 0;  // Closing: dropped if still open then
 
   // Waiting in Impl::dirty for the end of this loop turn's flush.
   bool flushPending = false;
   // The peer sent a close frame: lws answers it, nothing more may be written.
   bool peerClosed = false;
+  // Inside HTTP/2 the close goes through lws_close_reason() from WRITEABLE.
+  bool closeViaLws = false;
 
   TokenBucket controlBucket;
   unsigned refusedInARow = 0;
