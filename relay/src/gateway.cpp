@@ -95,6 +95,7 @@ int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   s.id = nextId++;
   s.wsi = wsi;
   s.peer = clientAddress(wsi);
+  s.plainFraming = lws_get_network_wsi(wsi) == wsi;
   s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
   s.countedUnauthenticated = true;
   ++unauthenticatedPerIp[s.peer];
@@ -542,7 +543,7 @@ void Server::Impl::flush(Session& s) {
 // none). False when the connection failed.
 Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
   // A WebSocket carried inside HTTP/2 is framed by lws: one frame per write.
-  const bool plain = lws_get_network_wsi(s.wsi) == s.wsi;
+  const bool plain = s.plainFraming;
   while (!s.queue.empty() && !lws_partial_buffered(s.wsi)) {
     if (!plain && s.queue.front()->isClose) {
       s.queue.pop();

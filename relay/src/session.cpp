@@ -41,12 +41,10 @@ OutFramePtr FrameQueue::pop() {
   OutFramePtr frame = std::move(slots_[head_]);
   head_ = (head_ + 1) & (capacity_ - 1);
   if (--count_ == 0) {
+    // An idle connection keeps no ring (most connections are idle).
+    slots_.reset();
+    capacity_ = 0;
     head_ = 0;
-    // An idle connection keeps no ring; a busy one keeps a small one.
-    if (capacity_ > 64) {
-      slots_.reset();
-      capacity_ = 0;
-    }
   }
   return frame;
 }

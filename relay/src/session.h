@@ -120,6 +120,9 @@ struct Session {
   bool peerClosed = false;
   // Inside HTTP/2 the close goes through lws_close_reason() from WRITEABLE.
   bool closeViaLws = false;
+  // A WebSocket on its own TCP connection (not inside HTTP/2): the relay
+  // frames and batches its writes itself.
+  bool plainFraming = true;
 
   TokenBucket controlBucket;
   unsigned refusedInARow = 0;
