@@ -1,10 +1,30 @@
 #include "worker_pool.h"
 
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <exception>
 
 #include "log.h"
 
 namespace mesh::relay {
+namespace {
+
+// Workers run Argon2id, which is slow on purpose: on a small machine a burst
+// of authentications must not take the CPU from the event loop, which would
+// show as latency for every mesh already online. Linux applies nice and the
+// batch policy per thread; elsewhere this does nothing.
+void yieldToTheLoop() {
+#if defined(__linux__)
+  sched_param param{};
+  (void)sched_setscheduler(0, SCHED_BATCH, &param);
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+#endif
+}
+
+}  // namespace
 
 WorkerPool::WorkerPool(unsigned threads) {
   if (threads == 0) threads = 1;
@@ -40,6 +60,7 @@ void WorkerPool::drain() {
 }
 
 void WorkerPool::runWorker() {
+  yieldToTheLoop();
   for (;;) {
     std::function<void()> job;
     {
