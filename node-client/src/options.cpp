@@ -1,6 +1,8 @@
 #include "mesh/client/options.h"
 
+#include <cctype>
 #include <cstdlib>
+#include <optional>
 
 #include "mesh/proto/codec.h"
 #include "mesh/proto/limits.h"
@@ -13,6 +15,14 @@ std::optional<std::string> env(const char* name) {
   const char* value = std::getenv(name);
   if (value == nullptr || *value == '\0') return std::nullopt;
   return std::string(value);
+}
+
+// 1/true/yes/on and 0/false/no/off, in any case; nullopt for anything else.
+std::optional<bool> parseFlag(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (text == "1" || text == "true" || text == "yes" || text == "on") return true;
+  if (text == "0" || text == "false" || text == "no" || text == "off") return false;
+  return std::nullopt;
 }
 
 }  // namespace
@@ -29,7 +39,15 @@ Result<Options> Options::fromEnvironment(Options base) {
   if (auto v = env("MESH_HTTP_URL")) base.httpBaseUrl = *v;
   if (auto v = env("MESH_CA_FILE")) base.caFile = *v;
   if (auto v = env("MESH_OUTBOX_PATH")) base.outboxPath = *v;
-  if (auto v = env("MESH_AUTO_REGISTER")) base.autoRegister = (*v == "1" || *v == "true");
+  if (auto v = env("MESH_AUTO_REGISTER")) {
+    auto flag = parseFlag(*v);
+    if (!flag) {
+      return Error{
+          Status::InvalidArgument,
+          "MESH_AUTO_REGISTER must be 1, true, yes, on or 0, false, no, off: '" + *v + "'"};
+    }
+    base.autoRegister = *flag;
+  }
   if (base.meshId.empty()) return Error{Status::InvalidArgument, "MESH_ID is not set"};
   if (base.secret.empty()) return Error{Status::InvalidArgument, "MESH_SECRET is not set"};
   return base;

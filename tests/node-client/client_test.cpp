@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -87,6 +89,92 @@ TEST(ClientOptions, RefusesBadIdentity) {
   EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
   o = Node::options("alpha", kSecretA, "http://127.0.0.1:1/gateway", ":memory:");
   EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
+}
+
+// Sets environment variables for one test and puts the old values back.
+class ScopedEnv {
+ public:
+  ScopedEnv() {
+    for (const char* name :
+         {"MESH_ID", "MESH_SECRET", "MESH_GATEWAY_URL", "MESH_NAME", "MESH_HTTP_URL",
+          "MESH_CA_FILE", "MESH_OUTBOX_PATH", "MESH_AUTO_REGISTER"}) {
+      set(name, std::nullopt);
+    }
+  }
+  ~ScopedEnv() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) apply(it->first, it->second);
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+  void set(const std::string& name, std::optional<std::string> value) {
+    const char* old = std::getenv(name.c_str());
+    saved_.emplace_back(name, old != nullptr ? std::optional<std::string>(old) : std::nullopt);
+    apply(name, value);
+  }
+
+ private:
+  static void apply(const std::string& name, const std::optional<std::string>& value) {
+    if (value) {
+      ::setenv(name.c_str(), value->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+TEST(ClientOptions, ReadsTheEnvironment) {
+  ScopedEnv env;
+  auto none = client::Options::fromEnvironment();
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status(), Status::InvalidArgument);
+  EXPECT_NE(none.error().message.find("MESH_ID"), std::string::npos);
+  env.set("MESH_ID", "alpha");
+  auto noSecret = client::Options::fromEnvironment();
+  ASSERT_FALSE(noSecret.ok());
+  EXPECT_NE(noSecret.error().message.find("MESH_SECRET"), std::string::npos);
+
+  env.set("MESH_SECRET", kSecretA);
+  auto minimal = client::Options::fromEnvironment();
+  ASSERT_TRUE(minimal.ok()) << minimal.error().message;
+  EXPECT_EQ(minimal.value().meshId, "alpha");
+  EXPECT_EQ(minimal.value().secret, kSecretA);
+  EXPECT_EQ(minimal.value().gatewayUrl, "ws://localhost:4000/gateway");
+  EXPECT_TRUE(minimal.value().httpBaseUrl.empty());
+  EXPECT_TRUE(minimal.value().caFile.empty());
+  EXPECT_FALSE(minimal.value().autoRegister);
+  EXPECT_TRUE(client::validate(minimal.value()).ok());
+
+  env.set("MESH_GATEWAY_URL", "wss://relay.example:8443/gateway");
+  env.set("MESH_NAME", "Alpha Mesh");
+  env.set("MESH_HTTP_URL", "https://relay.example:8443");
+  env.set("MESH_CA_FILE", "/etc/mesh/relay-ca.pem");
+  env.set("MESH_OUTBOX_PATH", "alpha.db");
+  env.set("MESH_AUTO_REGISTER", "TRUE");
+  client::Options base;
+  base.maxInFlight = 7;
+  base.autoRegister = false;
+  auto full = client::Options::fromEnvironment(base);
+  ASSERT_TRUE(full.ok()) << full.error().message;
+  const auto& o = full.value();
+  EXPECT_EQ(o.gatewayUrl, "wss://relay.example:8443/gateway");
+  EXPECT_EQ(o.name, "Alpha Mesh");
+  EXPECT_EQ(o.httpBaseUrl, "https://relay.example:8443");
+  EXPECT_EQ(o.caFile, "/etc/mesh/relay-ca.pem");
+  EXPECT_EQ(o.outboxPath, "alpha.db");
+  EXPECT_TRUE(o.autoRegister);
+  EXPECT_EQ(o.maxInFlight, 7u);  // what the environment does not name stays
+
+  for (const char* off : {"0", "false", "No", "off"}) {
+    env.set("MESH_AUTO_REGISTER", off);
+    base.autoRegister = true;
+    EXPECT_FALSE(client::Options::fromEnvironment(base).value().autoRegister) << off;
+  }
+  env.set("MESH_AUTO_REGISTER", "maybe");
+  auto bad = client::Options::fromEnvironment();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("MESH_AUTO_REGISTER"), std::string::npos);
 }
 
 TEST_F(MeshClient, ConnectsAuthenticatesRelaysBroadcastsAndDiscovers) {

@@ -128,8 +128,9 @@ struct Options {
 
   // Reads MESH_ID, MESH_SECRET, MESH_GATEWAY_URL (default above),
   // MESH_NAME, MESH_HTTP_URL, MESH_CA_FILE, MESH_OUTBOX_PATH and
-  // MESH_AUTO_REGISTER (1/true) into `base`. Fails when MESH_ID or
-  // MESH_SECRET is missing.
+  // MESH_AUTO_REGISTER (1/true/yes/on or 0/false/no/off) into `base`;
+  // unset or empty variables leave `base` as it is. Fails when MESH_ID or
+  // MESH_SECRET ends up empty, or MESH_AUTO_REGISTER is another word.
   [[nodiscard]] static Result<Options> fromEnvironment(Options base);
   [[nodiscard]] static Result<Options> fromEnvironment();
 };
