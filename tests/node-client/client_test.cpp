@@ -177,6 +177,58 @@ TEST(ClientOptions, ReadsTheEnvironment) {
   EXPECT_NE(bad.error().message.find("MESH_AUTO_REGISTER"), std::string::npos);
 }
 
+TEST(ClientOptions, RefusesBadLimits) {
+  auto o = Node::options("alpha", kSecretA, "ws://127.0.0.1:1/gateway", ":memory:");
+  o.ackTimeout = milliseconds(-1);
+  EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
+  o = Node::options("alpha", kSecretA, "ws://127.0.0.1:1/gateway", ":memory:");
+  o.reconnectMax = milliseconds(10);
+  o.reconnectMin = milliseconds(20);
+  EXPECT_EQ(client::Client::start(o).status(), Status::InvalidArgument);
+}
+
+TEST(ClientReconnect, BackoffDoublesUpToTheCapWithJitter) {
+  // Nothing listens: every attempt fails at once, so the time between two
+  // attempts is the backoff delay.
+  auto o = Node::options("alpha", kSecretA, "ws://127.0.0.1:1/gateway", ":memory:");
+  o.reconnectMin = milliseconds(100);
+  o.reconnectMax = milliseconds(400);
+  o.jitter = 0.5;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::chrono::steady_clock::time_point> attempts;
+  o.callbacks.onStateChange = [&](ConnectionState s, const std::string&) {
+    if (s != ConnectionState::Connecting) return;
+    {
+      std::lock_guard lock(mu);
+      attempts.push_back(std::chrono::steady_clock::now());
+    }
+    cv.notify_all();
+  };
+  auto started = client::Client::start(o);
+  ASSERT_TRUE(started.ok());
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, kWait, [&] { return attempts.size() >= 9; }));
+  }
+  started.value()->stop();
+  std::vector<double> gaps;
+  for (std::size_t i = 1; i < 9; ++i) {
+    gaps.push_back(
+        std::chrono::duration<double, std::milli>(attempts[i] - attempts[i - 1]).count());
+  }
+  // Delay k: min(100 * 2^k, 400) cut by up to half. The upper bound leaves
+  // room for a busy machine but stays under 800, where an uncapped
+  // doubling would be by the fourth gap.
+  for (std::size_t k = 0; k < gaps.size(); ++k) {
+    const double base = std::min(100.0 * static_cast<double>(1U << k), 400.0);
+    EXPECT_GE(gaps[k], base * 0.5 - 2) << "gap " << k;
+    EXPECT_LE(gaps[k], base + 300) << "gap " << k;
+  }
+  const auto [lo, hi] = std::minmax_element(gaps.begin() + 2, gaps.end());
+  EXPECT_GT(*hi - *lo, 5.0) << "capped delays all alike: no jitter";
+}
+
 TEST_F(MeshClient, ConnectsAuthenticatesRelaysBroadcastsAndDiscovers) {
   auto a = optionsFor("alpha");
   a.publicRooms = {"lobby"};
@@ -393,6 +445,58 @@ TEST_F(MeshClient, WrongSecretFailsWithAuthError) {
   }));
 }
 
+TEST_F(MeshClient, DeadResumeTokenFallsBackToTheSecret) {
+  const std::string first = dir.file("alpha-first.db");
+  auto o = optionsFor("alpha");
+  o.outboxPath = first;
+  {
+    Node alpha(o);  // stores a token in `first`
+    ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  }
+  {
+    Node alpha(optionsFor("alpha"));  // another outbox: a new token kills the old
+    ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  }
+  Node alpha(o);  // sends the dead token and the secret
+  auto connected = alpha->waitConnected(kWait);
+  ASSERT_TRUE(connected.ok()) << connected.error().message;
+  EXPECT_TRUE(alpha.snapshot().errors.empty());
+}
+
+TEST_F(MeshClient, RoomsAndParticipantsComeBackAfterARelayCrash) {
+  auto a = optionsFor("alpha");
+  a.publicRooms = {"initial"};
+  Node alpha(a);
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(alpha->updateRooms({"lobby", "dev"}).ok());
+  ASSERT_TRUE(alpha->updateParticipants({{"u1", "Una", "human"}}).ok());
+  ASSERT_TRUE(alpha->discover(kWait).ok());  // the updates went before it
+
+  relay->kill();  // the relay forgets everything but its database
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) {
+    return !s.states.empty() && s.states.back() == ConnectionState::WaitingToReconnect;
+  }));
+  relay->start();
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) {
+    return s.participants.size() == 1 && s.participants[0].meshId == "alpha" &&
+           s.participants[0].participants.size() == 1 &&
+           s.participants[0].participants[0].id == "u1";
+  }));
+  auto online = bravo->discover(kWait);
+  ASSERT_TRUE(online.ok());
+  bool found = false;
+  for (const auto& i : online.value()) {
+    if (i.meshId != "alpha") continue;
+    found = true;
+    EXPECT_EQ(i.publicRooms, (std::vector<std::string>{"lobby", "dev"}));
+  }
+  EXPECT_TRUE(found);
+}
+
 TEST_F(MeshClient, ResumeTokenIsStoredAndSurvivesRestart) {
   {
     Node alpha(optionsFor("alpha"));
@@ -426,6 +530,16 @@ TEST_F(MeshClient, ConnectsOnceRelayComesUpAndAutoRegisters) {
   ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 1; }));
   EXPECT_EQ(bravo.snapshot().messages[0].fromMeshName, "Charlie");
   EXPECT_EQ(bravo.snapshot().messages[0].id, early.value());
+}
+
+TEST_F(MeshClient, AutoRegisterOfAMeshWithTheSameSecretConnects) {
+  // alpha is registered (201 in SetUp); a fresh outbox registers again: 200.
+  auto o = optionsFor("alpha");
+  o.autoRegister = true;
+  Node alpha(o);
+  auto connected = alpha->waitConnected(kWait);
+  ASSERT_TRUE(connected.ok()) << connected.error().message;
+  EXPECT_TRUE(alpha.snapshot().errors.empty());
 }
 
 TEST_F(MeshClient, AutoRegisterConflictIsAConfigurationError) {
@@ -473,6 +587,29 @@ TEST_F(MeshClient, DropsRepeatedIncomingIds) {
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0].id, "m-1");
   raw->close();
+}
+
+TEST_F(MeshClient, StopsCleanlyWhileConnected) {
+  Node alpha(optionsFor("alpha"));
+  Node bravo(optionsFor("bravo"));
+  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(alpha->relay("bravo", payloadN(i)).ok());
+
+  const auto before = std::chrono::steady_clock::now();
+  alpha->stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(3));
+  EXPECT_EQ(alpha->state(), ConnectionState::Stopped);
+  alpha->stop();  // idempotent
+  // The relay saw the connection end: bravo hears alpha went offline.
+  ASSERT_TRUE(bravo.waitFor([](const Seen& s) {
+    return !s.presence.empty() && s.presence.back().meshId == "alpha" && !s.presence.back().online;
+  }));
+  EXPECT_EQ(alpha->relay("bravo", "{}").status(), Status::Closed);
+  EXPECT_EQ(alpha->broadcast("{}").status(), Status::Closed);
+  EXPECT_EQ(alpha->updateRooms({}).status(), Status::Closed);
+  EXPECT_EQ(alpha->discover(milliseconds(100)).status(), Status::Closed);
+  EXPECT_EQ(alpha->waitConnected(milliseconds(100)).status(), Status::Closed);
 }
 
 TEST_F(MeshClient, StopsCleanlyWhileRelayIsDown) {
