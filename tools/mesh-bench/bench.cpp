@@ -84,6 +84,7 @@ void Session::begin_connect(size_t i) {
       retry_.emplace_back(now_ns() + 50'000'000, i);
     } else {
       note_error(std::string("connect: ") + std::strerror(errno));
+      on_auth_failed(c);
     }
   }
 }
@@ -111,13 +112,14 @@ void Session::process_retries() {
   start_next_connects();
 }
 
-bool Session::connect_all(Result& r) {
-  size_t n = creds_.size();
-  src_addrs_ = opt_.source_addrs > 0 ? opt_.source_addrs : static_cast<int>(n / 8000 + 1);
+bool Session::connect_all(Result& r, size_t count) {
+  size_t total = creds_.size();
+  size_t n = std::min(count, total);
+  src_addrs_ = opt_.source_addrs > 0 ? opt_.source_addrs : static_cast<int>(total / 8000 + 1);
   if (src_addrs_ > 254) src_addrs_ = 254;
   conns_.clear();
-  conns_.reserve(n);
-  for (size_t i = 0; i < n; ++i)
+  conns_.reserve(total);
+  for (size_t i = 0; i < total; ++i)
     conns_.push_back(std::make_unique<WsConn>(loop_, *this, static_cast<uint32_t>(i)));
   to_connect_.clear();
   for (size_t i = n; i-- > 0;) to_connect_.push_back(i);
@@ -163,6 +165,7 @@ void Session::on_text(WsConn& c, std::string_view msg) {
     note_error("auth of " + creds_[c.index()].id + " refused: " + std::string(msg.substr(0, 200)));
     --pending_;
     c.abort();
+    on_auth_failed(c);
     start_next_connects();
   } else if (is_error_frame(msg)) {
     note_error("before auth: " + std::string(msg.substr(0, 200)));
@@ -179,7 +182,10 @@ void Session::on_closed(WsConn& c, const char* why) {
     }
   } else {
     --pending_;
-    if (!reconnecting_) note_error(std::string("connect of ") + creds_[c.index()].id + ": " + why);
+    if (!reconnecting_) {
+      note_error(std::string("connect of ") + creds_[c.index()].id + ": " + why);
+      on_auth_failed(c);
+    }
   }
   if (reconnecting_) {
     // Jittered retry so that refused attempts do not spin.

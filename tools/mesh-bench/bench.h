@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -60,9 +61,10 @@ class Session : public ConnHandler {
   // Registers `n` meshes named <run>-<role><i>; false (with an error in the
   // result) if any registration failed.
   bool register_all(size_t n, Result& r);
-  // Creates one connection per mesh and authenticates all of them. Returns
-  // false if not all were authenticated within the timeout.
-  bool connect_all(Result& r);
+  // Creates one connection per mesh and authenticates the first `count` of
+  // them (all by default); the others stay idle for the scenario to connect
+  // later. Returns false if not all were authenticated within the timeout.
+  bool connect_all(Result& r, size_t count = SIZE_MAX);
 
   void on_open(WsConn& c) override;
   void on_text(WsConn& c, std::string_view msg) override;
@@ -71,6 +73,9 @@ class Session : public ConnHandler {
   // Called for frames on authenticated connections.
   virtual void on_message(WsConn& c, std::string_view msg) = 0;
   virtual void on_authed(WsConn& /*c*/) {}
+  // A connection attempt ended without gateway_auth_ok (socket error, closed,
+  // refused credentials); not called for the retries of the storm scenario.
+  virtual void on_auth_failed(WsConn& /*c*/) {}
 
   void note_error(const std::string& what);
   void close_all();
