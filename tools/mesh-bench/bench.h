@@ -26,7 +26,8 @@ struct Options {
   int window = 32;
   int payload = 200;  // bytes of the payload object
   int receivers = 100;
-  int rate = 20000;  // latency scenario, messages per second in total
+  int rate = 20000;       // latency scenario, messages per second in total
+  int auth_storm = 1000;  // authload: meshes that authenticate during the window
   double duration = 5;
   double warmup = 1;
   double drain = 2;

@@ -33,7 +33,9 @@ std::string make_run_id(const std::string& prefix) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"mesh-bench: load generator for mesh relays (relay, fanout, latency, conns, storm)"};
+  CLI::App app{
+      "mesh-bench: load generator for mesh relays (relay, fanout, latency, authload, conns, "
+      "storm)"};
   Options opt;
   std::string url, host, scenarios = "relay", json_path, prefix = "mb";
   int port = 0;
@@ -41,9 +43,10 @@ int main(int argc, char** argv) {
   app.add_option("--host", host, "relay host (instead of --url)");
   app.add_option("--port", port, "relay port (instead of --url)")->check(CLI::Range(1, 65535));
   app.add_option("--scenario,-s", scenarios,
-                 "comma-separated: relay, fanout, latency, conns, storm, all (all = first four)");
+                 "comma-separated: relay, fanout, latency, authload, conns, storm, all (all = "
+                 "relay, fanout, latency, conns)");
   app.add_option("--label", opt.label, "server name for the report");
-  app.add_option("--pairs", opt.pairs, "relay/latency: sender->receiver pairs")
+  app.add_option("--pairs", opt.pairs, "relay/latency/authload: sender->receiver pairs")
       ->check(CLI::Range(1, 100000));
   app.add_option("--window", opt.window, "relay/fanout: messages in flight per pair")
       ->check(CLI::Range(1, 100000));
@@ -51,9 +54,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 1 << 20));
   app.add_option("--receivers", opt.receivers, "fanout: receivers of one broadcaster")
       ->check(CLI::Range(1, 100000));
-  app.add_option("--rate", opt.rate, "latency: messages per second (open loop)")
+  app.add_option("--rate", opt.rate, "latency/authload: messages per second (open loop)")
       ->check(CLI::Range(1, 10000000));
-  app.add_option("--duration", opt.duration, "measured seconds (conns: idle seconds)")
+  app.add_option("--auth-storm", opt.auth_storm,
+                 "authload: meshes that connect and authenticate with their secrets during the "
+                 "window (--max-pending at once)")
+      ->check(CLI::Range(1, 200000));
+  app.add_option("--duration", opt.duration,
+                 "measured seconds (conns: idle seconds; authload: the storm sets it)")
       ->check(CLI::Range(0.1, 600.0));
   app.add_option("--warmup", opt.warmup, "seconds before measuring")->check(CLI::Range(0.0, 60.0));
   app.add_option("--drain", opt.drain, "seconds to wait for stragglers after sending stops")
@@ -75,7 +83,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--register-parallel", opt.register_parallel, "parallel POST /register")
       ->check(CLI::Range(1, 256));
-  app.add_option("--connect-timeout", opt.connect_timeout, "seconds allowed to connect all");
+  app.add_option("--connect-timeout", opt.connect_timeout,
+                 "seconds allowed to connect all (authload: the whole storm)");
   app.add_option("--prefix", prefix, "mesh id prefix (a run id is appended)");
   app.add_flag("--verbose,-v", opt.verbose, "print every error; show server stdout (storm)");
   CLI11_PARSE(app, argc, argv);
@@ -96,7 +105,8 @@ int main(int argc, char** argv) {
   for (std::string s; std::getline(ss, s, ',');) {
     if (s == "all") {
       for (const char* x : {"relay", "fanout", "latency", "conns"}) list.emplace_back(x);
-    } else if (s == "relay" || s == "fanout" || s == "latency" || s == "conns" || s == "storm") {
+    } else if (s == "relay" || s == "fanout" || s == "latency" || s == "authload" || s == "conns" ||
+               s == "storm") {
       list.push_back(s);
     } else {
       std::cerr << "mesh-bench: unknown scenario '" << s << "'\n";

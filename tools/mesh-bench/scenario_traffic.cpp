@@ -1,5 +1,6 @@
-// relay, fanout and latency: messages carry {"seq":N,"t":T,"pad":"..."} and
-// the receiver finds seq and t with a plain scan of the incoming frame.
+// relay, fanout, latency and authload: messages carry {"seq":N,"t":T,"pad":"..."}
+// and the receiver finds seq and t with a plain scan of the incoming frame.
+// authload is latency while extra meshes authenticate with their secrets.
 #include <charconv>
 #include <cstring>
 
@@ -10,15 +11,31 @@ namespace mesh::bench {
 
 namespace {
 
-enum class Mode { relay, fanout, latency };
+enum class Mode { relay, fanout, latency, authload };
+
+const char* role_of(Mode m) {
+  switch (m) {
+    case Mode::relay:
+      return "r";
+    case Mode::fanout:
+      return "f";
+    case Mode::latency:
+      return "l";
+    case Mode::authload:
+      return "a";
+  }
+  return "x";
+}
 
 class TrafficSession : public Session {
  public:
-  TrafficSession(const Options& opt, Mode mode)
-      : Session(opt, mode == Mode::fanout ? "f" : (mode == Mode::relay ? "r" : "l")), mode_(mode) {}
+  TrafficSession(const Options& opt, Mode mode) : Session(opt, role_of(mode)), mode_(mode) {}
 
   Result run();
   void on_message(WsConn& c, std::string_view msg) override;
+  void on_authed(WsConn& c) override;
+  void on_auth_failed(WsConn& c) override;
+  void on_closed(WsConn& c, const char* why) override;
 
  private:
   struct Stream {  // one sender -> receiver pair (fan-out: one per receiver)
@@ -32,9 +49,20 @@ class TrafficSession : public Session {
   size_t stream_of(size_t conn) const { return mode_ == Mode::fanout ? conn - 1 : conn - pairs_; }
   void send_one(size_t pair, int64_t t);
   void send_broadcast(int64_t t);
+  bool open_loop() const { return mode_ == Mode::latency || mode_ == Mode::authload; }
+  bool is_storm(size_t conn) const { return conn >= traffic_conns_; }
+  // authload: queues every storm mesh for connecting (max_pending at once).
+  void start_storm();
+  bool storm_over() const { return storm_ok_ + storm_failed_ >= storm_n_; }
 
   Mode mode_;
   size_t pairs_ = 0, receivers_ = 0;
+  size_t traffic_conns_ = 0;   // the senders and receivers; storm meshes come after
+  bool traffic_lost_ = false;  // a sender or receiver was disconnected
+  size_t storm_n_ = 0;
+  size_t storm_ok_ = 0, storm_failed_ = 0;
+  int64_t storm_start_ = 0, storm_last_ = 0;
+  Histogram storm_hist_;  // per storm mesh: connect start -> gateway_auth_ok
   std::vector<Stream> streams_;
   std::vector<std::string> prefix_;  // frame text up to the seq value, per sender
   std::string suffix_;               // ,"pad":"..."}}
@@ -82,7 +110,36 @@ void TrafficSession::send_broadcast(int64_t t) {
   sent_ += receivers_;
 }
 
+void TrafficSession::on_authed(WsConn& c) {
+  if (!is_storm(c.index())) return;
+  int64_t now = now_ns();
+  ++storm_ok_;
+  storm_last_ = now;
+  storm_hist_.record(now - c.t_start);
+}
+
+void TrafficSession::on_auth_failed(WsConn& c) {
+  if (!is_storm(c.index())) return;
+  ++storm_failed_;
+  storm_last_ = now_ns();
+}
+
+void TrafficSession::on_closed(WsConn& c, const char* why) {
+  if (c.authed && !is_storm(c.index())) traffic_lost_ = true;
+  Session::on_closed(c, why);
+}
+
+void TrafficSession::start_storm() {
+  storm_start_ = now_ns();
+  for (size_t i = traffic_conns_ + storm_n_; i-- > traffic_conns_;) to_connect_.push_back(i);
+  start_next_connects();
+}
+
 void TrafficSession::on_message(WsConn& c, std::string_view msg) {
+  if (is_storm(c.index())) {
+    if (is_error_frame(msg)) note_error("error frame: " + std::string(msg.substr(0, 200)));
+    return;
+  }
   size_t at = 0;
   uint64_t seq = 0, t = 0;
   if (!scan_uint(msg, "\"seq\":", at, seq) || !scan_uint(msg, "\"t\":", at, t)) {
@@ -137,6 +194,16 @@ Result TrafficSession::run() {
       r.params = {{"pairs", opt_.pairs}, {"rate", opt_.rate}, {"payload", opt_.payload}};
       n = 2 * pairs_;
       break;
+    case Mode::authload:
+      r.scenario = "authload";
+      r.params = {{"pairs", opt_.pairs},
+                  {"rate", opt_.rate},
+                  {"payload", opt_.payload},
+                  {"auth_storm", opt_.auth_storm},
+                  {"max_pending", opt_.max_pending}};
+      n = 2 * pairs_;
+      storm_n_ = static_cast<size_t>(opt_.auth_storm);
+      break;
     case Mode::fanout:
       r.scenario = "fanout";
       r.params = {
@@ -151,7 +218,9 @@ Result TrafficSession::run() {
     res.ok = res.errors == 0 && res.lost == 0 && res.duplicates == 0;
     return res;
   };
-  if (!register_all(n, r) || !connect_all(r)) return finish(r);
+  traffic_conns_ = n;
+  // Storm meshes are registered now, so that registration is not measured.
+  if (!register_all(n + storm_n_, r) || !connect_all(r, n)) return finish(r);
   streams_.assign(streams(), Stream{});
 
   // Pad so that the payload object is about opt_.payload bytes with a
@@ -175,12 +244,17 @@ Result TrafficSession::run() {
   pid_t spid = resolve_server_pid(opt_);
   const int64_t t0 = now_ns();
   const int64_t t_measure = t0 + static_cast<int64_t>(opt_.warmup * 1e9);
-  const int64_t t_end = t_measure + static_cast<int64_t>(opt_.duration * 1e9);
+  // authload: the window is the storm, from its first connect to the last
+  // answer; --connect-timeout bounds it instead of --duration.
+  const bool storm = mode_ == Mode::authload;
+  const int64_t t_end =
+      t_measure + static_cast<int64_t>((storm ? opt_.connect_timeout : opt_.duration) * 1e9);
   sending_ = true;
   measuring_ = opt_.warmup <= 0;
   ProcSample cpu_a = measuring_ ? sample_proc(spid) : ProcSample{};
   double self_a = self_cpu_seconds();
   int64_t measure_start = t0;
+  if (storm && measuring_) start_storm();
 
   if (mode_ == Mode::relay) {
     for (size_t p = 0; p < pairs_; ++p)
@@ -202,10 +276,12 @@ Result TrafficSession::run() {
       cpu_a = sample_proc(spid);
       self_a = self_cpu_seconds();
       measure_start = now;
+      if (storm) start_storm();
     }
     if (now >= t_end) break;
+    if (storm && measuring_ && storm_over()) break;
     int64_t wait = t_end - now;
-    if (mode_ == Mode::latency) {
+    if (open_loop()) {
       int burst = 0;
       int64_t due = t0 + static_cast<int64_t>(static_cast<double>(k) * interval);
       while (due <= now && burst < 20000) {
@@ -221,7 +297,7 @@ Result TrafficSession::run() {
     if (!measuring_ && t_measure - now < wait) wait = t_measure - now;
     if (wait > 50'000'000) wait = 50'000'000;
     loop_.run_once(wait);
-    if (authed_ < conns_.size()) break;  // lost a connection: stop early
+    if (traffic_lost_) break;  // lost a connection: stop early
   }
   int64_t measure_end = now_ns();
   ProcSample cpu_b = sample_proc(spid);
@@ -232,7 +308,7 @@ Result TrafficSession::run() {
 
   // Drain: wait for everything sent to arrive (bounded).
   run_until(now_ns() + static_cast<int64_t>(opt_.drain * 1e9),
-            [&] { return received_ >= sent_ || authed_ < conns_.size(); });
+            [&] { return received_ >= sent_ || traffic_lost_; });
 
   r.seconds = static_cast<double>(measure_end - measure_start) / 1e9;
   r.sent = sent_;
@@ -246,7 +322,8 @@ Result TrafficSession::run() {
   r.p99 = static_cast<double>(hist_.percentile(0.99)) / 1e3;
   r.p999 = static_cast<double>(hist_.percentile(0.999)) / 1e3;
   r.max = static_cast<double>(hist_.max()) / 1e3;
-  fill_server_cpu(r, cpu_a, cpu_b, in_window);
+  // authload: the server's CPU includes the Argon2id work, so no per-message figure.
+  fill_server_cpu(r, cpu_a, cpu_b, storm ? 0 : in_window);
   r.bench_cpu_s = self_b - self_a;
   if (mode_ == Mode::fanout) {
     r.extra.emplace_back(
@@ -254,8 +331,25 @@ Result TrafficSession::run() {
         r.seconds > 0 ? static_cast<double>(in_window) / static_cast<double>(receivers_) / r.seconds
                       : 0);
   }
-  if (mode_ == Mode::latency) {
+  if (open_loop()) {
     r.extra.emplace_back("target_rate", opt_.rate);
+  }
+  if (storm) {
+    // storm_last_ is the last answer; without one the storm never got going.
+    int64_t storm_end = storm_over() && storm_last_ ? storm_last_ : measure_end;
+    double auth_s = static_cast<double>(storm_end - storm_start_) / 1e9;
+    r.extra.emplace_back("auth_s", auth_s);
+    r.extra.emplace_back("auth_ok", static_cast<double>(storm_ok_));
+    r.extra.emplace_back("auth_failed", static_cast<double>(storm_failed_));
+    r.extra.emplace_back("auths_per_s", auth_s > 0 ? static_cast<double>(storm_ok_) / auth_s : 0);
+    // Each storm mesh from its connect to gateway_auth_ok (queueing included).
+    r.extra.emplace_back("auth_p50_ms", static_cast<double>(storm_hist_.percentile(0.50)) / 1e6);
+    r.extra.emplace_back("auth_p99_ms", static_cast<double>(storm_hist_.percentile(0.99)) / 1e6);
+    r.extra.emplace_back("auth_max_ms", static_cast<double>(storm_hist_.max()) / 1e6);
+    // Failed auths are errors already; this is for those never answered.
+    if (!storm_over())
+      note_error("auth storm: only " + std::to_string(storm_ok_ + storm_failed_) + " of " +
+                 std::to_string(storm_n_) + " auths answered within --connect-timeout");
   }
   close_all();
   return finish(r);
@@ -264,8 +358,10 @@ Result TrafficSession::run() {
 }  // namespace
 
 Result run_traffic(const Options& opt, const std::string& scenario) {
-  Mode m =
-      scenario == "fanout" ? Mode::fanout : (scenario == "latency" ? Mode::latency : Mode::relay);
+  Mode m = Mode::relay;
+  if (scenario == "fanout") m = Mode::fanout;
+  if (scenario == "latency") m = Mode::latency;
+  if (scenario == "authload") m = Mode::authload;
   TrafficSession s(opt, m);
   return s.run();
 }
