@@ -296,9 +296,14 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   // connection may be gone when it finishes.
   s.state = SessionState::Authenticating;
   ++counters.argon2Queued;
+  // A connection that goes away while its check waits in the queue cancels
+  // it: after a relay restart the queue can be long, and hashing for sockets
+  // that are gone only delays the ones still waiting.
+  s.authCancelled = std::make_shared<std::atomic<bool>>(false);
   workers.post([this, sessionId = s.id, meshId = std::move(auth.meshId),
-                secret = std::move(*auth.secret)]() mutable {
-    auto name = registry.verifySecret(meshId, secret);
+                secret = std::move(*auth.secret), cancelled = s.authCancelled]() mutable {
+    std::optional<std::string> name;
+    if (!cancelled->load()) name = registry.verifySecret(meshId, secret);
     sodium_memzero(secret.data(), secret.size());
     post([this, sessionId, meshId = std::move(meshId), name = std::move(name)] {
       --counters.argon2Queued;
@@ -632,6 +637,7 @@ void Server::Impl::onPeerClose(Session& s) {
 
 void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue) {
   if (s.state == SessionState::Closing) return;
+  if (s.authCancelled) s.authCancelled->store(true);
   detach(s, s.state == SessionState::Authenticated);
   releaseUnauthenticated(s);
   LOG_INFO("conn=" << s.id << (s.meshId.empty() ? "" : " meshId=") << s.meshId << " closing "
@@ -700,6 +706,7 @@ void Server::Impl::onClosed(PerSession* pss) {
   if (!pss || !pss->session) return;
   Session& s = *pss->session;
   pss->session = nullptr;
+  if (s.authCancelled) s.authCancelled->store(true);
   if (s.flushPending) {
     dirty.erase(std::find(dirty.begin(), dirty.end(), &s));
     s.flushPending = false;
@@ -732,7 +739,10 @@ void Server::Impl::sweepSessions() {
       continue;
     }
     if (s.peerClosed) continue;
-    if (s.state != SessionState::Authenticated && now - s.connectedUs >= authLimit) {
+    // The timeout is for a node that has not sent gateway_auth: one whose
+    // secret is waiting for Argon2 is waiting for us, and closing it would
+    // only make it reconnect and queue again.
+    if (s.state == SessionState::Unauthenticated && now - s.connectedUs >= authLimit) {
       late.push_back(&s);
     } else if (s.pingSentUs != 0) {
       if (now - s.pingSentUs >= answerLimit) silent.push_back(&s);

@@ -5,6 +5,7 @@
 // CLOSED. Everything else names a session by its 64-bit id.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -88,6 +89,9 @@ struct Session {
   bool wantsPresence = false;
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
+
+  // Set when the connection goes while its secret waits for a worker.
+  std::shared_ptr<std::atomic<bool>> authCancelled;
 
   // Frames that arrived while auth was being checked, answered afterwards.
   std::vector<std::string> pendingDuringAuth;

@@ -76,6 +76,25 @@ TEST(Gateway, AuthTimeoutClosesWith1008) {
   expectRelayStillServes(relay);
 }
 
+// The auth timeout is for a node that sends nothing: one whose secret is
+// still being hashed (a long Argon2 queue after a restart) is not cut off.
+TEST(Gateway, AuthTimeoutSparesANodeWaitingForItsSecretCheck) {
+  TestRelay relay([](relay::Config& c) {
+    c.authTimeoutSeconds = 0.3;
+    c.argon2OpsLimit = 4;  // several times the auth timeout per check
+    c.argon2MemLimit = 128u * 1024u * 1024u;
+  });
+  ASSERT_EQ(relay.registerMesh("mesh-slow", TestRelay::secretFor("mesh-slow"), "Slow"), 201);
+  auto c = WsClient::connect(relay.port());
+  const auto start = std::chrono::steady_clock::now();
+  c->sendText(R"({"type":"gateway_auth","meshId":"mesh-slow","secret":")" +
+              TestRelay::secretFor("mesh-slow") + "\"}");
+  EXPECT_NO_THROW(c->expectType("gateway_auth_ok", 30000ms));
+  const auto took = std::chrono::steady_clock::now() - start;
+  // Only meaningful when the check outlasted the timeout (it normally does).
+  if (took < 400ms) GTEST_LOG_(INFO) << "secret check was faster than the auth timeout";
+}
+
 TEST(Gateway, FrameBeforeAuthIsNotAuthenticatedAndStaysOpen) {
   TestRelay relay;
   auto c = WsClient::connect(relay.port());
