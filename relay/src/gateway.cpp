@@ -582,7 +582,7 @@ Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
       n = lws_write(s.wsi, writeScratch.data(), len, LWS_WRITE_RAW);
     }
     if (n < 0 || static_cast<std::size_t>(n) < len) return WriteResult::Failed;
-    const std::int64_t now = nowUs();
+    std::int64_t now = 0;  // read only if a frame's last copy goes out
     for (std::size_t i = 0; i < frames; ++i) {
       OutFramePtr frame = s.queue.pop();
       const std::size_t size = frame->textSize();
@@ -592,12 +592,13 @@ Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
       ++counters.framesOutBy[frame->kind];
       // Only this write's copy is left: the frame's last recipient got it.
       if (frame->arrivalUs != 0 && frame.use_count() == 1) {
+        if (now == 0) now = nowUs();
         counters.deliverySeconds.observe(static_cast<double>(now - frame->arrivalUs) / 1e6);
       }
       if (frame->isClose) {
         // Our close frame is out: the peer answers with its own (lws then
         // closes) or hangs up. One that does neither is dropped soon.
-        s.closeDeadlineUs = std::min(s.closeDeadlineUs, now + kCloseAnswerUs);
+        s.closeDeadlineUs = std::min(s.closeDeadlineUs, nowUs() + kCloseAnswerUs);
       }
     }
   }
@@ -739,6 +740,7 @@ void Server::Impl::sweepSessions() {
       continue;
     }
     if (s.peerClosed) continue;
+    if (s.queue.empty()) s.queue.release();
     // The timeout is for a node that has not sent gateway_auth: one whose
     // secret is waiting for Argon2 is waiting for us, and closing it would
     // only make it reconnect and queue again.

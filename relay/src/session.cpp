@@ -40,13 +40,12 @@ void FrameQueue::push(OutFramePtr frame) {
 OutFramePtr FrameQueue::pop() {
   OutFramePtr frame = std::move(slots_[head_]);
   head_ = (head_ + 1) & (capacity_ - 1);
-  if (--count_ == 0) {
-    // An idle connection keeps no ring (most connections are idle).
-    slots_.reset();
-    capacity_ = 0;
-    head_ = 0;
-  }
+  if (--count_ == 0) head_ = 0;
   return frame;
+}
+
+void FrameQueue::release() {
+  if (count_ == 0) clear();
 }
 
 void FrameQueue::clear() {

@@ -44,8 +44,8 @@ struct OutFrame {
 };
 using OutFramePtr = std::shared_ptr<const OutFrame>;
 
-// A session's outgoing frames: a ring that holds no memory while empty
-// (most connections are idle most of the time).
+// A session's outgoing frames: a ring, freed again by release() once the
+// connection has gone quiet (most connections are idle most of the time).
 class FrameQueue {
  public:
   [[nodiscard]] bool empty() const { return count_ == 0; }
@@ -57,6 +57,9 @@ class FrameQueue {
   void push(OutFramePtr frame);
   OutFramePtr pop();
   void clear();
+  // Frees the ring when the queue is empty. Called for quiet connections
+  // (most are), not after every write: a busy one keeps its ring.
+  void release();
 
  private:
   std::unique_ptr<OutFramePtr[]> slots_;
