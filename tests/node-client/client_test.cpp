@@ -24,7 +24,7 @@ std::map<int, int> countByN(const std::vector<client::IncomingMessage>& messages
   std::map<int, int> counts;
   for (const auto& m : messages) {
     rapidjson::Document doc;
-    doc.Parse(m.payloadJson.c_str());
+    doc.Parse(m.payloadJson.data(), m.payloadJson.size());
     if (!doc.HasParseError() && doc.IsObject() && doc.HasMember("n") && doc["n"].IsInt()) {
       ++counts[doc["n"].GetInt()];
     }
