@@ -175,10 +175,15 @@ class Channel {
  public:
   Channel(int fd, Clock::time_point deadline) : socket_(fd), deadline_(deadline) {}
 
-  mc::Result<> startTls(const Target& t) {
+  mc::Result<> startTls(const Target& t, const std::string& caFile) {
     const auto setupFailed = mc::Error{mc::Status::ConnectionFailed, "cannot set up TLS"};
     ctx_.reset(SSL_CTX_new(TLS_client_method()));
     if (!ctx_ || SSL_CTX_set_default_verify_paths(ctx_.get()) != 1) return setupFailed;
+    if (!caFile.empty() &&
+        SSL_CTX_load_verify_locations(ctx_.get(), caFile.c_str(), nullptr) != 1) {
+      return mc::Error{mc::Status::InvalidArgument,
+                       "cannot read CA certificates from '" + caFile + "'"};
+    }
     SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_PEER, nullptr);
     ssl_.reset(SSL_new(ctx_.get()));
     if (!ssl_ || SSL_set_fd(ssl_.get(), socket_.fd()) != 1) return setupFailed;
@@ -367,7 +372,7 @@ std::optional<mc::Result<HttpAnswer>> parseAnswer(const std::string& raw, bool c
 
 mc::Result<HttpAnswer> httpRequest(const std::string& method, const std::string& url,
                                    const std::string& body, const std::string& bearer,
-                                   std::chrono::milliseconds timeout) {
+                                   std::chrono::milliseconds timeout, const std::string& caFile) {
   const auto target = parseTarget(url);
   if (!target) {
     return mc::Error{mc::Status::InvalidArgument, "not an http:// or https:// URL: '" + url + "'"};
@@ -380,7 +385,7 @@ mc::Result<HttpAnswer> httpRequest(const std::string& method, const std::string&
   if (!fd) return fd.error();
   Channel channel(fd.value(), deadline);
   if (target->tls) {
-    if (auto started = channel.startTls(*target); !started) return started.error();
+    if (auto started = channel.startTls(*target, caFile); !started) return started.error();
   }
 
   std::string request = method + " " + target->path + " HTTP/1.1\r\nHost: " + target->hostHeader +

@@ -90,6 +90,7 @@ int fail(const mc::Error& error) {
 struct Settings {
   std::string url = "ws://localhost:4000/gateway";
   std::string httpUrl;
+  std::string caFile;  // PEM CAs trusted besides the system store
   std::string meshId;
   std::string secret;
   std::string name;
@@ -145,6 +146,7 @@ class Session {
     options.secret = s.secret;
     options.gatewayUrl = s.url;
     options.httpBaseUrl = s.httpUrl;
+    options.caFile = s.caFile;
     options.outboxPath = ":memory:";  // a one-shot tool keeps nothing
     options.durableSync = false;
     options.retryOffline = false;
@@ -194,7 +196,7 @@ int runRegister(const Settings& s) {
   auto base = s.httpBase();
   if (!base) return fail(base.error());
   const std::string secret = s.secret.empty() ? mc::generateSecret() : s.secret;
-  auto done = mc::registerMesh(base.value(), s.meshId, secret, s.name, s.timeout());
+  auto done = mc::registerMesh(base.value(), s.meshId, secret, s.name, s.timeout(), s.caFile);
   if (!done) return fail(done.error());
   std::cerr << (done.value().created ? "registered " : "already registered, name updated: ")
             << s.meshId << "\n";
@@ -206,7 +208,7 @@ int runRegister(const Settings& s) {
 int runHealth(const Settings& s) {
   auto base = s.httpBase();
   if (!base) return fail(base.error());
-  auto health = mc::checkHealth(base.value(), s.timeout());
+  auto health = mc::checkHealth(base.value(), s.timeout(), s.caFile);
   if (!health) return fail(health.error());
   std::cout << oneLine(health.value().body) << std::endl;
   return kOk;
@@ -331,7 +333,7 @@ mc::Result<meshctl::HttpAnswer> callRelay(const Settings& s, const std::string& 
   if (!base) return base.error();
   std::string url = base.value();
   while (!url.empty() && url.back() == '/') url.pop_back();
-  return meshctl::httpRequest(method, url + path, body, bearer, s.timeout());
+  return meshctl::httpRequest(method, url + path, body, bearer, s.timeout(), s.caFile);
 }
 
 // The relay's "error" text, or the body as it came.
@@ -563,6 +565,12 @@ int main(int argc, char** argv) {
                                          "Relay HTTP base URL (default: from --url); env "
                                          "MESH_HTTP_URL"),
                          "MESH_HTTP_URL", &s.httpUrl});
+    fallbacks.push_back(
+        {cmd,
+         cmd->add_option("--ca-file", s.caFile,
+                         "PEM file of CAs to trust besides the system store (wss://, "
+                         "https://); env MESH_CA_FILE"),
+         "MESH_CA_FILE", &s.caFile});
     cmd->add_option("--timeout", s.timeoutSeconds, "Seconds to wait for the relay")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
