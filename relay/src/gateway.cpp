@@ -36,15 +36,13 @@ void flushTick(lws_sorted_usec_list_t* sul) {
   reinterpret_cast<LoopTimer*>(sul)->owner->flushDirty();
 }
 
-// An unmasked ping, written like any other queued frame. It carries one
-// byte: lws reports a pong to the protocol only when it has a payload.
-OutFramePtr makePing() {
+// A control frame, written like any other queued frame.
+OutFramePtr makeControlFrame(std::uint8_t opcode, std::string_view payload) {
   auto f = std::make_shared<OutFrame>();
   f->bytes.assign(OutFrame::kHeadroom, '\0');
-  f->bytes.push_back('k');
-  f->headerSize = 2;
-  f->bytes[OutFrame::kHeadroom - 2] = static_cast<char>(0x89);  // FIN, ping
-  f->bytes[OutFrame::kHeadroom - 1] = 1;
+  f->bytes.append(payload.substr(0, 125));  // a control frame holds 125 bytes
+  f->seal(opcode);
+  f->isClose = opcode == OutFrame::kClose;
   return f;
 }
 
@@ -490,15 +488,20 @@ void Server::Impl::enqueue(Session& s, const OutFramePtr& frame) {
     closeSession(s, 1013, "slow_consumer", true);
     return;
   }
-  s.queue.push(frame);
-  s.queuedBytes += size;
-  if (!s.flushPending) {
-    s.flushPending = true;
-    dirty.push_back(&s);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      lws_sul_schedule(context, 0, &flushTimer.sul, flushTick, 0);
-    }
+  queueFrame(s, frame);
+}
+
+// Queues without the checks of enqueue() (the close frame goes on a closing
+// session) and has the session written at the end of this loop turn.
+void Server::Impl::queueFrame(Session& s, OutFramePtr frame) {
+  s.queuedBytes += frame->textSize();
+  s.queue.push(std::move(frame));
+  if (s.flushPending) return;
+  s.flushPending = true;
+  dirty.push_back(&s);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    lws_sul_schedule(context, 0, &flushTimer.sul, flushTick, 0);
   }
 }
 
@@ -654,24 +657,9 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
   // The close frame goes out behind whatever is queued, written by the relay
   // like every other frame: lws's own close handshake keeps waiting for the
   // peer's answer even after the peer has hung up.
-  auto close = std::make_shared<OutFrame>();
-  close->bytes.assign(OutFrame::kHeadroom, '\0');
-  close->bytes.push_back(static_cast<char>((code >> 8) & 0xff));
-  close->bytes.push_back(static_cast<char>(code & 0xff));
-  close->bytes.append(reason.substr(0, 123));  // a control frame holds 125 bytes
-  close->seal();
-  close->bytes[OutFrame::kHeadroom - close->headerSize] = static_cast<char>(0x88);  // FIN, close
-  close->isClose = true;
-  s.queuedBytes += close->textSize();
-  s.queue.push(std::move(close));
-  if (!s.flushPending) {
-    s.flushPending = true;
-    dirty.push_back(&s);
-    if (!flushScheduled) {
-      flushScheduled = true;
-      lws_sul_schedule(context, 0, &flushTimer.sul, flushTick, 0);
-    }
-  }
+  std::string payload{static_cast<char>((code >> 8) & 0xff), static_cast<char>(code & 0xff)};
+  payload.append(reason.substr(0, 123));
+  queueFrame(s, makeControlFrame(OutFrame::kClose, payload));
   // A peer that never reads never lets us write the close frame: give up on
   // it after a while (sweepSessions; an lws timeout per connection costs a
   // scan of lws's timer list each, which a mass close cannot afford).
@@ -725,7 +713,9 @@ void Server::Impl::onClosed(PerSession* pss) {
 // peers, and dropping peers that did not answer one. A timer per connection
 // would cost a sorted insert into lws's timer list for every one of them.
 void Server::Impl::sweepSessions() {
-  static const OutFramePtr ping = makePing();
+  // One byte of payload: lws reports a pong to the protocol only when it has
+  // one.
+  static const OutFramePtr ping = makeControlFrame(OutFrame::kPing, "k");
   const std::int64_t now = nowUs();
   const auto authLimit = static_cast<std::int64_t>(config.authTimeoutSeconds * 1e6);
   const auto quietLimit = static_cast<std::int64_t>(config.pingIntervalSeconds) * 1'000'000;

@@ -107,6 +107,7 @@ struct Server::Impl {
                  const std::optional<std::string>& id);
   bool takeRate(Session& s, bool messageFrame);
   void enqueue(Session& s, const OutFramePtr& frame);
+  void queueFrame(Session& s, OutFramePtr frame);
   void flush(Session& s);
   void flushDirty();
   enum class WriteResult { Ok, Failed, CloseViaLws };

@@ -4,7 +4,7 @@
 
 namespace mesh::relay {
 
-void OutFrame::seal() {
+void OutFrame::seal(std::uint8_t opcode) {
   const std::size_t n = textSize();
   auto* h = reinterpret_cast<unsigned char*>(bytes.data()) + kHeadroom;
   if (n < 126) {
@@ -20,7 +20,7 @@ void OutFrame::seal() {
     h[-9] = 127;
     for (int i = 0; i < 8; ++i) h[-1 - i] = static_cast<unsigned char>(n >> (8 * i));
   }
-  h[-static_cast<int>(headerSize)] = 0x81;  // FIN, text
+  h[-static_cast<int>(headerSize)] = static_cast<unsigned char>(0x80 | opcode);  // FIN
 }
 
 void FrameQueue::push(OutFramePtr frame) {

@@ -38,9 +38,14 @@ struct OutFrame {
   // Header and text: what goes on a plain connection.
   [[nodiscard]] const char* wire() const { return text() - headerSize; }
   [[nodiscard]] std::size_t wireSize() const { return headerSize + textSize(); }
-  // Writes the header for an unfragmented, unmasked text frame (RFC 6455
-  // 5.2) in front of the text; called once, after the text is complete.
-  void seal();
+  // RFC 6455 opcodes of the frames the relay sends.
+  static constexpr std::uint8_t kText = 0x1;
+  static constexpr std::uint8_t kClose = 0x8;
+  static constexpr std::uint8_t kPing = 0x9;
+
+  // Writes the header of an unfragmented, unmasked frame (RFC 6455 5.2) in
+  // front of the payload; called once, after the payload is complete.
+  void seal(std::uint8_t opcode = kText);
 };
 using OutFramePtr = std::shared_ptr<const OutFrame>;
 

@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "node_harness.h"
-#include "spawned_relay.h"
+#include "relay_runner.h"
 
 namespace mesh::test {
 namespace {
@@ -51,7 +51,7 @@ class FrameCounter {
 
 TEST(MeshClientDelivery, ResendsWhenTheAckDoesNotComeInTime) {
   TempDir dir;
-  SpawnedRelay relay(dir);
+  RelayRunner relay(dir);
   relay.start();
   relay.registerMesh("alpha", kSecretA, "Alpha");
   relay.registerMesh("bravo", kSecretB, "Bravo");
@@ -98,7 +98,7 @@ TEST(MeshClientDelivery, ResendsWhenTheAckDoesNotComeInTime) {
 
 TEST(MeshClientDelivery, NoResendWhenAckTimeoutIsOff) {
   TempDir dir;
-  SpawnedRelay relay(dir);
+  RelayRunner relay(dir);
   relay.start();
   relay.registerMesh("alpha", kSecretA, "Alpha");
   relay.registerMesh("bravo", kSecretB, "Bravo");
@@ -188,7 +188,7 @@ TEST(MeshClientDelivery, OutboxCapHoldsUnderConcurrentCallers) {
 
 TEST(MeshClientDelivery, DeliveredMessagesMakeRoomAgain) {
   TempDir dir;
-  SpawnedRelay relay(dir);
+  RelayRunner relay(dir);
   relay.start();
   relay.registerMesh("alpha", kSecretA, "Alpha");
   relay.registerMesh("bravo", kSecretB, "Bravo");

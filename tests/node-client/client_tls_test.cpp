@@ -7,7 +7,7 @@
 
 #include "mesh/client/http.h"
 #include "node_harness.h"
-#include "spawned_relay.h"
+#include "relay_runner.h"
 
 namespace mesh::test {
 namespace {
@@ -23,7 +23,7 @@ class MeshClientTls : public ::testing::Test {
  protected:
   void SetUp() override {
     pki = makeTestPki(dir);
-    relay = std::make_unique<SpawnedRelay>(dir, &pki);
+    relay = std::make_unique<RelayRunner>(dir, &pki);
     relay->start();
   }
 
@@ -35,7 +35,7 @@ class MeshClientTls : public ::testing::Test {
 
   TempDir dir;
   TestPki pki;
-  std::unique_ptr<SpawnedRelay> relay;
+  std::unique_ptr<RelayRunner> relay;
 };
 
 bool hasError(const Seen& s, Status status, const std::string& text) {

@@ -5,7 +5,6 @@
 #include <signal.h>
 
 #include <algorithm>
-#include <fstream>
 #include <sstream>
 #include <thread>
 
@@ -15,11 +14,7 @@
 namespace mesh::test {
 namespace {
 
-struct CtlRun {
-  int code = -1;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using CtlRun = ProcessResult;
 
 class Meshctl : public ::testing::Test {
  protected:
@@ -29,24 +24,9 @@ class Meshctl : public ::testing::Test {
     relay->start();
   }
 
-  static std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
   // Runs meshctl to its end (bounded) with `env` lines added.
   CtlRun run(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
-    const std::string out = dir.file("out" + std::to_string(runs));
-    const std::string err = dir.file("err" + std::to_string(runs++));
-    const pid_t pid = spawnProcess(MESH_MESHCTL_BIN, args, err, out, env);
-    CtlRun r;
-    r.code = waitProcess(pid, std::chrono::seconds(30));
-    if (r.code < 0) ::kill(pid, SIGKILL);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return runToEnd(MESH_MESHCTL_BIN, args, dir, env);
   }
 
   std::vector<std::string> withCredentials(std::vector<std::string> args, const std::string& id,
@@ -72,7 +52,6 @@ class Meshctl : public ::testing::Test {
   TempDir dir;
   std::string adminToken;  // the relay's; set before SetUp to have one
   std::unique_ptr<RelayRunner> relay;
-  int runs = 0;
 };
 
 constexpr const char* kAdminToken = "admin-token-for-meshctl-tests-0123";
@@ -142,7 +121,7 @@ TEST_F(Meshctl, HealthDiscoverSendBroadcastAndListen) {
 
   ::kill(listener, SIGINT);
   EXPECT_EQ(waitProcess(listener, std::chrono::seconds(10)), 0);
-  const std::string lines = slurp(listenOut);
+  const std::string lines = readFile(listenOut);
   EXPECT_NE(lines.find(R"("type":"gateway_auth_ok")"), std::string::npos) << lines;
   EXPECT_NE(lines.find(R"("payload":{"text":"hello echo"})"), std::string::npos) << lines;
   EXPECT_NE(lines.find(R"("payload":{"text":"to all"})"), std::string::npos) << lines;

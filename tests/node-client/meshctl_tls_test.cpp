@@ -1,56 +1,29 @@
 // meshctl against a relay whose certificate comes from a private CA: every
 // subcommand takes --ca-file (or MESH_CA_FILE) for wss:// and https://.
 #include <gtest/gtest.h>
-#include <signal.h>
-
-#include <fstream>
-#include <sstream>
 
 #include "relay_runner.h"
-#include "spawned_relay.h"
 
 namespace mesh::test {
 namespace {
-
-struct CtlResult {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
 
 class MeshctlTls : public ::testing::Test {
  protected:
   void SetUp() override {
     pki = makeTestPki(dir);
-    relay = std::make_unique<SpawnedRelay>(dir, &pki);
+    relay = std::make_unique<RelayRunner>(dir, &pki);
     relay->start();
   }
 
-  static std::string slurp(const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }
-
-  CtlResult run(std::vector<std::string> args,
-                const std::vector<std::string>& env = {"MESH_CA_FILE="}) {
+  ProcessResult run(std::vector<std::string> args,
+                    const std::vector<std::string>& env = {"MESH_CA_FILE="}) {
     args.insert(args.end(), {"--url", relay->gatewayUrl(), "--timeout", "5"});
-    const std::string out = dir.file("out" + std::to_string(runs));
-    const std::string err = dir.file("err" + std::to_string(runs++));
-    const pid_t pid = spawnProcess(MESH_MESHCTL_BIN, args, err, out, env);
-    CtlResult r;
-    r.code = waitProcess(pid, std::chrono::seconds(30));
-    if (r.code < 0) ::kill(pid, SIGKILL);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return runToEnd(MESH_MESHCTL_BIN, args, dir, env);
   }
 
   TempDir dir;
   TestPki pki;
-  std::unique_ptr<SpawnedRelay> relay;
-  int runs = 0;
+  std::unique_ptr<RelayRunner> relay;
 };
 
 const std::string kSecret = "tls-mesh-secret-0123456789";

@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string_view>
 #include <thread>
@@ -22,6 +24,36 @@
 extern char** environ;
 
 namespace mesh::test {
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+namespace {
+
+void runShell(const std::string& command) {
+  if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) {
+    throw std::runtime_error("failed: " + command);
+  }
+}
+
+std::string shellQuoted(const std::string& path) {
+  return "'" + path + "'";
+}
+
+// A self-signed CA certificate and key.
+void makeCa(const std::string& cert, const std::string& key, const std::string& name) {
+  runShell(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+      " -subj '/CN=" +
+      name + "' -addext basicConstraints=critical,CA:TRUE" +
+      " -addext keyUsage=critical,keyCertSign,cRLSign -keyout " + shellQuoted(key) + " -out " +
+      shellQuoted(cert));
+}
+
+}  // namespace
 
 TempDir::TempDir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "meshclient-XXXXXX").string();
@@ -117,8 +149,58 @@ int waitProcess(pid_t pid, std::chrono::milliseconds timeout) {
   }
 }
 
-RelayRunner::RelayRunner(const TempDir& dir)
-    : port_(pickFreePort()), dbPath_(dir.file("relay.db")), logPath_(dir.file("relay.log")) {}
+ProcessResult runToEnd(const std::string& binary, const std::vector<std::string>& args,
+                       const TempDir& dir, const std::vector<std::string>& env,
+                       std::chrono::milliseconds timeout) {
+  static int runs = 0;
+  const std::string n = std::to_string(runs++);
+  const std::string out = dir.file("run" + n + ".out");
+  const std::string err = dir.file("run" + n + ".err");
+  const pid_t pid = spawnProcess(binary, args, err, out, env);
+  ProcessResult r;
+  r.code = waitProcess(pid, timeout);
+  if (r.code < 0) {
+    ::kill(pid, SIGKILL);
+    (void)waitProcess(pid, std::chrono::seconds(10));
+  }
+  r.out = readFile(out);
+  r.err = readFile(err);
+  return r;
+}
+
+TestPki makeTestPki(const TempDir& dir) {
+  TestPki pki;
+  pki.caFile = dir.file("ca.pem");
+  pki.certFile = dir.file("relay.pem");
+  pki.keyFile = dir.file("relay.key");
+  pki.otherCaFile = dir.file("other-ca.pem");
+  const std::string caKey = dir.file("ca.key");
+  const std::string csr = dir.file("relay.csr");
+  const std::string ext = dir.file("relay.ext");
+  makeCa(pki.caFile, caKey, "Mesh Test CA");
+  makeCa(pki.otherCaFile, dir.file("other-ca.key"), "Unrelated Test CA");
+  {
+    std::ofstream out(ext);
+    out << "basicConstraints=CA:FALSE\n"
+           "keyUsage=critical,digitalSignature\n"
+           "extendedKeyUsage=serverAuth\n"
+           "subjectAltName=DNS:localhost,IP:127.0.0.1\n";
+  }
+  runShell(
+      "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+      " -subj '/CN=localhost' -keyout " +
+      shellQuoted(pki.keyFile) + " -out " + shellQuoted(csr));
+  runShell("openssl x509 -req -days 2 -in " + shellQuoted(csr) + " -CA " + shellQuoted(pki.caFile) +
+           " -CAkey " + shellQuoted(caKey) + " -set_serial 1 -extfile " + shellQuoted(ext) +
+           " -out " + shellQuoted(pki.certFile));
+  return pki;
+}
+
+RelayRunner::RelayRunner(const TempDir& dir, const TestPki* pki)
+    : port_(pickFreePort()),
+      dbPath_(dir.file("relay.db")),
+      logPath_(dir.file("relay.log")),
+      pki_(pki) {}
 
 RelayRunner::~RelayRunner() {
   kill();
@@ -133,23 +215,27 @@ void RelayRunner::start() {
                                  "--log-level", "warn", "--rate-limit", "0", "--register-burst",
                                  "1000"});
   if (!adminToken_.empty()) args.insert(args.end(), {"--admin-token", adminToken_});
+  if (pki_ != nullptr) {
+    args.insert(args.end(), {"--tls-cert", pki_->certFile, "--tls-key", pki_->keyFile});
+  }
   pid_ = spawnProcess(bin, args, logPath_);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (mesh::client::checkHealth(httpUrl(), std::chrono::milliseconds(500))) return;
+    if (mesh::client::checkHealth(httpUrl(), std::chrono::milliseconds(500), caFile())) return;
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      throw std::runtime_error("mesh-relay exited at start; see " + logPath_);
+      throw std::runtime_error("mesh-relay exited at start: " + log());
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   kill();
-  throw std::runtime_error("mesh-relay did not answer /health in time");
+  throw std::runtime_error("mesh-relay did not answer /health in time: " + log());
 }
 
 void RelayRunner::kill() {
   if (pid_ <= 0) return;
+  ::kill(pid_, SIGCONT);  // a paused relay too
   ::kill(pid_, SIGKILL);
   (void)waitProcess(pid_, std::chrono::seconds(10));
   pid_ = -1;
@@ -167,17 +253,36 @@ int RelayRunner::stop() {
   return status;
 }
 
+void RelayRunner::pause() {
+  if (pid_ > 0) ::kill(pid_, SIGSTOP);
+}
+
+void RelayRunner::resume() {
+  if (pid_ > 0) ::kill(pid_, SIGCONT);
+}
+
+// With TLS the host is "localhost", which the test certificate names.
 std::string RelayRunner::gatewayUrl() const {
-  return "ws://127.0.0.1:" + std::to_string(port_) + "/gateway";
+  return (pki_ != nullptr ? "wss://localhost:" : "ws://127.0.0.1:") + std::to_string(port_) +
+         "/gateway";
 }
 
 std::string RelayRunner::httpUrl() const {
-  return "http://127.0.0.1:" + std::to_string(port_);
+  return (pki_ != nullptr ? "https://localhost:" : "http://127.0.0.1:") + std::to_string(port_);
+}
+
+std::string RelayRunner::log() const {
+  return readFile(logPath_);
+}
+
+std::string RelayRunner::caFile() const {
+  return pki_ != nullptr ? pki_->caFile : std::string();
 }
 
 void RelayRunner::registerMesh(const std::string& meshId, const std::string& secret,
                                const std::string& name) const {
-  auto r = mesh::client::registerMesh(httpUrl(), meshId, secret, name);
+  auto r = mesh::client::registerMesh(httpUrl(), meshId, secret, name, std::chrono::seconds(10),
+                                      caFile());
   if (!r) throw std::runtime_error("register " + meshId + ": " + r.error().message);
 }
 
