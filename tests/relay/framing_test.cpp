@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mesh/proto/codec.h"
@@ -114,6 +115,62 @@ TEST(Framing, FramesKeepTheirOrderWithinABatch) {
     auto ack = json(tx->expectType("gateway_ack"));
     ASSERT_EQ(std::string(ack["id"].GetString()), "m" + std::to_string(i));
   }
+}
+
+// Our close frame goes out like any other frame; a peer that reads it but
+// neither answers nor hangs up is dropped by the relay a little later, and
+// the relay keeps serving.
+TEST(Framing, PeerThatIgnoresOurCloseFrameIsDropped) {
+  TestRelay relay([](relay::Config& c) { c.authTimeoutSeconds = 0.3; });
+  auto silent = WsClient::connect(relay.port());
+  // Raw reads: the client's close answer is never sent.
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  char buf[4096];
+  bool eof = false;
+  while (!eof && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{silent->fd(), POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = ::recv(silent->fd(), buf, sizeof buf, 0);
+    if (n <= 0) {
+      eof = true;
+    } else {
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  EXPECT_TRUE(eof) << "still open";
+  // The auth_timeout error, then a close frame with 1008.
+  const std::string close = std::string("\x88\x0e\x03\xf0", 4) + "auth_timeout";
+  EXPECT_NE(got.find(close), std::string::npos);
+
+  auto a = relay.join("after-a");
+  auto b = relay.join("after-b");
+  a->sendText(R"({"type":"gateway_relay","targetMeshId":"after-b","payload":{"n":1}})");
+  EXPECT_NO_THROW(b->expectType("gateway_incoming"));
+}
+
+// A node that resets its connection while frames are on their way to it:
+// writes to it fail, it is dropped, and nobody else notices.
+TEST(Framing, NodeResettingWithFramesQueuedHurtsNobody) {
+  TestRelay relay([](relay::Config& c) { c.rateLimit = 0; });
+  auto sender = relay.join("reset-tx");
+  auto doomed = relay.join("reset-rx");
+  auto other = relay.join("reset-other");
+  const std::string frame =
+      R"({"type":"gateway_relay","targetMeshId":"reset-rx","payload":{"p":")" +
+      std::string(8000, 'x') + "\"}}";
+  for (int i = 0; i < 50; ++i) sender->sendText(frame);
+  doomed->abort(true);
+  for (int i = 0; i < 50; ++i) sender->sendText(frame);
+  framesUntilProbe(*sender);
+  bool gone = false;
+  for (int i = 0; i < 50 && !gone; ++i) {
+    gone = httpRequest(relay.port(), "GET", "/health").body == R"({"ok":true,"connected":2})";
+    if (!gone) std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(gone);
+  sender->sendText(R"({"type":"gateway_relay","targetMeshId":"reset-other","payload":{"n":2}})");
+  EXPECT_NO_THROW(other->expectType("gateway_incoming"));
 }
 
 }  // namespace
