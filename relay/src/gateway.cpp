@@ -36,7 +36,13 @@ void flushTick(lws_sorted_usec_list_t* sul) {
   reinterpret_cast<LoopTimer*>(sul)->owner->flushDirty();
 }
 
-// A control frame, written like any other queued frame.
+bool isMessageFrame(const proto::NodeFrame& f) {
+  return std::holds_alternative<proto::RelayFrame>(f) ||
+         std::holds_alternative<proto::BroadcastFrame>(f);
+}
+
+}  // namespace
+
 OutFramePtr makeControlFrame(std::uint8_t opcode, std::string_view payload) {
   auto f = std::make_shared<OutFrame>();
   f->bytes.assign(OutFrame::kHeadroom, '\0');
@@ -45,13 +51,6 @@ OutFramePtr makeControlFrame(std::uint8_t opcode, std::string_view payload) {
   f->isClose = opcode == OutFrame::kClose;
   return f;
 }
-
-bool isMessageFrame(const proto::NodeFrame& f) {
-  return std::holds_alternative<proto::RelayFrame>(f) ||
-         std::holds_alternative<proto::BroadcastFrame>(f);
-}
-
-}  // namespace
 
 Session* Server::Impl::findSession(std::uint64_t id) {
   auto it = sessions.find(id);
@@ -66,63 +65,68 @@ int Server::Impl::onFilterProtocol(lws* wsi) {
     refuse(RefuseReason::NotGateway);
     return 1;
   }
+  return gatewayRefusal(clientAddress(wsi)) ? 1 : 0;
+}
+
+std::optional<RefuseReason> Server::Impl::gatewayRefusal(const std::string& peer) {
+  std::optional<RefuseReason> reason;
   if (shuttingDown) {
-    refuse(RefuseReason::ShuttingDown);
-    return 1;
-  }
-  const std::string peer = clientAddress(wsi);
-  if (sessions.size() >= config.maxConnections) {
-    refuse(RefuseReason::ConnectionLimit);
+    reason = RefuseReason::ShuttingDown;
+  } else if (sessions.size() >= config.maxConnections) {
+    reason = RefuseReason::ConnectionLimit;
     LOG_WARN("refused connection from " << peer << ": connection limit " << config.maxConnections
                                         << " reached");
-    return 1;
-  }
-  auto it = unauthenticatedPerIp.find(peer);
-  if (it != unauthenticatedPerIp.end() && it->second >= config.maxUnauthenticatedPerIp) {
-    refuse(RefuseReason::UnauthenticatedLimit);
+  } else if (auto it = unauthenticatedPerIp.find(peer);
+             it != unauthenticatedPerIp.end() && it->second >= config.maxUnauthenticatedPerIp) {
+    reason = RefuseReason::UnauthenticatedLimit;
     LOG_WARN("refused connection from " << peer << ": " << it->second
                                         << " unauthenticated connections already");
-    return 1;
   }
-  return 0;
+  if (reason) refuse(*reason);
+  return reason;
 }
 
 int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
+  pss->http = nullptr;
+  pss->session = &openSession(wsi, -1, clientAddress(wsi));
+  return 0;
+}
+
+Session& Server::Impl::openSession(lws* wsi, int fd, std::string peer) {
   auto owned = std::make_unique<Session>();
   Session& s = *owned;
   s.id = nextId++;
   s.wsi = wsi;
-  s.peer = clientAddress(wsi);
-  s.plainFraming = lws_get_network_wsi(wsi) == wsi;
+  s.fd = fd;
+  s.peer = std::move(peer);
+  s.plainFraming = !wsi || lws_get_network_wsi(wsi) == wsi;
   s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
   s.countedUnauthenticated = true;
   ++unauthenticatedPerIp[s.peer];
   sessions.emplace(s.id, std::move(owned));
-  pss->session = &s;
-  pss->http = nullptr;
+  s.connectedUs = s.lastHeardUs = nowUs();
   if (!netPolicy.admits(s.peer)) {
     // Upgraded only so that the client learns why: closed before any frame
     // of its is read.
     refuse(RefuseReason::Denied);
     LOG_INFO("conn=" << s.id << " refused peer=" << s.peer << ": address not allowed");
     closeSession(s, 1008, "forbidden", true);
-    return 0;
+    return s;
   }
   ++counters.connectionsAccepted;
-  s.connectedUs = s.lastHeardUs = nowUs();
   LOG_DEBUG("conn=" << s.id << " connected peer=" << s.peer);
-  return 0;
+  return s;
 }
 
-int Server::Impl::onReceive(Session& s, const char* data, std::size_t len) {
+int Server::Impl::onReceive(Session& s, const char* data, std::size_t len, bool binary,
+                            bool final) {
   // One clock read per piece received: liveness, the delivery histogram and
   // the rate buckets all use it.
   frameArrivalUs = nowUs();
   s.lastHeardUs = frameArrivalUs;
   s.pingSentUs = 0;
-  const bool final = lws_is_final_fragment(s.wsi) && lws_remaining_packet_payload(s.wsi) == 0;
   if (!s.rxActive) {
-    s.rxBinary = lws_frame_is_binary(s.wsi);
+    s.rxBinary = binary;
     s.rxOversize = false;
     if (final) {
       // The whole message arrived at once: no copy.
@@ -525,6 +529,11 @@ void Server::Impl::flushDirty() {
 }
 
 void Server::Impl::flush(Session& s) {
+  if (s.plainSocket()) {
+    // After the peer's close frame only our answer to it is still queued.
+    if (!s.queue.empty() && writePlain(s) == WriteResult::Failed) closePlain(s);
+    return;
+  }
   if (s.queue.empty() || s.peerClosed) return;
   switch (writeFrames(s)) {
     case WriteResult::Failed:
@@ -586,26 +595,30 @@ Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
     }
     if (n < 0 || static_cast<std::size_t>(n) < len) return WriteResult::Failed;
     std::int64_t now = 0;  // read only if a frame's last copy goes out
-    for (std::size_t i = 0; i < frames; ++i) {
-      OutFramePtr frame = s.queue.pop();
-      const std::size_t size = frame->textSize();
-      s.queuedBytes -= size;
-      ++counters.framesOut;
-      counters.bytesOut += size;
-      ++counters.framesOutBy[frame->kind];
-      // Only this write's copy is left: the frame's last recipient got it.
-      if (frame->arrivalUs != 0 && frame.use_count() == 1) {
-        if (now == 0) now = nowUs();
-        counters.deliverySeconds.observe(static_cast<double>(now - frame->arrivalUs) / 1e6);
-      }
-      if (frame->isClose) {
-        // Our close frame is out: the peer answers with its own (lws then
-        // closes) or hangs up. One that does neither is dropped soon.
-        s.closeDeadlineUs = std::min(s.closeDeadlineUs, nowUs() + kCloseAnswerUs);
-      }
-    }
+    for (std::size_t i = 0; i < frames; ++i) frameWritten(s, s.queue.pop(), now);
   }
   return WriteResult::Ok;
+}
+
+// Accounting for a frame that left the queue for the socket. `now` is read
+// once per write, and only when needed.
+void Server::Impl::frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now) {
+  const std::size_t size = frame->textSize();
+  s.queuedBytes -= size;
+  ++counters.framesOut;
+  counters.bytesOut += size;
+  ++counters.framesOutBy[frame->kind];
+  // Only this write's copy is left: the frame's last recipient got it.
+  if (frame->arrivalUs != 0 && frame.use_count() == 1) {
+    if (now == 0) now = nowUs();
+    counters.deliverySeconds.observe(static_cast<double>(now - frame->arrivalUs) / 1e6);
+  }
+  if (frame->isClose) {
+    // Our close frame is out: the peer answers with its own or hangs up.
+    // One that does neither is dropped soon.
+    s.closeSent = true;
+    s.closeDeadlineUs = std::min(s.closeDeadlineUs, nowUs() + kCloseAnswerUs);
+  }
 }
 
 int Server::Impl::onWriteable(Session& s) {
@@ -650,10 +663,7 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
   s.closeCode = code;
   s.closeReason.assign(reason);
   s.pendingDuringAuth.clear();
-  if (dropQueue) {
-    s.queue.clear();
-    s.queuedBytes = 0;
-  }
+  if (dropQueue) dropQueued(s);
   // The close frame goes out behind whatever is queued, written by the relay
   // like every other frame: lws's own close handshake keeps waiting for the
   // peer's answer even after the peer has hung up.
@@ -665,6 +675,16 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
   // scan of lws's timer list each, which a mass close cannot afford).
   const double grace = dropQueue ? 2.0 : config.drainTimeoutSeconds + 1.0;
   s.closeDeadlineUs = nowUs() + static_cast<std::int64_t>(grace * 1e6);
+}
+
+// Empties the queue, but a frame already half written to a plain socket
+// stays: the rest of it must follow before anything else can.
+void Server::Impl::dropQueued(Session& s) {
+  OutFramePtr started;
+  if (s.sentOfFront > 0 && !s.queue.empty()) started = s.queue.front();
+  s.queue.clear();
+  s.queuedBytes = 0;
+  if (started) queueFrame(s, std::move(started));
 }
 
 void Server::Impl::releaseUnauthenticated(Session& s) {
@@ -695,6 +715,20 @@ void Server::Impl::onClosed(PerSession* pss) {
   if (!pss || !pss->session) return;
   Session& s = *pss->session;
   pss->session = nullptr;
+  onClosed(s);
+}
+
+void Server::Impl::killSession(Session& s) {
+  if (s.plainSocket()) {
+    closePlain(s);
+  } else {
+    // CLOSED runs inside and frees the session: an asynchronous kill is one
+    // more sorted insert into lws's timer list.
+    lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+  }
+}
+
+void Server::Impl::onClosed(Session& s) {
   if (s.authCancelled) s.authCancelled->store(true);
   if (s.flushPending) {
     dirty.erase(std::find(dirty.begin(), dirty.end(), &s));
@@ -722,11 +756,11 @@ void Server::Impl::sweepSessions() {
   const auto answerLimit = static_cast<std::int64_t>(config.pingTimeoutSeconds) * 1'000'000;
   std::vector<Session*> late;
   std::vector<Session*> silent;
-  std::vector<lws*> expired;
+  std::vector<Session*> expired;
   for (auto& [id, owned] : sessions) {
     Session& s = *owned;
     if (s.state == SessionState::Closing) {
-      if (now >= s.closeDeadlineUs) expired.push_back(s.wsi);
+      if (now >= s.closeDeadlineUs) expired.push_back(&s);
       continue;
     }
     if (s.peerClosed) continue;
@@ -753,11 +787,10 @@ void Server::Impl::sweepSessions() {
     s->peerClosed = true;
     s->queue.clear();
     s->queuedBytes = 0;
-    expired.push_back(s->wsi);
+    expired.push_back(s);
   }
-  // Closed here and now (CLOSED runs inside and frees the session): an
-  // asynchronous kill is one more sorted insert into lws's timer list.
-  for (lws* wsi : expired) lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+  for (Session* s : expired) killSession(*s);
+  sweepUpgrades(now);
 }
 
 void Server::Impl::schedulePersist() {

@@ -92,8 +92,11 @@ Server::Impl::Impl(const Config& cfg)
   protocols[0].user = this;
   protocols[1] = lws_protocols{};  // terminator
 
+  // Without TLS the relay listens itself and serves /gateway WebSockets
+  // without lws (plain_gateway.cpp); lws gets every other connection.
+  const bool plain = config.tlsCertPath.empty() && config.tlsKeyPath.empty();
   lws_context_creation_info info{};
-  info.port = config.port;
+  info.port = plain ? CONTEXT_PORT_NO_LISTEN_SERVER : config.port;
   info.iface = config.host.empty() || config.host == "0.0.0.0" ? nullptr : config.host.c_str();
   info.protocols = protocols.data();
   info.user = this;
@@ -142,8 +145,21 @@ Server::Impl::Impl(const Config& cfg)
   }
   vhost = lws_get_vhost_by_name(context, "mesh-relay");
   if (!vhost) vhost = lws_get_vhost_by_name(context, "default");
-  boundPort = vhost ? static_cast<std::uint16_t>(lws_get_vhost_listen_port(vhost)) : config.port;
+  if (plain && vhost) {
+    try {
+      openListener();
+    } catch (...) {
+      lws_context_destroy(context);
+      context = nullptr;
+      ev_loop_destroy(evLoop);
+      evLoop = nullptr;
+      throw;
+    }
+  } else {
+    boundPort = vhost ? static_cast<std::uint16_t>(lws_get_vhost_listen_port(vhost)) : 0;
+  }
   if (boundPort == 0) {
+    closeListener();
     lws_context_destroy(context);
     context = nullptr;
     ev_loop_destroy(evLoop);
@@ -170,6 +186,7 @@ Server::Impl::~Impl() {
     // their secrets.
     LOG_ERROR("could not save pending registry updates: " << e.what());
   }
+  closeListener();
   if (context) {
     lws_context_destroy(context);
     context = nullptr;
@@ -224,7 +241,9 @@ int Server::Impl::run() {
   lws_sul_schedule(context, 0, &sweepTimer.sul, sweepBuckets, 60 * LWS_US_PER_SEC);
   lws_sul_schedule(context, 0, &livenessTimer.sul, livenessTick, kLivenessTick);
 
+  servePlainOnThisThread();
   while (!loopDone) ev_run(evLoop, EVRUN_ONCE);
+  closeListener();
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&shutdownTimer.sul);
   lws_sul_cancel(&flushTimer.sul);
@@ -305,7 +324,9 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return onEstablished(wsi, pss);
     case LWS_CALLBACK_RECEIVE:
       if (!pss || !pss->session) return -1;
-      return onReceive(*pss->session, static_cast<const char*>(in), len);
+      return onReceive(*pss->session, static_cast<const char*>(in), len,
+                       lws_frame_is_binary(wsi) != 0,
+                       lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0);
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!pss || !pss->session) return 0;
       return onWriteable(*pss->session);

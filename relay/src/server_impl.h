@@ -86,10 +86,20 @@ struct Server::Impl {
 
   // ---- WebSocket (gateway.cpp)
   int onFilterProtocol(lws* wsi);
+  // Why a WebSocket from `peer` may not open now, if it may not.
+  [[nodiscard]] std::optional<RefuseReason> gatewayRefusal(const std::string& peer);
   int onEstablished(lws* wsi, PerSession* pss);
-  int onReceive(Session& s, const char* data, std::size_t len);
+  // A new session for an upgraded connection: lws's (wsi) or a plain socket
+  // of ours (fd, wsi null).
+  Session& openSession(lws* wsi, int fd, std::string peer);
+  // One piece of a message: `binary` is read for a message's first piece,
+  // `final` ends the message.
+  int onReceive(Session& s, const char* data, std::size_t len, bool binary, bool final);
   int onWriteable(Session& s);
   void onClosed(PerSession* pss);
+  void onClosed(Session& s);  // frees the session
+  // Closes the connection at once, without a close frame; frees the session.
+  void killSession(Session& s);
   void onAuthTimeout(Session& s);
   void sweepSessions();  // auth timeouts and keepalive pings, once a tick
   void handleMessage(Session& s, std::string_view text, bool binary);
@@ -110,14 +120,47 @@ struct Server::Impl {
   void queueFrame(Session& s, OutFramePtr frame);
   void flush(Session& s);
   void flushDirty();
+  // Failed: the connection is dead and must be closed now.
   enum class WriteResult { Ok, Failed, CloseViaLws };
   WriteResult writeFrames(Session& s);
+  void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
   void onPeerClose(Session& s);
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue);
   void detach(Session& s, bool announce);
   void releaseUnauthenticated(Session& s);
+  void dropQueued(Session& s);
   void schedulePersist();
   Session* findSession(std::uint64_t id);
+
+  // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
+  // A connection whose request is still being read.
+  struct Upgrade {
+    ev_io io{};
+    int fd = -1;
+    std::string head;        // the request as read so far
+    bool gateway = false;    // its request line is "GET /gateway": ours
+    std::string socketPeer;  // the TCP peer's address
+    std::int64_t startedUs = 0;
+  };
+  void openListener();
+  void servePlainOnThisThread();  // run() calls it before turning the loop
+  void closeListener();           // and closes every plain socket still open
+  void onAccept();
+  void onUpgradeReadable(Upgrade& u);
+  void finishUpgrade(Upgrade& u);
+  void handOverToLws(Upgrade& u);
+  void dropUpgrade(Upgrade& u, std::string_view response);
+  void onPlainEvent(Session& s, int revents);
+  // Reads what the socket has and handles the frames in it; false when the
+  // session is gone.
+  bool readPlain(Session& s);
+  bool handleBytes(Session& s, char* data, std::size_t len);
+  bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
+  void protocolError(Session& s, std::string_view why);
+  WriteResult writePlain(Session& s);
+  void watchWritable(Session& s, bool on);
+  void closePlain(Session& s);
+  void sweepUpgrades(std::int64_t now);
 
   // ---- HTTP (http.cpp)
   int onHttp(lws* wsi, PerSession* pss, const char* uri);
@@ -181,6 +224,14 @@ struct Server::Impl {
   LoopTimer livenessTimer;
   bool flushScheduled = false;
   std::vector<unsigned char> writeScratch;
+
+  // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
+  // and hands every other connection to lws (plain_gateway.cpp).
+  int listenFd = -1;
+  ev_io listenIo{};
+  ev_timer acceptPause{};  // out of file descriptors: accept again later
+  std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
+  std::vector<char> readBuffer;
   Counters counters;
 
   NetPolicy netPolicy;
@@ -191,6 +242,9 @@ struct Server::Impl {
   // Loop thread: when the node frame being handled arrived (steady us).
   std::int64_t frameArrivalUs = 0;
 };
+
+// A control frame (ping, pong, close), queued like any other frame.
+OutFramePtr makeControlFrame(std::uint8_t opcode, std::string_view payload);
 
 // Constant-time check of "Authorization: Bearer <token>" against `expected`
 // (false when `expected` is empty: no token configured, no access).

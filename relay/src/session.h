@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <ev.h>
+
 #include "rate_limiter.h"
 
 struct lws;
@@ -42,6 +44,7 @@ struct OutFrame {
   static constexpr std::uint8_t kText = 0x1;
   static constexpr std::uint8_t kClose = 0x8;
   static constexpr std::uint8_t kPing = 0x9;
+  static constexpr std::uint8_t kPong = 0xA;
 
   // Writes the header of an unfragmented, unmasked frame (RFC 6455 5.2) in
   // front of the payload; called once, after the payload is complete.
@@ -82,6 +85,8 @@ enum class SessionState {
 
 struct Session {
   std::uint64_t id = 0;
+  // An lws connection (TLS, HTTP/2), or null for a WebSocket the relay
+  // serves itself on a plain TCP socket (see plain_gateway.cpp).
   lws* wsi = nullptr;
   std::string peer;  // client address, for logs and per-address limits
   SessionState state = SessionState::Unauthenticated;
@@ -138,6 +143,20 @@ struct Session {
 
   TokenBucket controlBucket;
   unsigned refusedInARow = 0;
+
+  // ---- plain sockets only (wsi == nullptr)
+  ev_io io{};  // the socket's watcher on the loop; io.data is this session
+  int fd = -1;
+  std::string rxPartial;            // a frame cut off by the end of a read
+  std::uint64_t skipRemaining = 0;  // payload bytes of an oversize frame to drop
+  std::size_t sentOfFront = 0;      // bytes of the front frame already written
+  bool skipFinal = false;           // the frame being dropped ends its message
+  bool rxBroken = false;            // framing error: input is ignored from here
+  bool waitingWritable = false;     // the watcher also waits for EV_WRITE
+  // Our close frame went out (plain sockets close once the peer answers).
+  bool closeSent = false;
+
+  [[nodiscard]] bool plainSocket() const { return wsi == nullptr; }
 };
 
 }  // namespace mesh::relay
