@@ -32,10 +32,6 @@ constexpr std::size_t kBatchBytes = 64 * 1024;
 // How long a peer has to answer our close frame before it is dropped.
 constexpr std::int64_t kCloseAnswerUs = 2'000'000;
 
-void flushTick(lws_sorted_usec_list_t* sul) {
-  reinterpret_cast<LoopTimer*>(sul)->owner->flushDirty();
-}
-
 bool isMessageFrame(const proto::NodeFrame& f) {
   return std::holds_alternative<proto::RelayFrame>(f) ||
          std::holds_alternative<proto::BroadcastFrame>(f);
@@ -503,29 +499,27 @@ void Server::Impl::queueFrame(Session& s, OutFramePtr frame) {
   if (s.flushPending) return;
   s.flushPending = true;
   dirty.push_back(&s);
-  if (!flushScheduled) {
-    flushScheduled = true;
-    lws_sul_schedule(context, 0, &flushTimer.sul, flushTick, 0);
-  }
 }
 
-// The end of a loop turn: every session that got frames in it writes them
-// now, straight from here rather than from a POLLOUT round trip (which costs
-// two epoll_ctl calls and a wakeup per burst). A socket that does not take
-// everything falls back to WRITEABLE callbacks.
+// The end of a loop turn (run() calls this before the loop waits again):
+// every session that got frames in it writes them now, straight from here
+// rather than from a POLLOUT round trip (which costs two epoll_ctl calls and
+// a wakeup per burst). A socket that does not take everything waits for
+// POLLOUT (WRITEABLE callbacks on lws connections).
 void Server::Impl::flushDirty() {
-  flushScheduled = false;
-  // flush() can close sessions, which can queue frames on others: take the
-  // list first.
   std::vector<Session*> batch;
-  batch.swap(dirty);
-  for (Session* s : batch) {
-    s->flushPending = false;
-    flush(*s);
+  // flush() can close sessions, which can queue frames on others: take the
+  // list first, and again until nothing is left.
+  while (!dirty.empty()) {
+    batch.swap(dirty);
+    for (Session* s : batch) {
+      s->flushPending = false;
+      flush(*s);
+    }
+    batch.clear();
   }
   // Keep the larger allocation for the next turn.
-  batch.clear();
-  if (dirty.empty() && batch.capacity() > dirty.capacity()) dirty.swap(batch);
+  if (batch.capacity() > dirty.capacity()) dirty.swap(batch);
 }
 
 void Server::Impl::flush(Session& s) {

@@ -73,7 +73,6 @@ Server::Impl::Impl(const Config& cfg)
   startTimeMs = nowMs();
   shutdownTimer.owner = this;
   sweepTimer.owner = this;
-  flushTimer.owner = this;
   livenessTimer.owner = this;
   log::setLevel(config.logLevel);
   lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
@@ -242,11 +241,15 @@ int Server::Impl::run() {
   lws_sul_schedule(context, 0, &livenessTimer.sul, livenessTick, kLivenessTick);
 
   servePlainOnThisThread();
-  while (!loopDone) ev_run(evLoop, EVRUN_ONCE);
+  // One turn of the loop per ev_run; what the turn queued is written before
+  // the loop waits again.
+  while (!loopDone) {
+    flushDirty();
+    ev_run(evLoop, EVRUN_ONCE);
+  }
   closeListener();
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&shutdownTimer.sul);
-  lws_sul_cancel(&flushTimer.sul);
   lws_sul_cancel(&livenessTimer.sul);
   LOG_INFO("event loop stopped");
   return 0;

@@ -218,11 +218,9 @@ struct Server::Impl {
   LoopTimer shutdownTimer;
   LoopTimer sweepTimer;
   // Sessions with frames queued in this loop turn; written at its end, several
-  // frames per write, without waiting for POLLOUT (flushTimer fires then).
+  // frames per write, without waiting for POLLOUT (see flushDirty).
   std::vector<Session*> dirty;
-  LoopTimer flushTimer;
   LoopTimer livenessTimer;
-  bool flushScheduled = false;
   std::vector<unsigned char> writeScratch;
 
   // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
