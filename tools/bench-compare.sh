@@ -7,6 +7,7 @@
 # Binaries come from build-bench/ (Release):
 #   cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DMESH_BUILD_TESTS=OFF
 #   cmake --build build-bench --target mesh-bench mesh-relay -j2
+# SERVERS="bun:4101 mesh-relay:4300" measures only those; ROUNDS=3 repeats.
 # Scenarios: relay fanout latency conns (default: all four). Storm restarts
 # servers itself; see docs/benchmarks.md.
 set -euo pipefail
@@ -21,6 +22,8 @@ mkdir -p "$out"
 bench=build-bench/tools/mesh-bench/mesh-bench
 relay=build-bench/relay/mesh-relay
 ROUNDS=${ROUNDS:-1}
+# Which servers to measure, as name:port (all three by default).
+SERVERS=${SERVERS:-"node-ws:4200 bun:4101 mesh-relay:4300"}
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -58,7 +61,7 @@ args_for() {
 start_servers
 for round in $(seq "$ROUNDS"); do
   for sc in "${scenarios[@]}"; do
-    for server in node-ws:4200 bun:4101 mesh-relay:4300; do
+    for server in $SERVERS; do
       name=${server%%:*}
       port=${server##*:}
       # shellcheck disable=SC2046
