@@ -631,6 +631,9 @@ void Server::Impl::protocolError(Session& s, std::string_view why) {
   s.rxPartial.shrink_to_fit();
   s.skipRemaining = 0;
   closeSession(s, 1002, "protocol_error", true);
+  // Failing the connection (RFC 6455 7.1.7): the socket closes as soon as
+  // the close frame is out; the peer's input is no longer read as frames.
+  s.peerClosed = true;
 }
 
 // Writes queued frames, several per sendmsg() straight from their shared
