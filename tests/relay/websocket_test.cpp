@@ -1,0 +1,641 @@
+// RFC 6455 as the relay speaks it on plain TCP, where it serves /gateway
+// upgrades itself: control frames, fragmentation, framing errors, the close
+// handshake, oversize messages and the opening handshake. Every test runs
+// against a real relay, and every failure case ends with proof that the
+// relay still serves other meshes.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include "support/test_relay.h"
+
+namespace mesh::test {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// The key of the example in RFC 6455 section 1.3, and the accept value the
+// RFC gives for it.
+constexpr const char* kSampleKey = "dGhlIHNhbXBsZSBub25jZQ==";
+constexpr const char* kSampleAccept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+const std::string kKeyHeader = std::string("Sec-WebSocket-Key: ") + kSampleKey;
+
+// ------------------------------------------------------------ helpers --
+
+// Two other meshes exchange a relay: the relay is still healthy.
+void expectOtherMeshesStillServed(TestRelay& relay) {
+  static int round = 0;
+  const std::string a = "other-a-" + std::to_string(round);
+  const std::string b = "other-b-" + std::to_string(round);
+  ++round;
+  auto ca = relay.join(a);
+  auto cb = relay.join(b);
+  ca->sendText(R"({"type":"gateway_relay","targetMeshId":")" + b + R"(","payload":{"n":1}})");
+  auto in = json(cb->expectType("gateway_incoming"));
+  EXPECT_EQ(std::string(in["fromMeshId"].GetString()), a);
+}
+
+// A frame as a client sends it: masked with a fresh key.
+std::string clientFrame(std::uint8_t op, std::string_view payload, bool fin = true) {
+  return ws::encodeFrame(op, payload, fin, ws::randomMaskKey());
+}
+
+std::string authText(const std::string& meshId) {
+  return R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" +
+         TestRelay::secretFor(meshId) + "\"}";
+}
+
+std::string discoverText(const std::string& id) {
+  return R"({"type":"gateway_discover","id":")" + id + "\"}";
+}
+
+std::string relayText(const std::string& target, const std::string& payload,
+                      const std::string& id = "") {
+  return R"({"type":"gateway_relay",)" + (id.empty() ? "" : R"("id":")" + id + R"(",)") +
+         R"("targetMeshId":")" + target + R"(","payload":)" + payload + "}";
+}
+
+// A relay to `target` whose text is `size` bytes long.
+std::string relayTextOfSize(const std::string& target, std::size_t size) {
+  const std::string head =
+      R"({"type":"gateway_relay","targetMeshId":")" + target + R"(","payload":{"pad":")";
+  const std::string tail = "\"}}";
+  return head + std::string(size - head.size() - tail.size(), 'x') + tail;
+}
+
+// The upgrade request of a well-behaved client, with the RFC's sample key.
+std::string upgradeRequest(std::uint16_t port) {
+  return "GET /gateway HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
+         "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + kSampleKey +
+         "\r\nSec-WebSocket-Version: 13\r\n\r\n";
+}
+
+// The bytes of `data`, each write a piece of the next size in `sizes` (the
+// last size repeats), with a pause after each so that the relay reads them
+// one at a time.
+void sendInPieces(WsClient& c, std::string_view data, const std::vector<std::size_t>& sizes) {
+  std::size_t next = 0;
+  while (!data.empty()) {
+    const std::size_t n = std::min(data.size(), sizes[std::min(next, sizes.size() - 1)]);
+    c.sendRaw(data.substr(0, n));
+    data.remove_prefix(n);
+    ++next;
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+// A client on a bare TCP socket: it writes exactly the bytes it is given and
+// reads every frame the relay sends, pongs included, as it arrived.
+class RawPeer {
+ public:
+  explicit RawPeer(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      throw std::runtime_error(std::string("connect: ") + std::strerror(err));
+    }
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawPeer() { ::close(fd_); }
+  RawPeer(const RawPeer&) = delete;
+  RawPeer& operator=(const RawPeer&) = delete;
+
+  // One write() when the kernel takes it all at once, as it does for the
+  // small requests of these tests.
+  void send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw std::runtime_error(std::string("send: ") + std::strerror(errno));
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+  }
+
+  void sendFrame(std::uint8_t op, std::string_view payload, bool fin = true) {
+    send(clientFrame(op, payload, fin));
+  }
+
+  // The HTTP response head, through its blank line; what follows it stays
+  // buffered for readFrame().
+  std::string readResponseHead(std::chrono::milliseconds timeout = 5000ms) {
+    const auto deadline = Clock::now() + timeout;
+    std::size_t end;
+    while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill(deadline)) throw std::runtime_error("no HTTP response; received: " + in_);
+    }
+    std::string head = in_.substr(0, end + 4);
+    in_.erase(0, end + 4);
+    return head;
+  }
+
+  // The next whole frame; nothing if none arrives in time or the
+  // connection ends first.
+  std::optional<ws::Frame> readFrame(std::chrono::milliseconds timeout = 5000ms) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      ws::Frame f;
+      const auto r = ws::decodeFrame(in_, f);
+      if (r.status == ws::DecodeStatus::Invalid) {
+        throw std::runtime_error("invalid frame from the relay: " + r.error);
+      }
+      if (r.status == ws::DecodeStatus::Complete) {
+        in_.erase(0, r.consumed);
+        return f;
+      }
+      if (!fill(deadline)) return std::nullopt;
+    }
+  }
+
+  // Reads until a text frame whose JSON type is `type` and returns it;
+  // throws on anything but text frames and the relay's own pings.
+  std::string expectText(std::string_view type, std::chrono::milliseconds timeout = 5000ms) {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      auto f = readFrame(std::max(left, 0ms));
+      if (!f) throw std::runtime_error("expected '" + std::string(type) + "', got nothing");
+      if (f->opcode == opcode::kPing) continue;
+      if (f->opcode != opcode::kText) {
+        throw std::runtime_error("expected '" + std::string(type) + "', got opcode " +
+                                 std::to_string(f->opcode));
+      }
+      if (jsonString(f->payload, "type") == type) return f->payload;
+    }
+  }
+
+  // The texts that arrive before the answer to a discover with the given id.
+  std::vector<std::string> textsUntilProbe(const std::string& probeId = "probe") {
+    sendFrame(opcode::kText, discoverText(probeId));
+    std::vector<std::string> seen;
+    for (;;) {
+      auto f = readFrame();
+      if (!f) throw std::runtime_error("no answer to the probe");
+      if (f->opcode != opcode::kText) continue;
+      if (jsonString(f->payload, "type") == "gateway_discover_result" &&
+          jsonString(f->payload, "id") == probeId) {
+        return seen;
+      }
+      seen.push_back(f->payload);
+    }
+  }
+
+  // True if the relay ends the TCP connection within timeout; whatever it
+  // sends before that is discarded.
+  bool closedWithin(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (!eof_) {
+      in_.clear();
+      if (!fill(deadline) && !eof_) return false;
+    }
+    return true;
+  }
+
+ private:
+  // Appends what arrives before deadline; false on timeout or end of stream.
+  bool fill(Clock::time_point deadline) {
+    if (eof_) return false;
+    for (;;) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      const int rc = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc <= 0) return false;
+      char buf[16 * 1024];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n > 0) {
+        in_.append(buf, static_cast<std::size_t>(n));
+        return true;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      eof_ = true;  // end of stream or reset
+      return false;
+    }
+  }
+
+  int fd_ = -1;
+  std::string in_;
+  bool eof_ = false;
+};
+
+// A registered, authenticated mesh on a raw connection, upgraded with the
+// sample key.
+std::unique_ptr<RawPeer> joinRaw(TestRelay& relay, const std::string& meshId) {
+  const int status = relay.registerMesh(meshId, TestRelay::secretFor(meshId), "Mesh " + meshId);
+  if (status != 201 && status != 200) {
+    throw std::runtime_error("register " + meshId + " answered " + std::to_string(status));
+  }
+  auto peer = std::make_unique<RawPeer>(relay.port());
+  peer->send(upgradeRequest(relay.port()));
+  const std::string head = peer->readResponseHead();
+  if (head.rfind("HTTP/1.1 101", 0) != 0 ||
+      headerValue(head, "Sec-WebSocket-Accept") != kSampleAccept) {
+    throw std::runtime_error("upgrade failed: " + head);
+  }
+  peer->sendFrame(opcode::kText, authText(meshId));
+  peer->expectText("gateway_auth_ok");
+  return peer;
+}
+
+// The close code the relay sent (0 if it sent none before `timeout`, -1 if
+// the connection ended without one) and the texts it sent before.
+struct Ending {
+  int code = 0;
+  std::vector<std::string> texts;
+};
+
+Ending readUntilClose(WsClient& c, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = Clock::now() + timeout;
+  Ending end;
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    WsMessage m = c.recv(std::max(left, 0ms));
+    switch (m.kind) {
+      case WsMessage::Kind::Text:
+        end.texts.push_back(std::move(m.data));
+        break;
+      case WsMessage::Kind::Binary:
+        break;
+      case WsMessage::Kind::Close:
+        end.code = m.closeCode;
+        return end;
+      case WsMessage::Kind::Disconnected:
+        end.code = -1;
+        return end;
+      case WsMessage::Kind::Timeout:
+        return end;
+    }
+  }
+}
+
+// An authenticated node writes `bytes`, which break RFC 6455 5.2: the relay
+// fails the connection with 1002 without acting on any frame in them (they
+// all carry discovers), closes it, and goes on serving other meshes.
+void expectProtocolError(const std::string& bytes) {
+  TestRelay relay;
+  auto c = relay.join("mesh-bad");
+  c->sendRaw(bytes);
+  const Ending end = readUntilClose(*c);
+  EXPECT_EQ(end.code, 1002);
+  for (const auto& text : end.texts) {
+    EXPECT_NE(jsonString(text, "type"), "gateway_discover_result") << "acted on: " << text;
+  }
+  // The answer to our close (sent by recv()) is all the relay still waits for.
+  EXPECT_EQ(c->recv(5000ms).kind, WsMessage::Kind::Disconnected) << "the socket stayed open";
+  expectOtherMeshesStillServed(relay);
+}
+
+// The median time `exchange` takes over `rounds` runs, one after another.
+template <typename Exchange>
+std::chrono::milliseconds medianRoundTrip(int rounds, Exchange&& exchange) {
+  std::vector<Clock::duration> times;
+  for (int i = 0; i < rounds; ++i) {
+    const auto start = Clock::now();
+    exchange();
+    times.push_back(Clock::now() - start);
+  }
+  std::sort(times.begin(), times.end());
+  return std::chrono::duration_cast<std::chrono::milliseconds>(times[times.size() / 2]);
+}
+
+// GET /gateway with these headers (beside Host, Content-Length and, unless
+// given, Connection: close) is refused over HTTP with `status`.
+HttpResponse expectRefused(TestRelay& relay, const std::vector<std::string>& headers, int status) {
+  HttpResponse r = httpRequest(relay.port(), "GET", "/gateway", {}, headers);
+  EXPECT_EQ(r.status, status) << r.headers;
+  EXPECT_EQ(headerValue(r.headers, "Sec-WebSocket-Accept"), "");
+  return r;
+}
+
+// ------------------------------------------------------ control frames --
+
+TEST(WebSocket, PingIsAnsweredWithAPongCarryingItsPayload) {
+  TestRelay relay;
+  auto peer = joinRaw(relay, "mesh-a");
+  const std::vector<std::string> payloads = {"", "hello", std::string("\x00\x01\xfe\xff", 4),
+                                             std::string(125, 'p')};
+  for (const auto& payload : payloads) {
+    peer->sendFrame(opcode::kPing, payload);
+    auto pong = peer->readFrame();
+    while (pong && pong->opcode == opcode::kPing) pong = peer->readFrame();  // the relay's own
+    ASSERT_TRUE(pong.has_value()) << "no pong for a ping of " << payload.size() << " bytes";
+    EXPECT_EQ(pong->opcode, opcode::kPong);
+    EXPECT_TRUE(pong->fin);
+    EXPECT_FALSE(pong->masked);
+    EXPECT_EQ(pong->rsv, 0);
+    EXPECT_EQ(pong->payload, payload);
+  }
+  EXPECT_TRUE(peer->textsUntilProbe().empty());
+}
+
+TEST(WebSocket, FragmentedMessageIsDeliveredWholeWithAPingBetweenFragments) {
+  TestRelay relay;
+  auto sender = joinRaw(relay, "mesh-a");
+  auto receiver = relay.join("mesh-b");
+  // An empty fragment, and an "é" split between two fragments: UTF-8 is
+  // checked on the message, not on its pieces.
+  sender->sendFrame(opcode::kText, R"({"type":"gateway_relay",)", false);
+  sender->sendFrame(opcode::kContinuation, "", false);
+  sender->sendFrame(opcode::kContinuation,
+                    "\"targetMeshId\":\"mesh-b\",\"payload\":{\"n\":\"wh\xc3", false);
+  // A control frame may come between fragments, and is answered at once.
+  sender->sendFrame(opcode::kPing, "between");
+  auto pong = sender->readFrame();
+  ASSERT_TRUE(pong.has_value()) << "no pong while a message was open";
+  EXPECT_EQ(pong->opcode, opcode::kPong);
+  EXPECT_EQ(pong->payload, "between");
+  sender->sendFrame(opcode::kContinuation, "\xa9le\"}}", true);
+
+  auto in = json(receiver->expectType("gateway_incoming"));
+  EXPECT_STREQ(in["fromMeshId"].GetString(), "mesh-a");
+  EXPECT_STREQ(in["payload"]["n"].GetString(), "wh\xc3\xa9le");
+  for (const auto& f : framesUntilProbe(*receiver)) {
+    EXPECT_NE(jsonString(f, "type"), "gateway_incoming") << "delivered twice: " << f;
+  }
+  for (const auto& f : sender->textsUntilProbe()) ADD_FAILURE() << "sender got " << f;
+}
+
+// RFC 6455 5.5.2 asks for the pong "as soon as is practical"; the relay's
+// other answers are held to the same standard. Its timers tick every 200 ms,
+// so an answer that waits for one takes about that long.
+TEST(WebSocket, AnswersLeaveAtOnceRatherThanOnTheNextTimerTick) {
+  TestRelay relay;
+  auto peer = joinRaw(relay, "mesh-a");
+  auto receiver = relay.join("mesh-b");
+  const auto pong = medianRoundTrip(5, [&] {
+    peer->sendFrame(opcode::kPing, "t");
+    auto f = peer->readFrame();
+    if (!f || f->opcode != opcode::kPong) throw std::runtime_error("no pong");
+  });
+  const auto discover = medianRoundTrip(5, [&] {
+    peer->sendFrame(opcode::kText, discoverText("t"));
+    peer->expectText("gateway_discover_result");
+  });
+  const auto delivery = medianRoundTrip(5, [&] {
+    peer->sendFrame(opcode::kText, relayText("mesh-b", "{}"));
+    receiver->expectType("gateway_incoming");
+  });
+  EXPECT_LT(pong, 100ms) << "median ping to pong: " << pong.count() << " ms";
+  EXPECT_LT(discover, 100ms) << "median discover to answer: " << discover.count() << " ms";
+  EXPECT_LT(delivery, 100ms) << "median relay to delivery: " << delivery.count() << " ms";
+}
+
+// ------------------------------------------------------ framing errors --
+
+TEST(WebSocket, UnmaskedFrameFailsTheConnectionWith1002) {
+  expectProtocolError(ws::encodeFrame(opcode::kText, discoverText("unmasked")));
+}
+
+TEST(WebSocket, ReservedBitFailsTheConnectionWith1002) {
+  std::string frame = clientFrame(opcode::kText, discoverText("rsv1"));
+  frame[0] = static_cast<char>(frame[0] | 0x40);  // RSV1: no extension was negotiated
+  expectProtocolError(frame);
+}
+
+TEST(WebSocket, FragmentedControlFrameFailsTheConnectionWith1002) {
+  expectProtocolError(clientFrame(opcode::kPing, "first half", false) +
+                      clientFrame(opcode::kText, discoverText("after")));
+}
+
+TEST(WebSocket, PingOver125BytesFailsTheConnectionWith1002) {
+  expectProtocolError(clientFrame(opcode::kPing, std::string(126, 'p')) +
+                      clientFrame(opcode::kText, discoverText("after")));
+}
+
+TEST(WebSocket, ContinuationWithoutAMessageFailsTheConnectionWith1002) {
+  expectProtocolError(clientFrame(opcode::kContinuation, discoverText("stray")));
+}
+
+TEST(WebSocket, NewMessageInsideAFragmentedOneFailsTheConnectionWith1002) {
+  const std::string discover = discoverText("interleaved");
+  expectProtocolError(clientFrame(opcode::kText, discover.substr(0, 10), false) +
+                      clientFrame(opcode::kText, discover));
+}
+
+TEST(WebSocket, UnknownOpcodeFailsTheConnectionWith1002) {
+  expectProtocolError(clientFrame(0x3, discoverText("data-3")));
+  expectProtocolError(clientFrame(0xB, "control-b"));
+}
+
+// Failing the connection (RFC 6455 7.1.7) ends in closing the TCP
+// connection; once both close frames have crossed, the server closes it
+// immediately (5.5.1) rather than when a timer gives up on the client.
+TEST(WebSocket, FailedConnectionEndsOnceTheCloseFramesHaveCrossed) {
+  TestRelay relay;
+  auto c = relay.join("mesh-a");
+  c->sendRaw(ws::encodeFrame(opcode::kText, discoverText("unmasked")));
+  ASSERT_EQ(readUntilClose(*c).code, 1002);  // recv() answered the close frame
+  const auto start = Clock::now();
+  EXPECT_EQ(c->recv(5000ms).kind, WsMessage::Kind::Disconnected);
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  EXPECT_LT(took, 1000ms) << "the relay closed the socket " << took.count()
+                          << " ms after the close frames crossed";
+  expectOtherMeshesStillServed(relay);
+}
+
+// ------------------------------------------------------ close handshake --
+
+TEST(WebSocket, CloseIsAnsweredWithTheSameCodeAndThenTheConnectionEnds) {
+  TestRelay relay;
+  auto peer = joinRaw(relay, "mesh-a");
+  auto other = relay.join("mesh-b");
+  peer->sendFrame(opcode::kClose, ws::closePayload(4001, "going away"));
+  auto answer = peer->readFrame();
+  ASSERT_TRUE(answer.has_value()) << "no close frame in answer";
+  EXPECT_EQ(answer->opcode, opcode::kClose);
+  EXPECT_FALSE(answer->masked);
+  ASSERT_GE(answer->payload.size(), 2u);
+  EXPECT_EQ((static_cast<unsigned char>(answer->payload[0]) << 8) |
+                static_cast<unsigned char>(answer->payload[1]),
+            4001);
+  // The server closes the TCP connection first (RFC 6455 7.1.1), and at once.
+  EXPECT_TRUE(peer->closedWithin(1000ms)) << "the socket stayed open";
+  // The mesh is gone from the routing table.
+  other->sendText(relayText("mesh-a", "{}", "after-close"));
+  EXPECT_EQ(jsonString(other->expectType("gateway_ack"), "status"), "offline");
+  expectOtherMeshesStillServed(relay);
+}
+
+// ---------------------------------------------------- oversize messages --
+
+TEST(WebSocket, OversizeFrameArrivingInSmallPiecesIsRefusedAndTheConnectionGoesOn) {
+  TestRelay relay([](relay::Config& c) { c.limits.maxFrameBytes = 1024; });
+  auto a = relay.join("mesh-a");
+  auto b = relay.join("mesh-b");
+  // A 16-bit and a 64-bit payload length. The header is cut up as well, and
+  // the last piece of the frame carries the start of the discover behind it.
+  const std::vector<std::size_t> pieces = {1, 1, 2, 3, 5, 8, 13, 21, 997};
+  for (std::size_t size : {4000u, 70000u}) {
+    const std::string id = "after-" + std::to_string(size);
+    sendInPieces(*a,
+                 clientFrame(opcode::kText, relayTextOfSize("mesh-b", size)) +
+                     clientFrame(opcode::kText, discoverText(id)),
+                 pieces);
+    EXPECT_EQ(jsonString(a->expectType("error"), "code"), "frame_too_large") << size;
+    EXPECT_EQ(jsonString(a->expectType("gateway_discover_result"), "id"), id);
+  }
+  // Nothing was delivered: the first message b gets is the one after.
+  a->sendText(relayText("mesh-b", R"({"n":"small"})"));
+  EXPECT_STREQ(json(b->expectType("gateway_incoming"))["payload"]["n"].GetString(), "small");
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocket, OversizeMessageOfSmallFragmentsIsRefusedAndTheConnectionGoesOn) {
+  TestRelay relay([](relay::Config& c) { c.limits.maxFrameBytes = 1024; });
+  auto a = relay.join("mesh-a");
+  auto b = relay.join("mesh-b");
+  const std::string big = relayTextOfSize("mesh-b", 4000);
+  const std::size_t fragment = 700;  // each under the limit
+  for (std::size_t at = 0; at < big.size(); at += fragment) {
+    const bool first = at == 0;
+    const bool last = at + fragment >= big.size();
+    a->sendFrame(first ? opcode::kText : opcode::kContinuation, big.substr(at, fragment), last);
+  }
+  EXPECT_EQ(jsonString(a->expectType("error"), "code"), "frame_too_large");
+  a->sendText(discoverText("after"));
+  EXPECT_EQ(jsonString(a->expectType("gateway_discover_result"), "id"), "after");
+  // A fragmented message under the limit is still put together.
+  const std::string small = relayText("mesh-b", R"({"n":"small"})");
+  a->sendFrame(opcode::kText, small.substr(0, 20), false);
+  a->sendFrame(opcode::kContinuation, small.substr(20), true);
+  EXPECT_STREQ(json(b->expectType("gateway_incoming"))["payload"]["n"].GetString(), "small");
+  expectOtherMeshesStillServed(relay);
+}
+
+// ---------------------------------------------------- opening handshake --
+
+TEST(WebSocketHandshake, FramesInTheSameWriteAsTheRequestAreHandled) {
+  TestRelay relay;
+  ASSERT_EQ(relay.registerMesh("mesh-a", TestRelay::secretFor("mesh-a"), "A"), 201);
+  RawPeer peer(relay.port());
+  peer.send(upgradeRequest(relay.port()) + clientFrame(opcode::kText, authText("mesh-a")) +
+            clientFrame(opcode::kText, discoverText("early")));
+  const std::string head = peer.readResponseHead();
+  ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
+  EXPECT_EQ(headerValue(head, "Sec-WebSocket-Accept"), kSampleAccept);
+  EXPECT_NO_THROW(peer.expectText("gateway_auth_ok"));
+  EXPECT_EQ(jsonString(peer.expectText("gateway_discover_result"), "id"), "early");
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocketHandshake, FrameCutOffBehindTheRequestIsCompletedByTheNextWrite) {
+  TestRelay relay;
+  ASSERT_EQ(relay.registerMesh("mesh-a", TestRelay::secretFor("mesh-a"), "A"), 201);
+  RawPeer peer(relay.port());
+  const std::string auth = clientFrame(opcode::kText, authText("mesh-a"));
+  peer.send(upgradeRequest(relay.port()) + auth.substr(0, 5));
+  const std::string head = peer.readResponseHead();
+  ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
+  peer.send(auth.substr(5));
+  EXPECT_NO_THROW(peer.expectText("gateway_auth_ok"));
+}
+
+TEST(WebSocketHandshake, RequestArrivingInPiecesStillUpgrades) {
+  TestRelay relay;
+  const std::string request = upgradeRequest(relay.port());
+  const std::size_t blankLine = request.size() - 4;
+  // Cut before the request line says /gateway (the relay hands it to
+  // libwebsockets), inside the headers, and inside the blank line.
+  const std::vector<std::vector<std::size_t>> cutPlans = {{2, 8}, {14, 40}, {blankLine + 3}};
+  int n = 0;
+  for (const auto& cuts : cutPlans) {
+    const std::string meshId = "mesh-pieces-" + std::to_string(n++);
+    ASSERT_EQ(relay.registerMesh(meshId, TestRelay::secretFor(meshId), meshId), 201);
+    RawPeer peer(relay.port());
+    std::size_t from = 0;
+    for (std::size_t cut : cuts) {
+      peer.send(request.substr(from, cut - from));
+      from = cut;
+      std::this_thread::sleep_for(50ms);
+    }
+    peer.send(request.substr(from));
+    const std::string head = peer.readResponseHead();
+    ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << "cut at " << cuts.front() << ": " << head;
+    EXPECT_EQ(headerValue(head, "Sec-WebSocket-Accept"), kSampleAccept);
+    peer.sendFrame(opcode::kText, authText(meshId));
+    EXPECT_NO_THROW(peer.expectText("gateway_auth_ok")) << "cut at " << cuts.front();
+  }
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocketHandshake, RequestWithoutUpgradeHeadersIs426) {
+  TestRelay relay;
+  // No Upgrade header, and Connection: close.
+  expectRefused(relay, {kKeyHeader, "Sec-WebSocket-Version: 13"}, 426);
+  // Upgrade without the Connection token that makes it apply.
+  expectRefused(
+      relay,
+      {"Upgrade: websocket", "Connection: keep-alive", kKeyHeader, "Sec-WebSocket-Version: 13"},
+      426);
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocketHandshake, UnsupportedVersionIs426NamingVersion13) {
+  TestRelay relay;
+  const HttpResponse r = expectRefused(
+      relay, {"Upgrade: websocket", "Connection: Upgrade", kKeyHeader, "Sec-WebSocket-Version: 8"},
+      426);
+  EXPECT_EQ(headerValue(r.headers, "Sec-WebSocket-Version"), "13") << r.headers;
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocketHandshake, MissingKeyIs400) {
+  TestRelay relay;
+  expectRefused(relay, {"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13"},
+                400);
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocketHandshake, RequestHeadersOver8KiBAre431) {
+  TestRelay relay;
+  // Just under the limit is fine.
+  ConnectOptions underLimit;
+  underLimit.extraHeaders = {"X-Padding: " + std::string(7000, 'a')};
+  EXPECT_NO_THROW(WsClient::connect(relay.port(), underLimit));
+  expectRefused(relay,
+                {"Upgrade: websocket", "Connection: Upgrade", kKeyHeader,
+                 "Sec-WebSocket-Version: 13", "X-Padding: " + std::string(9000, 'a')},
+                431);
+  expectOtherMeshesStillServed(relay);
+}
+
+TEST(WebSocketHandshake, AcceptFollowsTheRfcAndNoExtensionIsNegotiated) {
+  TestRelay relay;
+  // WsClient checks the accept value against its own computation...
+  ConnectOptions offer;
+  offer.extraHeaders = {"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"};
+  auto c = WsClient::connect(relay.port(), offer);
+  EXPECT_NE(c->handshakeResponse().find(" 101 "), std::string::npos) << c->handshakeResponse();
+  EXPECT_EQ(headerValue(c->handshakeResponse(), "Sec-WebSocket-Extensions"), "");
+  // ...and the RFC's own example pins that computation down.
+  RawPeer peer(relay.port());
+  peer.send(upgradeRequest(relay.port()));
+  const std::string head = peer.readResponseHead();
+  EXPECT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
+  EXPECT_EQ(headerValue(head, "Sec-WebSocket-Accept"), kSampleAccept);
+  EXPECT_EQ(headerValue(head, "Upgrade"), "websocket");
+  EXPECT_EQ(headerValue(head, "Sec-WebSocket-Extensions"), "");
+}
+
+}  // namespace
+}  // namespace mesh::test
