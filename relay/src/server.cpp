@@ -47,10 +47,6 @@ void livenessTick(lws_sorted_usec_list_t* sul) {
   lws_sul_schedule(self->context, 0, sul, livenessTick, kLivenessTick);
 }
 
-void shutdownTick(lws_sorted_usec_list_t* sul) {
-  timerOwner(sul)->finishIfDrained();
-}
-
 NetPolicy makeNetPolicy(const Config& cfg) {
   try {
     return NetPolicy(cfg.allowIps, cfg.denyIps, cfg.trustedProxies);
@@ -71,7 +67,6 @@ Server::Impl::Impl(const Config& cfg)
       workers(cfg.workerThreads),
       netPolicy(makeNetPolicy(cfg)) {
   startTimeMs = nowMs();
-  shutdownTimer.owner = this;
   sweepTimer.owner = this;
   livenessTimer.owner = this;
   log::setLevel(config.logLevel);
@@ -242,14 +237,17 @@ int Server::Impl::run() {
 
   servePlainOnThisThread();
   // One turn of the loop per ev_run; what the turn queued is written before
-  // the loop waits again.
+  // the loop waits again. While shutting down, each turn checks whether the
+  // connections have drained (the liveness tick wakes the loop at least
+  // every 200 ms for the drain deadline).
   while (!loopDone) {
     flushDirty();
+    if (shuttingDown) finishIfDrained();
+    if (loopDone) break;
     ev_run(evLoop, EVRUN_ONCE);
   }
   closeListener();
   lws_sul_cancel(&sweepTimer.sul);
-  lws_sul_cancel(&shutdownTimer.sul);
   lws_sul_cancel(&livenessTimer.sul);
   LOG_INFO("event loop stopped");
   return 0;
@@ -270,7 +268,6 @@ void Server::Impl::beginShutdown() {
     closeSession(*s, 1001, "shutting_down", false);
   }
   drainDeadlineUs = nowUs() + static_cast<std::int64_t>(config.drainTimeoutSeconds * 1e6);
-  lws_sul_schedule(context, 0, &shutdownTimer.sul, shutdownTick, 50 * LWS_US_PER_MS);
 }
 
 void Server::Impl::finishIfDrained() {
@@ -280,10 +277,7 @@ void Server::Impl::finishIfDrained() {
       LOG_WARN("drain timeout: " << sessions.size() << " connections still open");
     }
     loopDone = true;
-    lws_cancel_service(context);
-    return;
   }
-  lws_sul_schedule(context, 0, &shutdownTimer.sul, shutdownTick, 50 * LWS_US_PER_MS);
 }
 
 int Server::Impl::callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,

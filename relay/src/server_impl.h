@@ -77,7 +77,7 @@ struct Server::Impl {
   void post(std::function<void()> fn);  // any thread -> loop
   void drainInbox();
   void beginShutdown();
-  void finishIfDrained();
+  void finishIfDrained();  // run() asks once a turn while shutting down
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   int dispatch(lws* wsi, lws_callback_reasons reason, PerSession* pss, void* in, size_t len);
   [[nodiscard]] std::int64_t nowUs() const;
@@ -215,7 +215,6 @@ struct Server::Impl {
   bool shuttingDown = false;
   bool loopDone = false;
   std::int64_t drainDeadlineUs = 0;
-  LoopTimer shutdownTimer;
   LoopTimer sweepTimer;
   // Sessions with frames queued in this loop turn; written at its end, several
   // frames per write, without waiting for POLLOUT (see flushDirty).
