@@ -12,19 +12,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Two other meshes exchange a relay: the relay is still healthy.
-void expectRelayStillServes(TestRelay& relay) {
-  static int round = 0;
-  const std::string a = "healthy-a-" + std::to_string(round);
-  const std::string b = "healthy-b-" + std::to_string(round);
-  ++round;
-  auto ca = relay.join(a);
-  auto cb = relay.join(b);
-  ca->sendText(R"({"type":"gateway_relay","targetMeshId":")" + b + R"(","payload":{"n":1}})");
-  auto in = json(cb->expectType("gateway_incoming"));
-  EXPECT_EQ(std::string(in["fromMeshId"].GetString()), a);
-}
-
 std::string errorCodeOf(const std::string& frame) {
   return jsonString(frame, "code");
 }

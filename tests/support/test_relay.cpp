@@ -122,4 +122,15 @@ std::vector<std::string> framesUntilProbe(WsClient& c, const std::string& probeI
   }
 }
 
+void expectRelayStillServes(TestRelay& relay) {
+  static int round = 0;
+  const std::string a = "healthy-a-" + std::to_string(round);
+  const std::string b = "healthy-b-" + std::to_string(round);
+  ++round;
+  auto ca = relay.join(a);
+  auto cb = relay.join(b);
+  ca->sendText(R"({"type":"gateway_relay","targetMeshId":")" + b + R"(","payload":{"n":1}})");
+  EXPECT_EQ(jsonString(cb->expectType("gateway_incoming"), "fromMeshId"), a);
+}
+
 }  // namespace mesh::test

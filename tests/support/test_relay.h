@@ -67,8 +67,6 @@ class TestRelay {
   int exitCode_ = -1;
 };
 
-// Sends a discover with the given id and returns every frame that arrived
-// before its answer: a barrier proving the relay processed what came before.
 // Connect options that differ from the defaults in one field.
 ConnectOptions fromAddress(const std::string& sourceAddress);
 ConnectOptions onPath(const std::string& path);
@@ -76,6 +74,12 @@ ConnectOptions onPath(const std::string& path);
 // Parses a frame or body; fails loudly on bad JSON.
 rapidjson::Document json(const std::string& text);
 
+// Sends a discover with the given id and returns every frame that arrived
+// before its answer: a barrier proving the relay processed what came before.
 std::vector<std::string> framesUntilProbe(WsClient& c, const std::string& probeId = "probe");
+
+// Two fresh meshes exchange a relay: after a failure case, proof that the
+// relay still serves everyone else (a gtest failure if it does not).
+void expectRelayStillServes(TestRelay& relay);
 
 }  // namespace mesh::test
