@@ -349,7 +349,8 @@ std::string Server::Impl::renderMetrics() const {
         "type=\"" + std::string(inFrameKindName(static_cast<InFrameKind>(i))) + "\"";
     w.sample("mesh_relay_frames_received_total", label, c.framesInBy[i]);
   }
-  w.family("mesh_relay_frames_sent_total", "counter", "WebSocket messages to nodes, by type.");
+  w.family("mesh_relay_frames_sent_total", "counter",
+           "WebSocket frames to nodes: messages by type; ping, pong, close.");
   for (std::size_t i = 0; i < c.framesOutBy.size(); ++i) {
     const std::string label =
         "type=\"" + std::string(outFrameKindName(static_cast<OutFrameKind>(i))) + "\"";

@@ -45,6 +45,9 @@ OutFramePtr makeControlFrame(std::uint8_t opcode, std::string_view payload) {
   f->bytes.append(payload.substr(0, 125));  // a control frame holds 125 bytes
   f->seal(opcode);
   f->isClose = opcode == OutFrame::kClose;
+  f->kind = static_cast<std::uint8_t>(opcode == OutFrame::kPing   ? OutFrameKind::Ping
+                                      : opcode == OutFrame::kPong ? OutFrameKind::Pong
+                                                                  : OutFrameKind::Close);
   return f;
 }
 

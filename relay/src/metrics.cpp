@@ -80,6 +80,12 @@ std::string_view outFrameKindName(OutFrameKind k) {
       return "gateway_ack";
     case OutFrameKind::Error:
       return "error";
+    case OutFrameKind::Ping:
+      return "ping";
+    case OutFrameKind::Pong:
+      return "pong";
+    case OutFrameKind::Close:
+      return "close";
     case OutFrameKind::Other:
     case OutFrameKind::Count:
       break;
@@ -94,7 +100,7 @@ OutFrameKind classifyOutFrame(std::string_view text) {
   const std::size_t end = text.find('"');
   if (end == std::string_view::npos) return OutFrameKind::Other;
   const std::string_view type = text.substr(0, end);
-  for (std::uint8_t i = 1; i < static_cast<std::uint8_t>(OutFrameKind::Count); ++i) {
+  for (std::uint8_t i = 1; i <= static_cast<std::uint8_t>(OutFrameKind::Error); ++i) {
     const auto kind = static_cast<OutFrameKind>(i);
     if (outFrameKindName(kind) == type) return kind;
   }

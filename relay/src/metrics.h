@@ -51,6 +51,11 @@ enum class OutFrameKind : std::uint8_t {
   Presence,
   Ack,
   Error,
+  // Control frames (the relay's keepalive pings, pongs answering the node's
+  // pings, close frames), after the message types.
+  Ping,
+  Pong,
+  Close,
   Count,
 };
 [[nodiscard]] std::string_view outFrameKindName(OutFrameKind k);

@@ -52,6 +52,10 @@ TEST(Metrics, ValuesFollowAScriptedSequence) {
   b->expectType("gateway_ack");
   a->sendBinary("\x01\x02");
   a->expectType("error");
+  // A ping is answered before the discover that follows it.
+  a->sendFrame(opcode::kPing, "hi");
+  a->sendText(R"({"type":"gateway_discover"})");
+  a->expectType("gateway_discover_result");
   {
     auto wrong = WsClient::connect(relay.port());
     wrong->sendText(
@@ -83,6 +87,9 @@ TEST(Metrics, ValuesFollowAScriptedSequence) {
   EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"gateway_ack\"}"), 3);
   EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"gateway_auth_ok\"}"), 2);
   EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"error\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"pong\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"close\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_frames_sent_total{type=\"other\"}"), 0);
   EXPECT_GT(metric(page, "mesh_relay_received_bytes_total"), 100);
   EXPECT_GT(metric(page, "mesh_relay_sent_bytes_total"), 100);
   // Both forwarded frames reached their last recipient.
