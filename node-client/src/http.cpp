@@ -5,14 +5,13 @@
 
 #include <stdexcept>
 
-#include "http_client.h"
 #include "json.h"
 
 namespace mesh::client {
 namespace {
 
 // The "error" text of a relay answer, or the body itself.
-std::string reasonOf(const detail::HttpResponse& r) {
+std::string reasonOf(const HttpAnswer& r) {
   rapidjson::Document doc;
   doc.Parse(r.body.data(), r.body.size());
   if (!doc.HasParseError() && doc.IsObject()) {
@@ -38,8 +37,8 @@ Result<RegisterOutcome> registerMesh(const std::string& httpBaseUrl, const std::
   body.field("secret", secret);
   body.field("name", name);
   body.endObject();
-  auto answer = detail::httpRequest("POST", trimSlash(httpBaseUrl) + "/register", body.take(),
-                                    timeout, caFile);
+  auto answer =
+      httpRequest("POST", trimSlash(httpBaseUrl) + "/register", body.take(), {}, timeout, caFile);
   if (!answer) return answer.error();
   const auto& r = answer.value();
   switch (r.status) {
@@ -62,7 +61,7 @@ Result<RegisterOutcome> registerMesh(const std::string& httpBaseUrl, const std::
 
 Result<HealthReport> checkHealth(const std::string& httpBaseUrl, std::chrono::milliseconds timeout,
                                  const std::string& caFile) {
-  auto answer = detail::httpRequest("GET", trimSlash(httpBaseUrl) + "/health", "", timeout, caFile);
+  auto answer = httpRequest("GET", trimSlash(httpBaseUrl) + "/health", {}, {}, timeout, caFile);
   if (!answer) return answer.error();
   const auto& r = answer.value();
   if (r.status != 200) {

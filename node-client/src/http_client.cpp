@@ -1,4 +1,7 @@
-#include "http_client.h"
+// A small blocking HTTP/1.1 client: one request per connection
+// (Connection: close), plain TCP or TLS via OpenSSL with the system CA
+// store (plus an optional PEM bundle) and host name checks.
+#include "mesh/client/http.h"
 
 #include <netdb.h>
 #include <openssl/err.h>
@@ -212,10 +215,14 @@ bool answerComplete(const std::string& raw) {
 }
 
 }  // namespace
+}  // namespace mesh::client::detail
 
-Result<HttpResponse> httpRequest(const std::string& method, const std::string& urlText,
-                                 const std::string& body, std::chrono::milliseconds timeout,
-                                 const std::string& caFile) {
+namespace mesh::client {
+
+Result<HttpAnswer> httpRequest(const std::string& method, const std::string& urlText,
+                               const std::string& body, const std::string& bearer,
+                               std::chrono::milliseconds timeout, const std::string& caFile) {
+  using namespace detail;
   const auto url = parseUrl(urlText);
   if (!url || (url->scheme != "http" && url->scheme != "https")) {
     return Error{Status::InvalidArgument, "not an http:// or https:// URL: '" + urlText + "'"};
@@ -266,6 +273,7 @@ Result<HttpResponse> httpRequest(const std::string& method, const std::string& u
   std::string request = method + " " + url->path + " HTTP/1.1\r\nHost: " + url->hostHeader() +
                         "\r\nUser-Agent: libmeshclient\r\nAccept: application/json\r\n"
                         "Connection: close\r\n";
+  if (!bearer.empty()) request += "Authorization: Bearer " + bearer + "\r\n";
   if (!body.empty() || method == "POST") {
     request +=
         "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
@@ -291,7 +299,7 @@ Result<HttpResponse> httpRequest(const std::string& method, const std::string& u
   if (raw.compare(0, 7, "HTTP/1.") != 0 || headerEnd == std::string::npos || raw.size() < 12) {
     return Error{Status::ProtocolError, "not an HTTP answer from " + url->hostHeader()};
   }
-  HttpResponse response;
+  HttpAnswer response;
   response.status = std::atoi(raw.c_str() + 9);
   const std::string_view headers(raw.data(), headerEnd);
   const std::string_view payload = std::string_view(raw).substr(headerEnd + 4);
@@ -305,4 +313,4 @@ Result<HttpResponse> httpRequest(const std::string& method, const std::string& u
   return response;
 }
 
-}  // namespace mesh::client::detail
+}  // namespace mesh::client

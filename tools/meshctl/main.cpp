@@ -34,7 +34,6 @@
 #include <string>
 #include <vector>
 
-#include "http_request.h"
 #include "mesh/client/client.h"
 #include "mesh/client/http.h"
 #include "mesh/proto/codec.h"
@@ -326,18 +325,18 @@ std::optional<int> checkAdminToken(const Settings& s) {
   return usageError("--admin-token (or ADMIN_TOKEN) is required");
 }
 
-mc::Result<meshctl::HttpAnswer> callRelay(const Settings& s, const std::string& method,
-                                          const std::string& path, const std::string& body,
-                                          const std::string& bearer) {
+mc::Result<mc::HttpAnswer> callRelay(const Settings& s, const std::string& method,
+                                     const std::string& path, const std::string& body,
+                                     const std::string& bearer) {
   auto base = s.httpBase();
   if (!base) return base.error();
   std::string url = base.value();
   while (!url.empty() && url.back() == '/') url.pop_back();
-  return meshctl::httpRequest(method, url + path, body, bearer, s.timeout(), s.caFile);
+  return mc::httpRequest(method, url + path, body, bearer, s.timeout(), s.caFile);
 }
 
 // The relay's "error" text, or the body as it came.
-std::string reasonOf(const meshctl::HttpAnswer& answer) {
+std::string reasonOf(const mc::HttpAnswer& answer) {
   rapidjson::Document doc;
   doc.Parse(answer.body.data(), answer.body.size());
   if (!doc.HasParseError() && doc.IsObject()) {
@@ -349,8 +348,8 @@ std::string reasonOf(const meshctl::HttpAnswer& answer) {
 
 // Turns an answer other than 200 into a message and an exit code. `request`
 // is "METHOD /path"; `byAdmin` says whose credentials a 401 refused.
-int failAnswer(const meshctl::HttpAnswer& answer, const std::string& request,
-               const std::string& meshId, bool byAdmin) {
+int failAnswer(const mc::HttpAnswer& answer, const std::string& request, const std::string& meshId,
+               bool byAdmin) {
   const std::string said =
       request + " answered " + std::to_string(answer.status) + ": " + reasonOf(answer);
   switch (answer.status) {

@@ -1,5 +1,5 @@
-// The relay's HTTP routes, as blocking calls: for registration and health
-// checks from nodes and tools. http:// and https:// (system CA store, plus
+// The relay's HTTP routes, as blocking calls: for registration, health
+// checks and the admin API, from nodes and tools. http:// and https:// (system CA store, plus
 // the PEM bundle `caFile` when not empty, as Options::caFile).
 // Callable from any thread; each call opens and closes its own connection.
 #pragma once
@@ -31,6 +31,23 @@ struct HealthReport {
 // GET {base}/health.
 [[nodiscard]] Result<HealthReport> checkHealth(
     const std::string& httpBaseUrl, std::chrono::milliseconds timeout = std::chrono::seconds(10),
+    const std::string& caFile = {});
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;  // a chunked body comes back decoded
+};
+
+// One request to any of the relay's HTTP routes, its admin API for one:
+// `url` is the full request URL; `bearer`, when not empty, is sent as
+// `Authorization: Bearer <bearer>` and never appears in an error message.
+// Every status is an answer; judging it is the caller's business. Errors:
+// InvalidArgument (not an http:// or https:// URL), ConnectionFailed (no
+// connection, TLS failure, no complete answer within `timeout`),
+// ProtocolError (an answer that is not HTTP/1.x).
+[[nodiscard]] Result<HttpAnswer> httpRequest(
+    const std::string& method, const std::string& url, const std::string& body = {},
+    const std::string& bearer = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10),
     const std::string& caFile = {});
 
 // A strong random secret for a new mesh: 32 random bytes, base64url.
