@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <memory>
+#include <stdexcept>
 #include <thread>
 
 #include "node_harness.h"
@@ -49,22 +52,39 @@ class FrameCounter {
   std::vector<std::string> frames_;
 };
 
-TEST(MeshClientDelivery, ResendsWhenTheAckDoesNotComeInTime) {
-  TempDir dir;
-  RelayRunner relay(dir);
-  relay.start();
-  relay.registerMesh("alpha", kSecretA, "Alpha");
-  relay.registerMesh("bravo", kSecretB, "Bravo");
+// A relay with meshes alpha and bravo registered and connected: alpha with
+// the delivery options `tweakAlpha` sets, bravo counting every frame it
+// receives.
+class AlphaAndBravo {
+ public:
+  explicit AlphaAndBravo(const std::function<void(client::Options&)>& tweakAlpha) {
+    relay.start();
+    relay.registerMesh("alpha", kSecretA, "Alpha");
+    relay.registerMesh("bravo", kSecretB, "Bravo");
+    auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
+    tweakAlpha(a);
+    alpha = std::make_unique<Node>(a);
+    auto b = Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db"));
+    b.callbacks.onFrame = [this](const std::string& f) { frames.add(f); };
+    bravo = std::make_unique<Node>(b);
+    if (!(*alpha)->waitConnected(kWait).ok() || !(*bravo)->waitConnected(kWait).ok()) {
+      throw std::runtime_error("alpha and bravo did not both connect");
+    }
+  }
 
-  auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
-  a.ackTimeout = milliseconds(200);
-  Node alpha(a);
+  TempDir dir;
+  RelayRunner relay{dir};
   FrameCounter frames;
-  auto b = Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db"));
-  b.callbacks.onFrame = [&frames](const std::string& f) { frames.add(f); };
-  Node bravo(b);
-  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
-  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  std::unique_ptr<Node> alpha;
+  std::unique_ptr<Node> bravo;
+};
+
+TEST(MeshClientDelivery, ResendsWhenTheAckDoesNotComeInTime) {
+  AlphaAndBravo nodes([](client::Options& a) { a.ackTimeout = milliseconds(200); });
+  auto& relay = nodes.relay;
+  auto& frames = nodes.frames;
+  Node& alpha = *nodes.alpha;
+  Node& bravo = *nodes.bravo;
   const std::size_t statesBefore = alpha.snapshot().states.size();
 
   // The relay stops answering while its sockets stay open: the frame waits
@@ -97,20 +117,10 @@ TEST(MeshClientDelivery, ResendsWhenTheAckDoesNotComeInTime) {
 }
 
 TEST(MeshClientDelivery, NoResendWhenAckTimeoutIsOff) {
-  TempDir dir;
-  RelayRunner relay(dir);
-  relay.start();
-  relay.registerMesh("alpha", kSecretA, "Alpha");
-  relay.registerMesh("bravo", kSecretB, "Bravo");
-  auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
-  a.ackTimeout = milliseconds(0);
-  Node alpha(a);
-  FrameCounter frames;
-  auto b = Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db"));
-  b.callbacks.onFrame = [&frames](const std::string& f) { frames.add(f); };
-  Node bravo(b);
-  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
-  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  AlphaAndBravo nodes([](client::Options& a) { a.ackTimeout = milliseconds(0); });
+  auto& relay = nodes.relay;
+  Node& alpha = *nodes.alpha;
+  Node& bravo = *nodes.bravo;
 
   relay.pause();
   auto id = alpha->relay("bravo", payloadN(1));
@@ -122,7 +132,7 @@ TEST(MeshClientDelivery, NoResendWhenAckTimeoutIsOff) {
   // reach bravo before the second does.
   ASSERT_TRUE(alpha->relay("bravo", payloadN(2)).ok());
   ASSERT_TRUE(bravo.waitFor([](const Seen& s) { return s.messages.size() == 2; }));
-  EXPECT_EQ(frames.incomingWithId(id.value()), 1);
+  EXPECT_EQ(nodes.frames.incomingWithId(id.value()), 1);
 }
 
 TEST(MeshClientDelivery, OutboxFullFailsFast) {
@@ -187,17 +197,9 @@ TEST(MeshClientDelivery, OutboxCapHoldsUnderConcurrentCallers) {
 }
 
 TEST(MeshClientDelivery, DeliveredMessagesMakeRoomAgain) {
-  TempDir dir;
-  RelayRunner relay(dir);
-  relay.start();
-  relay.registerMesh("alpha", kSecretA, "Alpha");
-  relay.registerMesh("bravo", kSecretB, "Bravo");
-  auto a = Node::options("alpha", kSecretA, relay.gatewayUrl(), dir.file("alpha.db"));
-  a.maxPendingMessages = 2;
-  Node alpha(a);
-  Node bravo(Node::options("bravo", kSecretB, relay.gatewayUrl(), dir.file("bravo.db")));
-  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
-  ASSERT_TRUE(bravo->waitConnected(kWait).ok());
+  AlphaAndBravo nodes([](client::Options& a) { a.maxPendingMessages = 2; });
+  Node& alpha = *nodes.alpha;
+  Node& bravo = *nodes.bravo;
   for (int round = 0; round < 5; ++round) {
     ASSERT_TRUE(alpha->relay("bravo", payloadN(2 * round)).ok());
     ASSERT_TRUE(alpha->relay("bravo", payloadN(2 * round + 1)).ok());
