@@ -325,16 +325,6 @@ std::optional<int> checkAdminToken(const Settings& s) {
   return usageError("--admin-token (or ADMIN_TOKEN) is required");
 }
 
-mc::Result<mc::HttpAnswer> callRelay(const Settings& s, const std::string& method,
-                                     const std::string& path, const std::string& body,
-                                     const std::string& bearer) {
-  auto base = s.httpBase();
-  if (!base) return base.error();
-  std::string url = base.value();
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  return mc::httpRequest(method, url + path, body, bearer, s.timeout(), s.caFile);
-}
-
 // The relay's "error" text, or the body as it came.
 std::string reasonOf(const mc::HttpAnswer& answer) {
   rapidjson::Document doc;
@@ -373,6 +363,32 @@ int failAnswer(const mc::HttpAnswer& answer, const std::string& request, const s
       std::cerr << "meshctl: " << mc::statusText(mc::Status::HttpError) << ": " << said << "\n";
       return kFailed;
   }
+}
+
+// One request to the relay: the body of its 200 answer, or nothing once the
+// failure is printed and its exit code put in `failure`. `byAdmin`: the
+// request carries the admin token.
+std::optional<std::string> askRelay(const Settings& s, const std::string& method,
+                                    const std::string& path, const std::string& body, bool byAdmin,
+                                    int& failure) {
+  auto base = s.httpBase();
+  if (!base) {
+    failure = fail(base.error());
+    return std::nullopt;
+  }
+  std::string url = base.value();
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  auto answer = mc::httpRequest(method, url + path, body, byAdmin ? s.adminToken : std::string(),
+                                s.timeout(), s.caFile);
+  if (!answer) {
+    failure = fail(answer.error());
+    return std::nullopt;
+  }
+  if (answer.value().status != 200) {
+    failure = failAnswer(answer.value(), method + " " + path, s.meshId, byAdmin);
+    return std::nullopt;
+  }
+  return std::move(answer).value().body;
 }
 
 int failProtocol(const std::string& request) {
@@ -428,12 +444,11 @@ void printTable(const rapidjson::Value& meshes) {
 int runMeshes(const Settings& s) {
   if (auto bad = checkAdminToken(s)) return *bad;
   const std::string request = "GET /meshes";
-  auto answer = callRelay(s, "GET", "/meshes", "", s.adminToken);
-  if (!answer) return fail(answer.error());
-  if (answer.value().status != 200) return failAnswer(answer.value(), request, "", true);
+  int failure = kOk;
+  const auto body = askRelay(s, "GET", "/meshes", "", true, failure);
+  if (!body) return failure;
   rapidjson::Document doc;
-  const std::string& body = answer.value().body;
-  doc.Parse<rapidjson::kParseIterativeFlag>(body.data(), body.size());
+  doc.Parse<rapidjson::kParseIterativeFlag>(body->data(), body->size());
   if (doc.HasParseError() || !doc.IsObject()) return failProtocol(request);
   const auto meshes = doc.FindMember("meshes");
   if (meshes == doc.MemberEnd() || !meshes->value.IsArray()) return failProtocol(request);
@@ -455,25 +470,19 @@ int runMesh(const Settings& s) {
   if (auto bad = checkMeshId(s.meshId)) return *bad;
   if (auto bad = checkAdminToken(s)) return *bad;
   const std::string path = "/meshes/" + s.meshId;
-  auto answer = callRelay(s, "GET", path, "", s.adminToken);
-  if (!answer) return fail(answer.error());
-  if (answer.value().status != 200) {
-    return failAnswer(answer.value(), "GET " + path, s.meshId, true);
-  }
-  if (!isJsonObject(answer.value().body)) return failProtocol("GET " + path);
-  std::cout << oneLine(answer.value().body) << std::endl;
+  int failure = kOk;
+  const auto body = askRelay(s, "GET", path, "", true, failure);
+  if (!body) return failure;
+  if (!isJsonObject(*body)) return failProtocol("GET " + path);
+  std::cout << oneLine(*body) << std::endl;
   return kOk;
 }
 
 int runDelete(const Settings& s) {
   if (auto bad = checkMeshId(s.meshId)) return *bad;
   if (auto bad = checkAdminToken(s)) return *bad;
-  const std::string path = "/meshes/" + s.meshId;
-  auto answer = callRelay(s, "DELETE", path, "", s.adminToken);
-  if (!answer) return fail(answer.error());
-  if (answer.value().status != 200) {
-    return failAnswer(answer.value(), "DELETE " + path, s.meshId, true);
-  }
+  int failure = kOk;
+  if (!askRelay(s, "DELETE", "/meshes/" + s.meshId, "", true, failure)) return failure;
   std::cerr << "deleted " << s.meshId
             << "; an open session was closed and its resume token revoked\n";
   return kOk;
@@ -497,11 +506,10 @@ int runRotate(const Settings& s) {
   // The secret is chosen here rather than by the relay, so every rotation
   // takes one path and the secret is as strong as the one `register` makes.
   const std::string secret = s.newSecret.empty() ? mc::generateSecret() : s.newSecret;
-  const std::string path = "/meshes/" + s.meshId + "/secret";
-  auto answer = callRelay(s, "POST", path, "{\"secret\":" + jsonString(secret) + "}", s.adminToken);
-  if (!answer) return fail(answer.error());
-  if (answer.value().status != 200) {
-    return failAnswer(answer.value(), "POST " + path, s.meshId, true);
+  int failure = kOk;
+  if (!askRelay(s, "POST", "/meshes/" + s.meshId + "/secret",
+                "{\"secret\":" + jsonString(secret) + "}", true, failure)) {
+    return failure;
   }
   return printRotated(s, secret);
 }
@@ -518,11 +526,8 @@ int runRotateOwn(const Settings& s) {
   const std::string body = "{\"meshId\":" + jsonString(s.meshId) +
                            ",\"secret\":" + jsonString(s.secret) +
                            ",\"newSecret\":" + jsonString(secret) + "}";
-  auto answer = callRelay(s, "POST", "/rotate-secret", body, "");
-  if (!answer) return fail(answer.error());
-  if (answer.value().status != 200) {
-    return failAnswer(answer.value(), "POST /rotate-secret", s.meshId, false);
-  }
+  int failure = kOk;
+  if (!askRelay(s, "POST", "/rotate-secret", body, false, failure)) return failure;
   return printRotated(s, secret);
 }
 
