@@ -87,16 +87,15 @@ std::optional<RefuseReason> Server::Impl::gatewayRefusal(const std::string& peer
 
 int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   pss->http = nullptr;
-  pss->session = &openSession(wsi, -1, clientAddress(wsi));
+  pss->session = &openSession(wsi, clientAddress(wsi));
   return 0;
 }
 
-Session& Server::Impl::openSession(lws* wsi, int fd, std::string peer) {
+Session& Server::Impl::openSession(lws* wsi, std::string peer) {
   auto owned = std::make_unique<Session>();
   Session& s = *owned;
   s.id = nextId++;
   s.wsi = wsi;
-  s.fd = fd;
   s.peer = std::move(peer);
   s.plainFraming = !wsi || lws_get_network_wsi(wsi) == wsi;
   s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
@@ -613,7 +612,6 @@ void Server::Impl::frameWritten(Session& s, const OutFramePtr& frame, std::int64
   if (frame->isClose) {
     // Our close frame is out: the peer answers with its own or hangs up.
     // One that does neither is dropped soon.
-    s.closeSent = true;
     s.closeDeadlineUs = std::min(s.closeDeadlineUs, nowUs() + kCloseAnswerUs);
   }
 }

@@ -295,10 +295,9 @@ void Server::Impl::closeListener() {
   // Sessions left after the drain timeout: their sockets close with the
   // relay.
   for (auto& [id, s] : sessions) {
-    if (!s->plainSocket() || s->fd < 0) continue;
+    if (!s->plainSocket() || !ev_is_active(&s->io)) continue;
     ev_io_stop(evLoop, &s->io);
-    ::close(s->fd);
-    s->fd = -1;
+    ::close(s->io.fd);
   }
 }
 
@@ -421,7 +420,7 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
 
-  Session& s = openSession(nullptr, fd, std::move(peer));
+  Session& s = openSession(nullptr, std::move(peer));
   ev_io_init(&s.io, onSessionEvent, fd, EV_READ);
   s.io.data = &s;
   ev_io_start(evLoop, &s.io);
@@ -461,7 +460,7 @@ void Server::Impl::onPlainEvent(Session& s, int revents) {
 
 bool Server::Impl::readPlain(Session& s) {
   for (int i = 0; i < kReadsPerEvent; ++i) {
-    const ssize_t n = ::recv(s.fd, readBuffer.data(), readBuffer.size(), 0);
+    const ssize_t n = ::recv(s.io.fd, readBuffer.data(), readBuffer.size(), 0);
     if (n > 0) {
       if (!handleBytes(s, readBuffer.data(), static_cast<std::size_t>(n))) return false;
       if (static_cast<std::size_t>(n) < readBuffer.size()) return true;
@@ -484,7 +483,7 @@ bool Server::Impl::readPlain(Session& s) {
 bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
   s.lastHeardUs = nowUs();
   s.pingSentUs = 0;
-  if (s.rxBroken) return true;
+  if (s.peerClosed) return true;
   if (s.skipRemaining > 0) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, s.skipRemaining));
     data += n;
@@ -580,7 +579,7 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
     } else {
       onReceive(s, payload, static_cast<std::size_t>(size), opcode == 0x2, fin);
     }
-    if (s.rxBroken) return true;
+    if (s.peerClosed) return true;
   }
   if (pos < len) {
     if (carried.empty()) {
@@ -626,7 +625,6 @@ bool Server::Impl::handleControl(Session& s, std::uint8_t opcode, std::string_vi
 void Server::Impl::protocolError(Session& s, std::string_view why) {
   LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << why);
   ++counters.protocolErrors;
-  s.rxBroken = true;
   s.rxPartial.clear();
   s.rxPartial.shrink_to_fit();
   s.skipRemaining = 0;
@@ -654,7 +652,7 @@ Server::Impl::WriteResult Server::Impl::writePlain(Session& s) {
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = count;
-    const ssize_t n = ::sendmsg(s.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n = ::sendmsg(s.io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -691,14 +689,13 @@ void Server::Impl::watchWritable(Session& s, bool on) {
   if (s.waitingWritable == on) return;
   s.waitingWritable = on;
   ev_io_stop(evLoop, &s.io);
-  ev_io_set(&s.io, s.fd, on ? EV_READ | EV_WRITE : EV_READ);
+  ev_io_set(&s.io, s.io.fd, on ? EV_READ | EV_WRITE : EV_READ);
   ev_io_start(evLoop, &s.io);
 }
 
 void Server::Impl::closePlain(Session& s) {
   ev_io_stop(evLoop, &s.io);
-  ::close(s.fd);
-  s.fd = -1;
+  ::close(s.io.fd);
   onClosed(s);
 }
 

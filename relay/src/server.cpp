@@ -139,33 +139,32 @@ Server::Impl::Impl(const Config& cfg)
   }
   vhost = lws_get_vhost_by_name(context, "mesh-relay");
   if (!vhost) vhost = lws_get_vhost_by_name(context, "default");
-  if (plain && vhost) {
-    try {
+  try {
+    if (!vhost) throw std::runtime_error("libwebsockets created no vhost");
+    if (plain) {
       openListener();
-    } catch (...) {
-      lws_context_destroy(context);
-      context = nullptr;
-      ev_loop_destroy(evLoop);
-      evLoop = nullptr;
-      throw;
+    } else {
+      boundPort = static_cast<std::uint16_t>(lws_get_vhost_listen_port(vhost));
     }
-  } else {
-    boundPort = vhost ? static_cast<std::uint16_t>(lws_get_vhost_listen_port(vhost)) : 0;
+    if (boundPort == 0) throw std::runtime_error("cannot find the bound port");
+    if (!config.tlsCertPath.empty() && !tlsContext) {
+      throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
+    }
+  } catch (...) {
+    releaseLoop();
+    throw;
   }
-  if (boundPort == 0) {
-    closeListener();
+}
+
+void Server::Impl::releaseLoop() {
+  closeListener();
+  if (context) {
     lws_context_destroy(context);
     context = nullptr;
-    ev_loop_destroy(evLoop);
-    evLoop = nullptr;
-    throw std::runtime_error("cannot find the bound port");
   }
-  if (!config.tlsCertPath.empty() && !tlsContext) {
-    lws_context_destroy(context);
-    context = nullptr;
+  if (evLoop) {
     ev_loop_destroy(evLoop);
     evLoop = nullptr;
-    throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
   }
 }
 
@@ -180,12 +179,7 @@ Server::Impl::~Impl() {
     // their secrets.
     LOG_ERROR("could not save pending registry updates: " << e.what());
   }
-  closeListener();
-  if (context) {
-    lws_context_destroy(context);
-    context = nullptr;
-  }
-  if (evLoop) ev_loop_destroy(evLoop);
+  releaseLoop();
 }
 
 std::int64_t Server::Impl::nowUs() const {

@@ -74,6 +74,8 @@ struct Server::Impl {
   // ---- lifecycle (server.cpp)
   int run();
   void requestStop();
+  // Closes the listener and plain sockets, then lws's context and the loop.
+  void releaseLoop();
   void post(std::function<void()> fn);  // any thread -> loop
   void drainInbox();
   void beginShutdown();
@@ -89,9 +91,9 @@ struct Server::Impl {
   // Why a WebSocket from `peer` may not open now, if it may not.
   [[nodiscard]] std::optional<RefuseReason> gatewayRefusal(const std::string& peer);
   int onEstablished(lws* wsi, PerSession* pss);
-  // A new session for an upgraded connection: lws's (wsi) or a plain socket
-  // of ours (fd, wsi null).
-  Session& openSession(lws* wsi, int fd, std::string peer);
+  // A new session for an upgraded connection: lws's (wsi), or a plain socket
+  // of ours (wsi null; the caller sets up its watcher).
+  Session& openSession(lws* wsi, std::string peer);
   // One piece of a message: `binary` is read for a message's first piece,
   // `final` ends the message.
   int onReceive(Session& s, const char* data, std::size_t len, bool binary, bool final);

@@ -133,7 +133,9 @@ struct Session {
 
   // Waiting in Impl::dirty for the end of this loop turn's flush.
   bool flushPending = false;
-  // The peer sent a close frame: lws answers it, nothing more may be written.
+  // Nothing more is read from the peer: it sent a close frame (lws answers
+  // it; on a plain socket our answer is the last frame written), or its
+  // framing broke (plain sockets close once our 1002 is out).
   bool peerClosed = false;
   // Inside HTTP/2 the close goes through lws_close_reason() from WRITEABLE.
   bool closeViaLws = false;
@@ -145,16 +147,12 @@ struct Session {
   unsigned refusedInARow = 0;
 
   // ---- plain sockets only (wsi == nullptr)
-  ev_io io{};  // the socket's watcher on the loop; io.data is this session
-  int fd = -1;
+  ev_io io{};                       // the socket (io.fd) and its watcher; io.data is this session
   std::string rxPartial;            // a frame cut off by the end of a read
   std::uint64_t skipRemaining = 0;  // payload bytes of an oversize frame to drop
   std::size_t sentOfFront = 0;      // bytes of the front frame already written
   bool skipFinal = false;           // the frame being dropped ends its message
-  bool rxBroken = false;            // framing error: input is ignored from here
   bool waitingWritable = false;     // the watcher also waits for EV_WRITE
-  // Our close frame went out (plain sockets close once the peer answers).
-  bool closeSent = false;
 
   [[nodiscard]] bool plainSocket() const { return wsi == nullptr; }
 };
