@@ -116,13 +116,16 @@ Session& Server::Impl::openSession(lws* wsi, std::string peer) {
   return s;
 }
 
-int Server::Impl::onReceive(Session& s, const char* data, std::size_t len, bool binary,
-                            bool final) {
-  // One clock read per piece received: liveness, the delivery histogram and
-  // the rate buckets all use it.
+// One clock read per read from the peer: liveness, the delivery histogram
+// and the rate buckets all use it.
+void Server::Impl::heardFrom(Session& s) {
   frameArrivalUs = nowUs();
   s.lastHeardUs = frameArrivalUs;
   s.pingSentUs = 0;
+}
+
+int Server::Impl::onReceive(Session& s, const char* data, std::size_t len, bool binary,
+                            bool final) {
   if (!s.rxActive) {
     s.rxBinary = binary;
     s.rxOversize = false;

@@ -481,8 +481,7 @@ bool Server::Impl::readPlain(Session& s) {
 // buffered: its bytes are dropped as they arrive and the node gets
 // frame_too_large when its message ends, as for one that fits.
 bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
-  s.lastHeardUs = nowUs();
-  s.pingSentUs = 0;
+  heardFrom(s);
   if (s.peerClosed) return true;
   if (s.skipRemaining > 0) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, s.skipRemaining));

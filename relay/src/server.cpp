@@ -315,6 +315,7 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return onEstablished(wsi, pss);
     case LWS_CALLBACK_RECEIVE:
       if (!pss || !pss->session) return -1;
+      heardFrom(*pss->session);
       return onReceive(*pss->session, static_cast<const char*>(in), len,
                        lws_frame_is_binary(wsi) != 0,
                        lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0);
@@ -322,10 +323,7 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       if (!pss || !pss->session) return 0;
       return onWriteable(*pss->session);
     case LWS_CALLBACK_RECEIVE_PONG:
-      if (pss && pss->session) {
-        pss->session->lastHeardUs = nowUs();
-        pss->session->pingSentUs = 0;
-      }
+      if (pss && pss->session) heardFrom(*pss->session);
       return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (pss && pss->session) onPeerClose(*pss->session);

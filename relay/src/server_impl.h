@@ -97,6 +97,7 @@ struct Server::Impl {
   // One piece of a message: `binary` is read for a message's first piece,
   // `final` ends the message.
   int onReceive(Session& s, const char* data, std::size_t len, bool binary, bool final);
+  void heardFrom(Session& s);  // anything arrived from the peer, now
   int onWriteable(Session& s);
   void onClosed(PerSession* pss);
   void onClosed(Session& s);  // frees the session
