@@ -59,6 +59,10 @@ void bindOptions(CLI::App& app, Config& c) {
   app.add_option("--auth-timeout", c.authTimeoutSeconds, "Seconds a connection has to authenticate")
       ->envname("MESH_AUTH_TIMEOUT")
       ->check(CLI::PositiveNumber);
+  app.add_option("--handshake-timeout", c.handshakeTimeoutSeconds,
+                 "Seconds a new connection has to send its HTTP request")
+      ->envname("MESH_HANDSHAKE_TIMEOUT")
+      ->check(CLI::PositiveNumber);
   app.add_option("--rate-limit", c.rateLimit,
                  "Relay+broadcast frames per second per mesh (0 = off)")
       ->envname("MESH_RATE_LIMIT")

@@ -34,8 +34,6 @@ namespace {
 
 // A gateway upgrade request larger than this is refused.
 constexpr std::size_t kMaxHeadBytes = 8192;
-// A client has this long to send its request (lws's timeout_secs).
-constexpr std::int64_t kUpgradeTimeoutUs = 10'000'000;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kReadsPerEvent = 4;
 constexpr int kAcceptsPerEvent = 64;
@@ -443,9 +441,10 @@ void Server::Impl::dropUpgrade(Upgrade& u, std::string_view response) {
 }
 
 void Server::Impl::sweepUpgrades(std::int64_t now) {
+  const auto limit = static_cast<std::int64_t>(config.handshakeTimeoutSeconds * 1e6);
   std::vector<Upgrade*> late;
   for (auto& [u, owned] : upgrades) {
-    if (now - u->startedUs >= kUpgradeTimeoutUs) late.push_back(u);
+    if (now - u->startedUs >= limit) late.push_back(u);
   }
   for (Upgrade* u : late) dropUpgrade(*u, httpError("408 Request Timeout"));
 }

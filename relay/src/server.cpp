@@ -1,7 +1,9 @@
 #include <arpa/inet.h>
 #include <ev.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <stdexcept>
 
 #include "log.h"
@@ -101,7 +103,8 @@ Server::Impl::Impl(const Config& cfg)
   // connection in a sorted list and re-inserts it, scanning the list, on
   // every pong.
   info.retry_and_idle_policy = &noValidityTimer;
-  info.timeout_secs = 10;
+  info.timeout_secs =
+      static_cast<unsigned>(std::max(1.0, std::ceil(config.handshakeTimeoutSeconds)));
   info.pt_serv_buf_size = 32 * 1024;
   info.fd_limit_per_thread = config.maxConnections + 256;
   info.vhost_name = "mesh-relay";

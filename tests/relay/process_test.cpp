@@ -1,6 +1,10 @@
 // The mesh-relay executable: signals, exit code, restart on the same file.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,6 +124,64 @@ TEST(RelayProcess, HelpDocumentsEveryOption) {
                           "MESH_MAX_FRAME_BYTES", "MESH_AUTH_TIMEOUT", "LOG_LEVEL"}) {
     EXPECT_NE(out.find(env), std::string::npos) << env;
   }
+}
+
+// A TCP connection to 127.0.0.1:port that sends nothing; -1 if refused.
+int idleConnection(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+  if (fd >= 0) ::close(fd);
+  return -1;
+}
+
+TEST(RelayProcess, RunningOutOfFileDescriptorsPausesAcceptsAndRecovers) {
+  TempDir dir;
+  // The relay inherits a soft limit of 64 open files.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::unique_ptr<RelayProcess> relay;
+  try {
+    relay = std::make_unique<RelayProcess>(MESH_RELAY_BIN, fastArgs(dir));
+  } catch (...) {
+    setrlimit(RLIMIT_NOFILE, &saved);
+    throw;
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  // More connections than the relay has descriptors for: the kernel queues
+  // the rest while the relay waits before accepting again.
+  std::vector<int> idle;
+  for (int i = 0; i < 100; ++i) {
+    const int fd = idleConnection(relay->port());
+    if (fd >= 0) idle.push_back(fd);
+  }
+  for (int i = 0; i < 50 && relay->log().find("accepting again in 100 ms") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(relay->log().find("accepting again in 100 ms"), std::string::npos) << relay->log();
+  for (int fd : idle) ::close(fd);
+
+  // Once they are gone it serves again.
+  const std::string body =
+      R"({"meshId":"mesh-a","secret":")" + TestRelay::secretFor("mesh-a") + R"(","name":"N"})";
+  HttpResponse registered;
+  for (int i = 0; i < 50 && registered.status != 201; ++i) {
+    try {
+      registered = httpRequest(relay->port(), "POST", "/register", body);
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(100ms);  // still draining the queued ones
+    }
+  }
+  ASSERT_EQ(registered.status, 201);
+  EXPECT_NO_THROW(authenticate(relay->port(), "mesh-a"));
 }
 
 }  // namespace

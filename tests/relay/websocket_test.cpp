@@ -593,6 +593,46 @@ TEST(WebSocketHandshake, MissingKeyIs400) {
   expectRelayStillServes(relay);
 }
 
+TEST(WebSocketHandshake, RequestNotCompleteInTimeIs408) {
+  TestRelay relay([](relay::Config& c) { c.handshakeTimeoutSeconds = 0.3; });
+  RawPeer peer(relay.port());
+  peer.send("GET /gateway HTTP/1.1\r\nHost: 127.0.0.1\r\n");  // and nothing more
+  const std::string head = peer.readResponseHead(3000ms);
+  EXPECT_EQ(head.rfind("HTTP/1.1 408", 0), 0u) << head;
+  EXPECT_TRUE(peer.closedWithin(1000ms));
+  expectRelayStillServes(relay);
+}
+
+TEST(WebSocketHandshake, ConnectionsBeyondTheLimitAreClosedAtAccept) {
+  // Room for two sessions plus the relay's spare (256) for requests in
+  // progress: 258 connections that send nothing fill it.
+  TestRelay relay([](relay::Config& c) { c.maxConnections = 2; });
+  std::vector<std::unique_ptr<RawPeer>> idle;
+  for (int i = 0; i < 258; ++i) idle.push_back(std::make_unique<RawPeer>(relay.port()));
+  // The relay has taken all of them once a late one is turned away: wait
+  // for that rather than for a fixed time.
+  bool turnedAway = false;
+  for (int i = 0; i < 50 && !turnedAway; ++i) {
+    RawPeer late(relay.port());
+    turnedAway = late.closedWithin(200ms);
+  }
+  EXPECT_TRUE(turnedAway);
+  idle.clear();
+  // The turned-away ones are counted, and the relay serves again.
+  HttpResponse metrics;
+  for (int i = 0; i < 50 && metrics.status != 200; ++i) {
+    metrics = httpRequest(relay.port(), "GET", "/metrics");
+    if (metrics.status != 200) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(metrics.body.find("mesh_relay_connections_refused_total{reason=\"connection_limit\"} "),
+            std::string::npos);
+  EXPECT_EQ(
+      metrics.body.find("mesh_relay_connections_refused_total{reason=\"connection_limit\"} 0\n"),
+      std::string::npos)
+      << metrics.body;
+  expectRelayStillServes(relay);
+}
+
 TEST(WebSocketHandshake, RequestHeadersOver8KiBAre431) {
   TestRelay relay;
   // Just under the limit is fine.

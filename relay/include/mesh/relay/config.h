@@ -38,6 +38,8 @@ struct Config {
   std::size_t maxHttpBodyBytes = 16 * 1024;
   // Time a fresh connection has to authenticate (the original's 10 s).
   double authTimeoutSeconds = 10;
+  // Time a new TCP connection has to send its HTTP request (the upgrade).
+  double handshakeTimeoutSeconds = 10;
 
   // Relay + broadcast frames per second per mesh (0 = off), and the burst a
   // mesh may spend at once. Chat is bursty (a reconnecting node flushes its
