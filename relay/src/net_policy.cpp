@@ -64,6 +64,11 @@ std::string formatIp(const IpAddress& ip) {
   return buf;
 }
 
+std::string canonicalIp(std::string_view text) {
+  const auto ip = parseIp(text);
+  return ip ? formatIp(*ip) : std::string(text);
+}
+
 bool Cidr::contains(const IpAddress& ip) const {
   unsigned bits = prefix;
   for (std::size_t i = 0; i < ip.bytes.size() && bits > 0; ++i) {

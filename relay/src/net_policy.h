@@ -32,6 +32,9 @@ struct IpAddress {
 [[nodiscard]] std::optional<IpAddress> parseIp(std::string_view text);
 // Dotted quad for IPv4 (also when it came in mapped), RFC 5952 text for IPv6.
 [[nodiscard]] std::string formatIp(const IpAddress& ip);
+// An address as formatIp writes it (IPv4-mapped IPv6 reads as IPv4); text
+// that is no address comes back as it is.
+[[nodiscard]] std::string canonicalIp(std::string_view text);
 
 // "10.0.0.0/8", "2001:db8::/32", or a single address (a /32 or /128).
 struct Cidr {

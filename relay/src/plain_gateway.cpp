@@ -136,10 +136,7 @@ std::string addressText(const sockaddr_storage& sa) {
   } else {
     return "?";
   }
-  std::string addr(buf);
-  // IPv4-mapped IPv6 reads as the IPv4 address.
-  if (addr.rfind("::ffff:", 0) == 0 && addr.find('.') != std::string::npos) addr.erase(0, 7);
-  return addr;
+  return canonicalIp(buf);
 }
 
 std::string httpError(std::string_view status) {

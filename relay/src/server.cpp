@@ -198,10 +198,7 @@ std::int64_t Server::Impl::nowMs() const {
 std::string Server::Impl::peerAddress(lws* wsi) {
   char buf[64] = {0};
   if (!lws_get_peer_simple(wsi, buf, sizeof buf)) return "?";
-  std::string addr(buf);
-  // IPv4-mapped IPv6 reads as the IPv4 address.
-  if (addr.rfind("::ffff:", 0) == 0 && addr.find('.') != std::string::npos) addr = addr.substr(7);
-  return addr;
+  return canonicalIp(buf);
 }
 
 void Server::Impl::post(std::function<void()> fn) {

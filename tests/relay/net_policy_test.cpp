@@ -95,5 +95,12 @@ TEST(NetPolicy, FlyClientIpWinsFromATrustedPeer) {
   EXPECT_EQ(p.clientAddress("10.0.0.1", "198.51.100.1", "bogus"), "198.51.100.1");
 }
 
+TEST(NetPolicy, CanonicalIpReadsMappedAddressesAsIpv4) {
+  EXPECT_EQ(canonicalIp("::ffff:10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(canonicalIp("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(canonicalIp("2001:DB8:0:0::1"), "2001:db8::1");
+  EXPECT_EQ(canonicalIp("?"), "?");
+}
+
 }  // namespace
 }  // namespace mesh::relay
