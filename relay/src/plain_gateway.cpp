@@ -173,6 +173,65 @@ void unmask(char* data, std::size_t len, const unsigned char* key) {
   for (; i < len; ++i) data[i] = static_cast<char>(data[i] ^ key[i & 3]);
 }
 
+// A client frame's header (RFC 6455 5.2).
+struct FrameHeader {
+  bool fin = false;
+  std::uint8_t opcode = 0;
+  std::uint64_t size = 0;               // payload bytes
+  std::size_t length = 0;               // header bytes, masking key included; 0: incomplete
+  const unsigned char* mask = nullptr;  // the masking key
+  const char* error = nullptr;          // set for a frame no client may send
+
+  [[nodiscard]] bool control() const { return (opcode & 0x8) != 0; }
+};
+
+// Reads the header at `p`, `avail` bytes of which have arrived. `inMessage`:
+// a fragmented message is open, so only a continuation or a control frame
+// may come. Every client frame is masked; no extension is negotiated, so no
+// reserved bit may be set; control frames are whole and at most 125 bytes.
+FrameHeader readHeader(const unsigned char* p, std::size_t avail, bool inMessage) {
+  FrameHeader h;
+  if (avail < 2) return h;
+  h.fin = (p[0] & 0x80) != 0;
+  h.opcode = p[0] & 0x0f;
+  if ((p[0] & 0x70) != 0) {
+    h.error = "reserved bits set";
+    return h;
+  }
+  if ((p[1] & 0x80) == 0) {
+    h.error = "unmasked frame";
+    return h;
+  }
+  std::size_t length = 2;
+  h.size = p[1] & 0x7f;
+  if (h.size == 126) {
+    if (avail < 4) return h;
+    h.size = (std::uint64_t{p[2]} << 8) | p[3];
+    length = 4;
+  } else if (h.size == 127) {
+    if (avail < 10) return h;
+    h.size = 0;
+    for (int i = 0; i < 8; ++i) h.size = (h.size << 8) | p[2 + i];
+    length = 10;
+    if (h.size >> 63) {
+      h.error = "frame length out of range";
+      return h;
+    }
+  }
+  if (h.control()) {
+    if (!h.fin || h.size > 125 || h.opcode > 0xA) h.error = "bad control frame";
+  } else if (h.opcode > 0x2) {
+    h.error = "unknown opcode";
+  } else if ((h.opcode == 0x0) != inMessage) {
+    h.error =
+        h.opcode == 0x0 ? "continuation outside a message" : "new message inside a fragmented one";
+  }
+  if (h.error || avail < length + 4) return h;
+  h.mask = p + length;
+  h.length = length + 4;
+  return h;
+}
+
 // A close code a peer may send (RFC 6455 7.4).
 bool isSendableCloseCode(unsigned code) {
   if (code >= 3000 && code <= 4999) return true;
@@ -480,14 +539,10 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
   heardFrom(s);
   if (s.peerClosed) return true;
   if (s.skipRemaining > 0) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len, s.skipRemaining));
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(len, s.skipRemaining));
     data += n;
     len -= n;
-    s.skipRemaining -= n;
-    if (s.skipRemaining == 0 && s.skipFinal) {
-      s.rxActive = false;
-      handleMessage(s, {}, s.rxBinary);
-    }
+    dropOversize(s, n);
     if (len == 0) return true;
   }
   // A frame cut off by the previous read is completed in its own buffer.
@@ -499,80 +554,39 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
     len = carried.size();
   }
   std::size_t pos = 0;
-  while (len - pos >= 2) {
-    const auto* p = reinterpret_cast<const unsigned char*>(data + pos);
-    const std::size_t avail = len - pos;
-    const bool fin = (p[0] & 0x80) != 0;
-    const std::uint8_t opcode = p[0] & 0x0f;
-    if ((p[0] & 0x70) != 0) {
-      protocolError(s, "reserved bits set");
+  while (pos < len) {
+    const FrameHeader h =
+        readHeader(reinterpret_cast<const unsigned char*>(data + pos), len - pos, s.rxActive);
+    if (h.error) {
+      protocolError(s, h.error);
       return true;
     }
-    if ((p[1] & 0x80) == 0) {
-      protocolError(s, "unmasked frame");
-      return true;
-    }
-    std::uint64_t size = p[1] & 0x7f;
-    std::size_t header = 2;
-    if (size == 126) {
-      if (avail < 4) break;
-      size = (std::uint64_t{p[2]} << 8) | p[3];
-      header = 4;
-    } else if (size == 127) {
-      if (avail < 10) break;
-      size = 0;
-      for (int i = 0; i < 8; ++i) size = (size << 8) | p[2 + i];
-      header = 10;
-      if (size >> 63) {
-        protocolError(s, "frame length out of range");
-        return true;
-      }
-    }
-    header += 4;  // the masking key
-    if (avail < header) break;
-    const bool control = (opcode & 0x8) != 0;
-    if (control) {
-      if (!fin || size > 125 || opcode > 0xA) {
-        protocolError(s, "bad control frame");
-        return true;
-      }
-    } else if (opcode > 0x2) {
-      protocolError(s, "unknown opcode");
-      return true;
-    } else if ((opcode == 0x0) != s.rxActive) {
-      protocolError(s, opcode == 0x0 ? "continuation outside a message"
-                                     : "new message inside a fragmented one");
-      return true;
-    }
-    if (!control && size > config.limits.maxFrameBytes) {
+    if (h.length == 0) break;  // the header is not all here yet
+    if (!h.control() && h.size > config.limits.maxFrameBytes) {
       if (!s.rxActive) {
         s.rxActive = true;
-        s.rxBinary = opcode == 0x2;
+        s.rxBinary = h.opcode == 0x2;
       }
       s.rxOversize = true;
       s.rx.clear();
       s.rx.shrink_to_fit();
-      pos += header;
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(len - pos, size));
+      pos += h.length;
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(len - pos, h.size));
       pos += n;
-      s.skipRemaining = size - n;
-      s.skipFinal = fin;
-      if (s.skipRemaining == 0 && fin) {
-        s.rxActive = false;
-        handleMessage(s, {}, s.rxBinary);
-      }
+      s.skipRemaining = h.size;
+      s.skipFinal = h.fin;
+      dropOversize(s, n);
       continue;
     }
-    if (avail - header < size) break;
-    char* payload = data + pos + header;
-    unmask(payload, static_cast<std::size_t>(size), p + header - 4);
-    pos += header + static_cast<std::size_t>(size);
-    if (control) {
-      if (!handleControl(s, opcode, std::string_view(payload, static_cast<std::size_t>(size)))) {
-        return false;
-      }
+    if (len - pos - h.length < h.size) break;  // the payload is not all here yet
+    char* payload = data + pos + h.length;
+    const auto size = static_cast<std::size_t>(h.size);
+    unmask(payload, size, h.mask);
+    pos += h.length + size;
+    if (h.control()) {
+      if (!handleControl(s, h.opcode, std::string_view(payload, size))) return false;
     } else {
-      onReceive(s, payload, static_cast<std::size_t>(size), opcode == 0x2, fin);
+      onReceive(s, payload, size, h.opcode == 0x2, h.fin);
     }
     if (s.peerClosed) return true;
   }
@@ -585,6 +599,16 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
     }
   }
   return true;
+}
+
+// `n` more bytes of an oversize frame are gone; the node hears about it once
+// the message the frame belongs to has ended.
+void Server::Impl::dropOversize(Session& s, std::size_t n) {
+  s.skipRemaining -= n;
+  if (s.skipRemaining == 0 && s.skipFinal) {
+    s.rxActive = false;
+    handleMessage(s, {}, s.rxBinary);
+  }
 }
 
 bool Server::Impl::handleControl(Session& s, std::uint8_t opcode, std::string_view payload) {

@@ -158,6 +158,7 @@ struct Server::Impl {
   // session is gone.
   bool readPlain(Session& s);
   bool handleBytes(Session& s, char* data, std::size_t len);
+  void dropOversize(Session& s, std::size_t n);
   bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
   void protocolError(Session& s, std::string_view why);
   WriteResult writePlain(Session& s);
