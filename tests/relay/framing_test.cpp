@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -95,6 +96,111 @@ TEST(Framing, BatchedFramesAreByteExactAcrossEveryLengthEncoding) {
       FAIL() << "first difference at byte " << i << " of " << got.size();
     }
   }
+}
+
+// One broadcast stream to readers that drain at different speeds: the relay
+// writes each of them from a different point of the same frames, often
+// stopping inside a frame when a socket is full. Large frames first fill the
+// sockets, so the small ones behind them are written in pieces too. Each
+// reader still gets exactly the frames, byte for byte.
+TEST(Framing, BroadcastIsByteExactForReadersThatDrainAtDifferentSpeeds) {
+  TestRelay relay([](relay::Config& c) {
+    c.rateLimit = 0;
+    c.limits.maxFrameBytes = 256 * 1024;
+    c.maxSendQueueBytes = 64 * 1024 * 1024;
+  });
+  // Readers 1 and 2 have small receive buffers (of different sizes), so the
+  // relay's writes to them stop early and at different offsets.
+  std::vector<std::unique_ptr<WsClient>> readers;
+  const int receiveBuffers[] = {0, 4096, 9000, 0};
+  for (int i = 0; i < 4; ++i) {
+    const std::string id = "speed-rx" + std::to_string(i);
+    ASSERT_EQ(relay.registerMesh(id, TestRelay::secretFor(id), id), 201);
+    ConnectOptions opt;
+    opt.receiveBuffer = receiveBuffers[i];
+    readers.push_back(WsClient::connect(relay.port(), opt));
+    readers.back()->sendText(R"({"type":"gateway_auth","meshId":")" + id + R"(","secret":")" +
+                             TestRelay::secretFor(id) + R"("})");
+    readers.back()->expectType("gateway_auth_ok");
+  }
+  std::string authOk;
+  auto sender = relay.join("speed-tx", "", &authOk);
+  const std::string senderName = json(authOk)["name"].GetString();
+  for (auto& r : readers) framesUntilProbe(*r);
+
+  std::string expected;
+  for (int i = 0; i < 120; ++i) {
+    const std::size_t len = i < 100 ? 60000 : 20 + static_cast<std::size_t>(i * 37 % 900);
+    const std::string payload = R"({"n":)" + std::to_string(i) + R"(,"p":")" +
+                                std::string(len, static_cast<char>('a' + i % 26)) + R"("})";
+    std::string text;
+    proto::encodeIncoming(text, "speed-tx", senderName, payload, std::nullopt);
+    expected += wireFrame(text);
+    sender->sendText(R"({"type":"gateway_broadcast","payload":)" + payload + "}");
+  }
+  auto expectExact = [&](const std::string& got, int reader) {
+    ASSERT_EQ(got.size(), expected.size()) << "reader " << reader;
+    const auto diff = std::mismatch(got.begin(), got.end(), expected.begin());
+    EXPECT_EQ(diff.first, got.end())
+        << "reader " << reader << ": first difference at byte " << (diff.first - got.begin());
+  };
+  // Reader 0 drains at once while the others are full; reader 1 takes small
+  // pieces; 2 and 3 drain last.
+  expectExact(readRaw(readers[0]->fd(), expected.size(), 10s), 0);
+  std::string slow;
+  while (slow.size() < expected.size()) {
+    const std::string piece =
+        readRaw(readers[1]->fd(), std::min<std::size_t>(777, expected.size() - slow.size()), 10s);
+    if (piece.empty()) break;
+    slow += piece;
+  }
+  expectExact(slow, 1);
+  expectExact(readRaw(readers[2]->fd(), expected.size(), 10s), 2);
+  expectExact(readRaw(readers[3]->fd(), expected.size(), 10s), 3);
+}
+
+// Messages to different nodes that arrive in one write are queued in one
+// loop turn: each node gets its own frames, and a broadcast among them, in
+// order and byte for byte.
+TEST(Framing, FramesForDifferentNodesInOneTurnStayApart) {
+  TestRelay relay([](relay::Config& c) { c.rateLimit = 0; });
+  auto a = relay.join("apart-a");
+  auto b = relay.join("apart-b");
+  std::string authOk;
+  auto tx = relay.join("apart-tx", "", &authOk);
+  const std::string txName = json(authOk)["name"].GetString();
+  framesUntilProbe(*a);
+  framesUntilProbe(*b);
+
+  std::string burst;
+  std::string toA;
+  std::string toB;
+  auto expectFrame = [&](std::string& out, const std::string& payload) {
+    std::string text;
+    proto::encodeIncoming(text, "apart-tx", txName, payload, std::nullopt);
+    out += wireFrame(text);
+  };
+  auto relayTo = [&](const std::string& target, const std::string& payload) {
+    burst += ws::encodeFrame(
+        0x1,
+        R"({"type":"gateway_relay","targetMeshId":")" + target + R"(","payload":)" + payload + "}",
+        true, ws::randomMaskKey());
+    expectFrame(target == "apart-a" ? toA : toB, payload);
+  };
+  // The same number of frames, of the same sizes, for each node.
+  relayTo("apart-a", R"({"m":"a1"})");
+  relayTo("apart-b", R"({"m":"b1"})");
+  relayTo("apart-a", R"({"m":"a2"})");
+  relayTo("apart-b", R"({"m":"b2"})");
+  const std::string everyone = R"({"m":"all"})";
+  burst += ws::encodeFrame(0x1, R"({"type":"gateway_broadcast","payload":)" + everyone + "}", true,
+                           ws::randomMaskKey());
+  expectFrame(toA, everyone);
+  expectFrame(toB, everyone);
+  tx->sendRaw(burst);
+
+  EXPECT_EQ(readRaw(a->fd(), toA.size(), 5s), toA);
+  EXPECT_EQ(readRaw(b->fd(), toB.size(), 5s), toB);
 }
 
 // Frames queued for one node in one loop turn (an ack, errors, incoming

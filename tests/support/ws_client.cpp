@@ -133,9 +133,10 @@ AddrInfoPtr resolve(const std::string& host, const char* service, int family, in
   return AddrInfoPtr(res);
 }
 
-// Non-blocking TCP connection to host:port, optionally from bindAddress.
+// Non-blocking TCP connection to host:port, optionally from bindAddress and
+// with a receive buffer of its own (0: the kernel's default).
 int connectTcp(const std::string& host, std::uint16_t port, const std::string& bindAddress,
-               Clock::time_point deadline) {
+               Clock::time_point deadline, int receiveBuffer = 0) {
   std::string service = std::to_string(port);
   auto addrs = resolve(host, service.c_str(), AF_UNSPEC, AI_NUMERICSERV);
   std::string lastError = "no address";
@@ -151,6 +152,11 @@ int connectTcp(const std::string& host, std::uint16_t port, const std::string& b
         if (::bind(fd, local->ai_addr, local->ai_addrlen) != 0) {
           throw std::runtime_error("bind " + bindAddress + ": " + errnoText(errno));
         }
+      }
+      // Before connect, so the window the peer sees is small from the start.
+      if (receiveBuffer > 0 &&
+          ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receiveBuffer, sizeof receiveBuffer) != 0) {
+        throw std::runtime_error("SO_RCVBUF: " + errnoText(errno));
       }
       int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
       if (rc != 0 && errno != EINPROGRESS) {
@@ -484,7 +490,7 @@ std::unique_ptr<WsClient> WsClient::adopt(int fd, std::chrono::milliseconds send
 
 std::unique_ptr<WsClient> WsClient::connect(std::uint16_t port, const ConnectOptions& opt) {
   const auto deadline = Clock::now() + opt.timeout;
-  const int fd = connectTcp(opt.host, port, opt.bindAddress, deadline);
+  const int fd = connectTcp(opt.host, port, opt.bindAddress, deadline, opt.receiveBuffer);
   std::unique_ptr<WsClient> client(new WsClient(fd, opt.timeout));
 
   std::string key = ws::base64Encode(randomBytes(16));

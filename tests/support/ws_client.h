@@ -36,6 +36,7 @@ struct ConnectOptions {
   // replaces that default, so a test can send a wrong version or key.
   std::vector<std::string> extraHeaders;
   std::string bindAddress;  // source address, e.g. "127.0.0.2"; empty: any
+  int receiveBuffer = 0;    // SO_RCVBUF set before connecting; 0: the kernel's
   std::chrono::milliseconds timeout{5000};
 };
 
