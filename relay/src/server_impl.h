@@ -233,6 +233,13 @@ struct Server::Impl {
   ev_timer acceptPause{};  // out of file descriptors: accept again later
   std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
   std::vector<char> readBuffer;
+  // Small frames queued together leave as one contiguous buffer; the last
+  // one built is kept for the next recipient (see coalesce()).
+  struct Coalesced {
+    std::vector<std::uint64_t> serials;  // of the frames in it (OutFrame::serial)
+    std::string bytes;
+  } coalesced;
+  const std::string& coalesce(const Session& s, std::size_t count);
   Counters counters;
 
   NetPolicy netPolicy;

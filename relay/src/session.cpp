@@ -4,7 +4,12 @@
 
 namespace mesh::relay {
 
+namespace {
+std::atomic<std::uint64_t> nextFrameSerial{1};
+}  // namespace
+
 void OutFrame::seal(std::uint8_t opcode) {
+  serial = nextFrameSerial.fetch_add(1, std::memory_order_relaxed);
   const std::size_t n = textSize();
   auto* h = reinterpret_cast<unsigned char*>(bytes.data()) + kHeadroom;
   if (n < 126) {

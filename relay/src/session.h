@@ -34,6 +34,7 @@ struct OutFrame {
   std::uint8_t kind = 0;        // OutFrameKind (metrics.h), counted per write
   std::int64_t arrivalUs = 0;   // steady us of the node frame it carries; 0: none
   bool isClose = false;         // a close frame: the last one a session writes
+  std::uint64_t serial = 0;     // unique per frame in the process, set by seal()
 
   [[nodiscard]] std::size_t textSize() const { return bytes.size() - kHeadroom; }
   [[nodiscard]] const char* text() const { return bytes.data() + kHeadroom; }
