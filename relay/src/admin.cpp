@@ -367,6 +367,9 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_broadcast_recipients_total", "counter",
            "Copies of broadcasts queued, one per recipient.");
   w.sample("mesh_relay_broadcast_recipients_total", "", c.broadcastRecipients);
+  w.family("mesh_relay_websocket_protocol_errors_total", "counter",
+           "Connections failed for breaking WebSocket framing (closed with 1002).");
+  w.sample("mesh_relay_websocket_protocol_errors_total", "", c.framingErrors);
   w.family("mesh_relay_rate_limited_total", "counter", "Frames refused as rate_limited.");
   w.sample("mesh_relay_rate_limited_total", "", c.rateLimited);
   w.family("mesh_relay_slow_consumers_total", "counter",

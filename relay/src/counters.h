@@ -25,7 +25,9 @@ struct Counters {
   std::uint64_t broadcastRecipients = 0;
   std::uint64_t rateLimited = 0;
   std::uint64_t slowConsumers = 0;
-  std::uint64_t protocolErrors = 0;
+  // Connections failed for breaking RFC 6455 framing (1002), on the relay's
+  // own sockets; refused frames are counted by kind in framesInBy.
+  std::uint64_t framingErrors = 0;
   std::uint64_t registrations = 0;
 
   // For GET /metrics (metrics.h names the labels).

@@ -166,7 +166,6 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
   if (s.state == SessionState::Closing) return;
   if (s.rxOversize) {
     s.rxOversize = false;
-    ++counters.protocolErrors;
     ++counters.framesInBy[static_cast<std::size_t>(InFrameKind::TooLarge)];
     sendError(s, proto::ErrorCode::FrameTooLarge,
               "Frame too large (max " + std::to_string(config.limits.maxFrameBytes) + " bytes)",
@@ -174,7 +173,6 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
     return;
   }
   if (binary) {
-    ++counters.protocolErrors;
     ++counters.framesInBy[static_cast<std::size_t>(InFrameKind::Binary)];
     sendError(s, proto::ErrorCode::UnsupportedFrame,
               "Binary frames are not supported; send JSON text frames", std::nullopt);
@@ -192,7 +190,6 @@ void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary)
 
   auto result = proto::decodeNodeFrame(text, s.state == SessionState::Authenticated, config.limits);
   if (auto* err = std::get_if<proto::DecodeError>(&result)) {
-    ++counters.protocolErrors;
     ++counters.framesInBy[static_cast<std::size_t>(InFrameKind::Invalid)];
     if (err->code == proto::ErrorCode::InvalidUtf8) {
       LOG_INFO("conn=" << s.id << " closing: text frame is not valid UTF-8");

@@ -646,7 +646,7 @@ bool Server::Impl::handleControl(Session& s, std::uint8_t opcode, std::string_vi
 
 void Server::Impl::protocolError(Session& s, std::string_view why) {
   LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << why);
-  ++counters.protocolErrors;
+  ++counters.framingErrors;
   s.rxPartial.clear();
   s.rxPartial.shrink_to_fit();
   s.skipRemaining = 0;

@@ -99,6 +99,8 @@ TEST(Metrics, ValuesFollowAScriptedSequence) {
   EXPECT_EQ(metric(page, "mesh_relay_send_queue_bytes"), 0);
   EXPECT_EQ(metric(page, "mesh_relay_rate_limited_total"), 0);
   EXPECT_EQ(metric(page, "mesh_relay_slow_consumers_total"), 0);
+  // The binary frame is refused as a frame; the connection stays.
+  EXPECT_EQ(metric(page, "mesh_relay_websocket_protocol_errors_total"), 0);
 }
 
 TEST(Metrics, RateLimitAndRefusalsAreCounted) {

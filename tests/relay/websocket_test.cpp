@@ -289,6 +289,10 @@ void expectProtocolError(const std::string& bytes) {
   }
   // The answer to our close (sent by recv()) is all the relay still waits for.
   EXPECT_EQ(c->recv(5000ms).kind, WsMessage::Kind::Disconnected) << "the socket stayed open";
+  const auto metrics = httpRequest(relay.port(), "GET", "/metrics");
+  EXPECT_NE(metrics.body.find("\nmesh_relay_websocket_protocol_errors_total 1\n"),
+            std::string::npos)
+      << metrics.body;
   expectRelayStillServes(relay);
 }
 
