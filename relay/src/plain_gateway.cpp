@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -118,6 +119,15 @@ UpgradeHeaders parseHeaders(std::string_view lines) {
     field->append(value);
   }
   return h;
+}
+
+// RFC 6455 4.1: the key is 16 random bytes in base64, so 22 characters and
+// "==" (the check the original relay's `ws` makes).
+bool isWellFormedKey(std::string_view key) {
+  if (key.size() != 24 || key.substr(22) != "==") return false;
+  return std::all_of(key.begin(), key.begin() + 22, [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '/';
+  });
 }
 
 std::string acceptKey(std::string_view key) {
@@ -449,7 +459,7 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
     dropUpgrade(u, httpError("426 Upgrade Required\r\nSec-WebSocket-Version: 13"));
     return;
   }
-  if (h.key.empty()) {
+  if (!isWellFormedKey(h.key)) {
     dropUpgrade(u, httpError("400 Bad Request"));
     return;
   }

@@ -597,6 +597,20 @@ TEST(WebSocketHandshake, MissingKeyIs400) {
   expectRelayStillServes(relay);
 }
 
+TEST(WebSocketHandshake, KeyThatIsNot16BytesOfBase64Is400) {
+  TestRelay relay;
+  for (const char* key :
+       {"c2hvcnQ=", "dGhlIHNhbXBsZSBub25jZQ=", "dGhlIHNhbXBsZSBub25jZQ===",
+        "dGhlIHNhbXBsZSBub25jZ!==", "dGhlIHNhbXBsZSBub25jZQ==, dGhlIHNhbXBsZSBub25jZQ=="}) {
+    SCOPED_TRACE(key);
+    expectRefused(relay,
+                  {"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+                   std::string("Sec-WebSocket-Key: ") + key},
+                  400);
+  }
+  expectRelayStillServes(relay);
+}
+
 TEST(WebSocketHandshake, RequestNotCompleteInTimeIs408) {
   TestRelay relay([](relay::Config& c) { c.handshakeTimeoutSeconds = 0.3; });
   RawPeer peer(relay.port());
