@@ -73,11 +73,18 @@ bool hasToken(std::string_view value, std::string_view token) {
   return false;
 }
 
+constexpr std::string_view kGatewayPrefix = "GET /gateway";
+
 // "GET /gateway HTTP/1.1" or with a query string.
 bool isGatewayRequestLine(std::string_view line) {
-  constexpr std::string_view kPrefix = "GET /gateway";
-  return line.size() > kPrefix.size() && line.substr(0, kPrefix.size()) == kPrefix &&
-         (line[kPrefix.size()] == ' ' || line[kPrefix.size()] == '?');
+  return line.size() > kGatewayPrefix.size() &&
+         line.substr(0, kGatewayPrefix.size()) == kGatewayPrefix &&
+         (line[kGatewayPrefix.size()] == ' ' || line[kGatewayPrefix.size()] == '?');
+}
+
+// Too short to tell: it could still become a gateway request line.
+bool couldBecomeGatewayRequestLine(std::string_view start) {
+  return start.size() <= kGatewayPrefix.size() && kGatewayPrefix.substr(0, start.size()) == start;
 }
 
 struct UpgradeHeaders {
@@ -415,16 +422,28 @@ void Server::Impl::onUpgradeReadable(Upgrade& u) {
   if (!u.gateway) {
     // Peeked, not read: a request that is not ours reaches lws untouched.
     // (lws 4.1.6 can be handed bytes already read, but loops forever on a
-    // request body among them.) A request line cut short this early goes
-    // to lws too, which serves /gateway as well, only less cheaply.
+    // request body among them.) The one exception is a request line cut
+    // off inside "GET /gateway": those few bytes are read, so that the
+    // watcher waits for more, and handed to lws with the socket should the
+    // request turn out not to be ours.
     char peek[16];
-    const ssize_t n = ::recv(u.fd, peek, sizeof peek, MSG_PEEK);
+    const ssize_t n = ::recv(u.fd, peek, sizeof peek - u.head.size(), MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     if (n <= 0) {
       dropUpgrade(u, {});
       return;
     }
-    if (!isGatewayRequestLine(std::string_view(peek, static_cast<std::size_t>(n)))) {
+    std::string start = u.head;
+    start.append(peek, static_cast<std::size_t>(n));
+    if (couldBecomeGatewayRequestLine(start)) {
+      if (::recv(u.fd, peek, static_cast<std::size_t>(n), 0) == n) {
+        u.head = std::move(start);
+      } else {
+        dropUpgrade(u, {});
+      }
+      return;
+    }
+    if (!isGatewayRequestLine(start)) {
       handOverToLws(u);
       return;
     }
@@ -496,10 +515,14 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
 
 void Server::Impl::handOverToLws(Upgrade& u) {
   const int fd = u.fd;
+  // With the start of a request line read already, if any (a few bytes, never
+  // a body). On failure lws closes the socket itself.
+  const std::string early = std::move(u.head);
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
-  // On failure lws closes the socket itself.
-  if (!lws_adopt_socket_vhost(vhost, fd)) LOG_WARN("lws did not take a connection; it is closed");
+  lws* wsi = early.empty() ? lws_adopt_socket_vhost(vhost, fd)
+                           : lws_adopt_socket_vhost_readbuf(vhost, fd, early.data(), early.size());
+  if (wsi == nullptr) LOG_WARN("lws did not take a connection; it is closed");
 }
 
 void Server::Impl::dropUpgrade(Upgrade& u, std::string_view response) {

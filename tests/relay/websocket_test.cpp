@@ -545,8 +545,8 @@ TEST(WebSocketHandshake, RequestArrivingInPiecesStillUpgrades) {
   TestRelay relay;
   const std::string request = upgradeRequest(relay.port());
   const std::size_t blankLine = request.size() - 4;
-  // Cut before the request line says /gateway (the relay hands it to
-  // libwebsockets), inside the headers, and inside the blank line.
+  // Cut before the request line says /gateway, inside the headers, and
+  // inside the blank line.
   const std::vector<std::vector<std::size_t>> cutPlans = {{2, 8}, {14, 40}, {blankLine + 3}};
   int n = 0;
   for (const auto& cuts : cutPlans) {
@@ -565,6 +565,61 @@ TEST(WebSocketHandshake, RequestArrivingInPiecesStillUpgrades) {
     EXPECT_EQ(headerValue(head, "Sec-WebSocket-Accept"), kSampleAccept);
     peer.sendFrame(opcode::kText, authText(meshId));
     EXPECT_NO_THROW(peer.expectText("gateway_auth_ok")) << "cut at " << cuts.front();
+  }
+  expectRelayStillServes(relay);
+}
+
+// Bytes sent in pieces, a pause after each.
+void sendCut(RawPeer& peer, const std::string& bytes, const std::vector<std::size_t>& cuts) {
+  std::size_t from = 0;
+  for (std::size_t cut : cuts) {
+    peer.send(bytes.substr(from, cut - from));
+    from = cut;
+    std::this_thread::sleep_for(30ms);
+  }
+  peer.send(bytes.substr(from));
+}
+
+// A request line cut off before it says whether it is "GET /gateway" is
+// still the relay's to answer when it is (libwebsockets would upgrade a
+// malformed key the relay refuses), and still reaches libwebsockets, whole,
+// when it is not.
+TEST(WebSocketHandshake, RequestLineCutShortIsStillTold) {
+  TestRelay relay;
+  std::string badKey = upgradeRequest(relay.port());
+  badKey.replace(badKey.find(kSampleKey), std::strlen(kSampleKey), "c2hvcnQ=");
+  for (const std::vector<std::size_t>& cuts :
+       std::vector<std::vector<std::size_t>>{{1}, {2, 8}, {12}, {5, 6, 11}}) {
+    RawPeer peer(relay.port());
+    sendCut(peer, badKey, cuts);
+    const std::string head = peer.readResponseHead();
+    EXPECT_EQ(head.rfind("HTTP/1.1 400", 0), 0u) << "cut at " << cuts.front() << ": " << head;
+  }
+  const std::string health = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  {
+    RawPeer peer(relay.port());
+    sendCut(peer, health, {2, 6});
+    const std::string head = peer.readResponseHead();
+    EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << head;
+  }
+  const std::string elsewhere = "GET /gatewayz HTTP/1.1\r\nHost: x\r\n\r\n";
+  {
+    RawPeer peer(relay.port());
+    sendCut(peer, elsewhere, {11});
+    const std::string head = peer.readResponseHead();
+    EXPECT_EQ(head.rfind("HTTP/1.1 404", 0), 0u) << head;
+  }
+  // A body behind a request line that started like ours.
+  const std::string body = R"({"meshId":"cut-body","secret":")" + TestRelay::secretFor("cut-body") +
+                           R"(","name":"Cut"})";
+  const std::string post =
+      "GET /register HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  {
+    RawPeer peer(relay.port());
+    sendCut(peer, post, {3});
+    const std::string head = peer.readResponseHead();
+    EXPECT_EQ(head.rfind("HTTP/1.1 ", 0), 0u) << head;
   }
   expectRelayStillServes(relay);
 }

@@ -5,6 +5,12 @@
 // survive all of it (the sanitizer build watches its memory), end every one
 // of those connections, and go on serving. A failure prints the seed;
 // MESH_NOISE_SEED=<n> runs another one.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <array>
@@ -13,6 +19,7 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -180,6 +187,86 @@ class Noise {
   std::mt19937 rng_;
 };
 
+// Opening handshakes, mostly for /gateway, with headers right, wrong,
+// repeated, missing, oversized or malformed, sometimes with frames behind.
+class RequestNoise {
+ public:
+  explicit RequestNoise(Noise& noise) : n_(noise) {}
+
+  // The request, and whether the relay owes it an HTTP answer: a complete
+  // head for /gateway within the size limit.
+  std::pair<std::string, bool> request(std::uint16_t port) {
+    std::string out;
+    bool gateway = true;
+    switch (n_.below(10)) {
+      case 0:
+        out = "GET /health HTTP/1.1\r\n";
+        gateway = false;
+        break;
+      case 1:
+        out = "POST /register HTTP/1.1\r\nContent-Length: " + std::to_string(n_.below(40)) + "\r\n";
+        gateway = false;
+        break;
+      case 2:
+        out = "GET /gateway?x=" + std::to_string(n_.below(100)) + " HTTP/1.1\r\n";
+        break;
+      default:
+        out = "GET /gateway HTTP/1.1\r\n";
+    }
+    out += "Host: 127.0.0.1:" + std::to_string(port) + "\r\n";
+    const std::size_t headers = n_.below(9);
+    for (std::size_t i = 0; i < headers; ++i) out += header();
+    if (n_.chance(5)) {
+      out += "X-Padding: " + std::string(9000, 'p') + "\r\n";
+      gateway = false;  // 431, or cut off by the relay before it is all sent
+    }
+    if (n_.chance(90)) {
+      out += "\r\n";
+    } else {
+      gateway = false;  // never complete: the handshake timeout ends it
+    }
+    if (n_.chance(40)) {
+      out += std::string(n_.chance(50) ? "\x81\x85" : "\x88\x80") + "abcd" + "hello";
+    }
+    return {out, gateway};
+  }
+
+ private:
+  std::string header() {
+    static const char* const kUpgrade[] = {"websocket", "WebSocket", "h2c, websocket", "", "x"};
+    static const char* const kConnection[] = {"Upgrade", "keep-alive, Upgrade", "close", ""};
+    static const char* const kVersion[] = {"13", "8", "13, 8", "", "013"};
+    static const char* const kKey[] = {"dGhlIHNhbXBsZSBub25jZQ==", "", "short",
+                                       "dGhlIHNhbXBsZSBub25jZQ=", "!!!!!!!!!!!!!!!!!!!!!!=="};
+    static const char* const kAddress[] = {"203.0.113.9", "::1", "1.2.3.4, 5.6.7.8",
+                                           "garbage",     "",    "[::ffff:10.0.0.1]"};
+    switch (n_.below(9)) {
+      case 0:
+        return std::string("Upgrade: ") + kUpgrade[n_.below(5)] + "\r\n";
+      case 1:
+        return std::string("connection:") + kConnection[n_.below(4)] + "\r\n";
+      case 2:
+        return std::string("Sec-WebSocket-Version:  ") + kVersion[n_.below(5)] + " \r\n";
+      case 3:
+        return std::string("Sec-WebSocket-Key: ") + kKey[n_.below(5)] + "\r\n";
+      case 4:
+        return std::string("X-Forwarded-For: ") + kAddress[n_.below(6)] + "\r\n";
+      case 5:
+        return std::string("Fly-Client-IP: ") + kAddress[n_.below(6)] + "\r\n";
+      case 6:
+        return "NoColonHere\r\n";
+      case 7:
+        return ": empty name\r\n";
+      default:
+        // The headers a good client sends, so that many requests upgrade.
+        return "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: "
+               "13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    }
+  }
+
+  Noise& n_;
+};
+
 struct Peer {
   std::unique_ptr<WsClient> client;
   std::vector<std::string> pieces;
@@ -277,6 +364,96 @@ TEST(WireNoise, RandomStreamsOnManyConnectionsLeaveTheRelayServing) {
   EXPECT_EQ(page.find("mesh_relay_frames_received_total{type=\"invalid\"} 0\n"), std::string::npos);
   EXPECT_EQ(page.find("mesh_relay_frames_received_total{type=\"too_large\"} 0\n"),
             std::string::npos);
+}
+
+// A bare TCP connection to the relay; sends never throw.
+class RawSocket {
+ public:
+  explicit RawSocket(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd_ < 0 || ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      throw std::runtime_error("cannot connect to the relay");
+    }
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawSocket() { ::close(fd_); }
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+
+  void send(const std::string& bytes) {
+    (void)::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  }
+  // What arrives until the first line ends, the peer closes, or 2 s pass.
+  std::string firstLine() {
+    std::string got;
+    const auto deadline = std::chrono::steady_clock::now() + 2s;
+    while (got.find("\r\n") == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      char buf[256];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    return got.substr(0, got.find("\r\n"));
+  }
+  void reset() {
+    linger lg{1, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+TEST(WireNoise, RandomUpgradeRequestsAreAnsweredOrEndedAndTheRelayServes) {
+  const char* seedText = std::getenv("MESH_NOISE_SEED");
+  const auto seed =
+      static_cast<std::uint32_t>(seedText != nullptr ? std::strtoul(seedText, nullptr, 10) : 1128);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TestRelay relay([](relay::Config& c) {
+    c.handshakeTimeoutSeconds = 0.5;
+    c.authTimeoutSeconds = 1;
+    c.trustedProxies = {"127.0.0.0/8"};
+  });
+  Noise noise(seed);
+  RequestNoise requests(noise);
+  std::vector<std::unique_ptr<RawSocket>> lingering;
+  int answered = 0;
+  for (int i = 0; i < 300; ++i) {
+    const auto [bytes, owesAnswer] = requests.request(relay.port());
+    auto peer = std::make_unique<RawSocket>(relay.port());
+    for (const std::string& piece : noise.pieces(bytes)) peer->send(piece);
+    if (owesAnswer) {
+      const std::string line = peer->firstLine();
+      EXPECT_EQ(line.rfind("HTTP/1.1 ", 0), 0u) << "request:\n" << bytes;
+      ++answered;
+    }
+    switch (noise.below(3)) {
+      case 0:
+        peer->reset();
+        break;
+      case 1:
+        break;  // FIN
+      default:
+        lingering.push_back(std::move(peer));
+    }
+  }
+  EXPECT_GT(answered, 100);
+  expectRelayStillServes(relay);
+  lingering.clear();
+  std::string page;
+  for (int i = 0; i < 100; ++i) {
+    page = httpRequest(relay.port(), "GET", "/metrics").body;
+    if (page.find("\nmesh_relay_connections 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_NE(page.find("\nmesh_relay_connections 0\n"), std::string::npos) << page;
 }
 
 }  // namespace
