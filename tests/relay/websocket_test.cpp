@@ -541,6 +541,17 @@ TEST(WebSocketHandshake, FrameCutOffBehindTheRequestIsCompletedByTheNextWrite) {
   EXPECT_NO_THROW(peer.expectText("gateway_auth_ok"));
 }
 
+// Bytes sent in pieces, a pause after each.
+void sendCut(RawPeer& peer, const std::string& bytes, const std::vector<std::size_t>& cuts) {
+  std::size_t from = 0;
+  for (std::size_t cut : cuts) {
+    peer.send(bytes.substr(from, cut - from));
+    from = cut;
+    std::this_thread::sleep_for(30ms);
+  }
+  peer.send(bytes.substr(from));
+}
+
 TEST(WebSocketHandshake, RequestArrivingInPiecesStillUpgrades) {
   TestRelay relay;
   const std::string request = upgradeRequest(relay.port());
@@ -553,13 +564,7 @@ TEST(WebSocketHandshake, RequestArrivingInPiecesStillUpgrades) {
     const std::string meshId = "mesh-pieces-" + std::to_string(n++);
     ASSERT_EQ(relay.registerMesh(meshId, TestRelay::secretFor(meshId), meshId), 201);
     RawPeer peer(relay.port());
-    std::size_t from = 0;
-    for (std::size_t cut : cuts) {
-      peer.send(request.substr(from, cut - from));
-      from = cut;
-      std::this_thread::sleep_for(50ms);
-    }
-    peer.send(request.substr(from));
+    sendCut(peer, request, cuts);
     const std::string head = peer.readResponseHead();
     ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << "cut at " << cuts.front() << ": " << head;
     EXPECT_EQ(headerValue(head, "Sec-WebSocket-Accept"), kSampleAccept);
@@ -567,17 +572,6 @@ TEST(WebSocketHandshake, RequestArrivingInPiecesStillUpgrades) {
     EXPECT_NO_THROW(peer.expectText("gateway_auth_ok")) << "cut at " << cuts.front();
   }
   expectRelayStillServes(relay);
-}
-
-// Bytes sent in pieces, a pause after each.
-void sendCut(RawPeer& peer, const std::string& bytes, const std::vector<std::size_t>& cuts) {
-  std::size_t from = 0;
-  for (std::size_t cut : cuts) {
-    peer.send(bytes.substr(from, cut - from));
-    from = cut;
-    std::this_thread::sleep_for(30ms);
-  }
-  peer.send(bytes.substr(from));
 }
 
 // A request line cut off before it says whether it is "GET /gateway" is

@@ -242,17 +242,17 @@ class RequestNoise {
                                            "garbage",     "",    "[::ffff:10.0.0.1]"};
     switch (n_.below(9)) {
       case 0:
-        return std::string("Upgrade: ") + kUpgrade[n_.below(5)] + "\r\n";
+        return std::string("Upgrade: ") + pick(kUpgrade) + "\r\n";
       case 1:
-        return std::string("connection:") + kConnection[n_.below(4)] + "\r\n";
+        return std::string("connection:") + pick(kConnection) + "\r\n";
       case 2:
-        return std::string("Sec-WebSocket-Version:  ") + kVersion[n_.below(5)] + " \r\n";
+        return std::string("Sec-WebSocket-Version:  ") + pick(kVersion) + " \r\n";
       case 3:
-        return std::string("Sec-WebSocket-Key: ") + kKey[n_.below(5)] + "\r\n";
+        return std::string("Sec-WebSocket-Key: ") + pick(kKey) + "\r\n";
       case 4:
-        return std::string("X-Forwarded-For: ") + kAddress[n_.below(6)] + "\r\n";
+        return std::string("X-Forwarded-For: ") + pick(kAddress) + "\r\n";
       case 5:
-        return std::string("Fly-Client-IP: ") + kAddress[n_.below(6)] + "\r\n";
+        return std::string("Fly-Client-IP: ") + pick(kAddress) + "\r\n";
       case 6:
         return "NoColonHere\r\n";
       case 7:
@@ -264,8 +264,33 @@ class RequestNoise {
     }
   }
 
+  template <std::size_t N>
+  const char* pick(const char* const (&options)[N]) {
+    return options[n_.below(N)];
+  }
+
   Noise& n_;
 };
+
+// The seed from MESH_NOISE_SEED, else `fallback`.
+std::uint32_t seedOr(std::uint32_t fallback) {
+  const char* text = std::getenv("MESH_NOISE_SEED");
+  return text != nullptr ? static_cast<std::uint32_t>(std::strtoul(text, nullptr, 10)) : fallback;
+}
+
+// The /metrics page once the relay counts `open` connections (it sees
+// hang-ups a little after they happen); a test failure if it never does.
+std::string metricsOnceConnectionsAre(TestRelay& relay, int open) {
+  const std::string line = "\nmesh_relay_connections " + std::to_string(open) + "\n";
+  std::string page;
+  for (int i = 0; i < 100; ++i) {
+    page = httpRequest(relay.port(), "GET", "/metrics").body;
+    if (page.find(line) != std::string::npos) return page;
+    std::this_thread::sleep_for(50ms);
+  }
+  ADD_FAILURE() << "never " << open << " connections:\n" << page;
+  return page;
+}
 
 struct Peer {
   std::unique_ptr<WsClient> client;
@@ -274,10 +299,7 @@ struct Peer {
 };
 
 TEST(WireNoise, RandomStreamsOnManyConnectionsLeaveTheRelayServing) {
-  // MESH_NOISE_SEED tries another seed.
-  const char* seedText = std::getenv("MESH_NOISE_SEED");
-  const auto seed = static_cast<std::uint32_t>(
-      seedText != nullptr ? std::strtoul(seedText, nullptr, 10) : 20261128);
+  const std::uint32_t seed = seedOr(20261128);
   SCOPED_TRACE("seed " + std::to_string(seed));
   TestRelay relay([](relay::Config& c) {
     c.limits.maxFrameBytes = kMaxFrame;
@@ -353,13 +375,7 @@ TEST(WireNoise, RandomStreamsOnManyConnectionsLeaveTheRelayServing) {
   // Once the rest hang up, the relay has no session left over but the two
   // above; and the noise did reach the error paths.
   lingering.clear();
-  std::string page;
-  for (int i = 0; i < 100; ++i) {
-    page = httpRequest(relay.port(), "GET", "/metrics").body;
-    if (page.find("\nmesh_relay_connections 2\n") != std::string::npos) break;
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_NE(page.find("\nmesh_relay_connections 2\n"), std::string::npos) << page;
+  const std::string page = metricsOnceConnectionsAre(relay, 2);
   EXPECT_EQ(page.find("\nmesh_relay_websocket_protocol_errors_total 0\n"), std::string::npos);
   EXPECT_EQ(page.find("mesh_relay_frames_received_total{type=\"invalid\"} 0\n"), std::string::npos);
   EXPECT_EQ(page.find("mesh_relay_frames_received_total{type=\"too_large\"} 0\n"),
@@ -412,9 +428,7 @@ class RawSocket {
 };
 
 TEST(WireNoise, RandomUpgradeRequestsAreAnsweredOrEndedAndTheRelayServes) {
-  const char* seedText = std::getenv("MESH_NOISE_SEED");
-  const auto seed =
-      static_cast<std::uint32_t>(seedText != nullptr ? std::strtoul(seedText, nullptr, 10) : 1128);
+  const std::uint32_t seed = seedOr(1128);
   SCOPED_TRACE("seed " + std::to_string(seed));
   TestRelay relay([](relay::Config& c) {
     c.handshakeTimeoutSeconds = 0.5;
@@ -447,13 +461,7 @@ TEST(WireNoise, RandomUpgradeRequestsAreAnsweredOrEndedAndTheRelayServes) {
   EXPECT_GT(answered, 100);
   expectRelayStillServes(relay);
   lingering.clear();
-  std::string page;
-  for (int i = 0; i < 100; ++i) {
-    page = httpRequest(relay.port(), "GET", "/metrics").body;
-    if (page.find("\nmesh_relay_connections 0\n") != std::string::npos) break;
-    std::this_thread::sleep_for(50ms);
-  }
-  EXPECT_NE(page.find("\nmesh_relay_connections 0\n"), std::string::npos) << page;
+  metricsOnceConnectionsAre(relay, 0);
 }
 
 }  // namespace
