@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "support/test_relay.h"
+#include "support/tls_client.h"
 
 namespace mesh::test {
 namespace {
@@ -280,11 +282,12 @@ std::uint32_t seedOr(std::uint32_t fallback) {
 
 // The /metrics page once the relay counts `open` connections (it sees
 // hang-ups a little after they happen); a test failure if it never does.
-std::string metricsOnceConnectionsAre(TestRelay& relay, int open) {
+std::string metricsOnceConnectionsAre(TestRelay& relay, int open, bool tls = false) {
   const std::string line = "\nmesh_relay_connections " + std::to_string(open) + "\n";
   std::string page;
   for (int i = 0; i < 100; ++i) {
-    page = httpRequest(relay.port(), "GET", "/metrics").body;
+    page = tls ? httpsRequest(relay.port(), "GET", "/metrics").body
+               : httpRequest(relay.port(), "GET", "/metrics").body;
     if (page.find(line) != std::string::npos) return page;
     std::this_thread::sleep_for(50ms);
   }
@@ -462,6 +465,61 @@ TEST(WireNoise, RandomUpgradeRequestsAreAnsweredOrEndedAndTheRelayServes) {
   expectRelayStillServes(relay);
   lingering.clear();
   metricsOnceConnectionsAre(relay, 0);
+}
+
+// The same noise through lws, which serves WebSockets when the relay
+// terminates TLS: lws parses the frames, the relay reassembles messages.
+TEST(WireNoise, RandomStreamsOverTlsLeaveTheRelayServing) {
+  ::signal(SIGPIPE, SIG_IGN);  // SSL_write to a connection the relay has closed
+  const std::uint32_t seed = seedOr(7);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  TempDir certs;
+  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "noise");
+  TestRelay relay([&](relay::Config& c) {
+    c.tlsCertPath = (certs.path() / "cert.pem").string();
+    c.tlsKeyPath = (certs.path() / "key.pem").string();
+    c.limits.maxFrameBytes = kMaxFrame;
+    c.rateLimit = 0;
+    c.controlRate = 0;
+    c.authTimeoutSeconds = 2;
+  });
+  const std::vector<std::string> meshIds{"noise-a", "noise-b", "nobody"};
+  for (const std::string id : {"noise-a", "noise-b", "noise-rx", "noise-tx"}) {
+    const std::string body = R"({"meshId":")" + id + R"(","secret":")" + TestRelay::secretFor(id) +
+                             R"(","name":")" + id + "\"}";
+    ASSERT_EQ(httpsRequest(relay.port(), "POST", "/register", body).status, 201);
+  }
+  Noise noise(seed);
+  const std::string key = ws::base64Encode("wire-noise-key16");
+  for (int i = 0; i < 80; ++i) {
+    auto tls = TlsStream::connect(relay.port());
+    tls->write(
+        "GET /gateway HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: " +
+        key + "\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    std::string answer;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (answer.find("\r\n\r\n") == std::string::npos && tls->read(answer, deadline)) {
+    }
+    ASSERT_EQ(answer.rfind("HTTP/1.1 101", 0), 0u) << answer;
+    try {
+      for (const std::string& piece : noise.pieces(noise.stream(meshIds))) tls->write(piece);
+    } catch (const std::runtime_error&) {
+      // The relay closed this one; the next connection goes on.
+    }
+  }
+  auto rx = TlsWsClient::connect(relay.port());
+  rx->sendText(R"({"type":"gateway_auth","meshId":"noise-rx","secret":")" +
+               TestRelay::secretFor("noise-rx") + "\"}");
+  rx->expectType("gateway_auth_ok");
+  auto tx = TlsWsClient::connect(relay.port());
+  tx->sendText(R"({"type":"gateway_auth","meshId":"noise-tx","secret":")" +
+               TestRelay::secretFor("noise-tx") + "\"}");
+  tx->expectType("gateway_auth_ok");
+  tx->sendText(R"({"type":"gateway_relay","targetMeshId":"noise-rx","payload":{"ok":1}})");
+  EXPECT_EQ(jsonString(rx->expectType("gateway_incoming"), "fromMeshId"), "noise-tx");
+  const std::string page = metricsOnceConnectionsAre(relay, 2, true);
+  EXPECT_EQ(page.find("mesh_relay_frames_received_total{type=\"invalid\"} 0\n"), std::string::npos);
 }
 
 }  // namespace
