@@ -487,7 +487,12 @@ void Server::Impl::enqueue(Session& s, const OutFramePtr& frame) {
     ++counters.slowConsumers;
     LOG_WARN("conn=" << s.id << " meshId=" << s.meshId << " closing: slow consumer ("
                      << s.queuedBytes << " bytes queued)");
-    closeSession(s, 1013, "slow_consumer", true);
+    // The backlog is dropped; the node still learns why (PROTOCOL.md).
+    closeSession(s, 1013, "slow_consumer", true, makeFrame([&](std::string& out) {
+                   proto::encodeError(out, proto::ErrorCode::SlowConsumer,
+                                      "Send queue full: the connection read too slowly",
+                                      std::nullopt);
+                 }));
     return;
   }
   queueFrame(s, frame);
@@ -647,7 +652,8 @@ void Server::Impl::onPeerClose(Session& s) {
   s.queuedBytes = 0;
 }
 
-void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue) {
+void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
+                                OutFramePtr lastWords) {
   if (s.state == SessionState::Closing) return;
   if (s.authCancelled) s.authCancelled->store(true);
   detach(s, s.state == SessionState::Authenticated);
@@ -659,6 +665,7 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
   s.closeReason.assign(reason);
   s.pendingDuringAuth.clear();
   if (dropQueue) dropQueued(s);
+  if (lastWords) queueFrame(s, std::move(lastWords));
   // The close frame goes out behind whatever is queued, written by the relay
   // like every other frame: lws's own close handshake keeps waiting for the
   // peer's answer even after the peer has hung up.

@@ -128,7 +128,9 @@ struct Server::Impl {
   WriteResult writeFrames(Session& s);
   void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
   void onPeerClose(Session& s);
-  void closeSession(Session& s, int code, std::string_view reason, bool dropQueue);
+  // `lastWords` (an error frame) goes out right before the close frame.
+  void closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
+                    OutFramePtr lastWords = nullptr);
   void detach(Session& s, bool announce);
   void releaseUnauthenticated(Session& s);
   void dropQueued(Session& s);
