@@ -14,21 +14,9 @@
 #include <utility>
 #include <vector>
 
+#include "support/temp_dir.h"
+
 namespace mesh::test {
-
-// A fresh folder under the system temp dir, removed with its contents.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 // A file's whole text; empty if it cannot be read.
 [[nodiscard]] std::string readFile(const std::string& path);

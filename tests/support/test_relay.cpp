@@ -3,28 +3,9 @@
 #include <gtest/gtest.h>
 #include <sodium.h>
 
-#include <random>
 #include <stdexcept>
 
 namespace mesh::test {
-
-TempDir::TempDir() {
-  std::random_device rd;
-  for (int attempt = 0; attempt < 100; ++attempt) {
-    auto candidate = std::filesystem::temp_directory_path() /
-                     ("mesh-relay-test-" + std::to_string(rd()) + std::to_string(rd()));
-    if (std::filesystem::create_directory(candidate)) {
-      path_ = candidate;
-      return;
-    }
-  }
-  throw std::runtime_error("cannot create a temporary directory");
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
 
 relay::Config testConfig(const std::filesystem::path& dbPath) {
   relay::Config c;

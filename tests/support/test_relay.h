@@ -13,22 +13,10 @@
 
 #include "mesh/relay/config.h"
 #include "mesh/relay/server.h"
+#include "support/temp_dir.h"
 #include "support/ws_client.h"
 
 namespace mesh::test {
-
-// A directory under the system temp folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 // The config tests start from: loopback, port 0, fast Argon2, quiet logs.
 relay::Config testConfig(const std::filesystem::path& dbPath);
