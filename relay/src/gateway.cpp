@@ -25,10 +25,6 @@ std::string isoTimeMs(std::int64_t ms) {
 
 static_assert(OutFrame::kHeadroom >= LWS_PRE, "lws_write needs LWS_PRE bytes in front");
 
-// Frames put together into one write, at most (lws sends up to the
-// protocol's tx_packet_size per call; server.cpp sets it above this).
-constexpr std::size_t kBatchBytes = 64 * 1024;
-
 // How long a peer has to answer our close frame before it is dropped.
 constexpr std::int64_t kCloseAnswerUs = 2'000'000;
 
@@ -579,26 +575,39 @@ Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
       n = lws_write(s.wsi, writeScratch.data() + OutFrame::kHeadroom, first.textSize(),
                     LWS_WRITE_TEXT);
       len = first.textSize();
-    } else if (s.queue.size() == 1 || first.wireSize() >= kBatchBytes / 2) {
-      data = reinterpret_cast<const unsigned char*>(first.wire());
-      len = first.wireSize();
-      n = lws_write(s.wsi, const_cast<unsigned char*>(data), len, LWS_WRITE_RAW);
     } else {
-      writeScratch.clear();
-      for (std::size_t i = 0; i < s.queue.size(); ++i) {
-        const OutFrame& f = *s.queue.at(i);
-        if (i > 0 && writeScratch.size() + f.wireSize() > kBatchBytes) break;
-        writeScratch.insert(writeScratch.end(), f.wire(), f.wire() + f.wireSize());
-        frames = i + 1;
+      len = first.wireSize();
+      while (frames < s.queue.size() && len + s.queue.at(frames)->wireSize() <= kWriteBatchBytes) {
+        len += s.queue.at(frames)->wireSize();
+        ++frames;
       }
-      len = writeScratch.size();
-      n = lws_write(s.wsi, writeScratch.data(), len, LWS_WRITE_RAW);
+      // lws_write() takes a mutable buffer but does not change a raw one.
+      data = reinterpret_cast<const unsigned char*>(frames == 1 ? first.wire()
+                                                                : coalesce(s, frames).data());
+      n = lws_write(s.wsi, const_cast<unsigned char*>(data), len, LWS_WRITE_RAW);
     }
     if (n < 0 || static_cast<std::size_t>(n) < len) return WriteResult::Failed;
     std::int64_t now = 0;  // read only if a frame's last copy goes out
     for (std::size_t i = 0; i < frames; ++i) frameWritten(s, s.queue.pop(), now);
   }
   return WriteResult::Ok;
+}
+
+// The first `count` queued frames as one buffer. A broadcast queues the same
+// frames on every recipient, so the buffer is built once for all of them.
+const std::string& Server::Impl::coalesce(const Session& s, std::size_t count) {
+  Coalesced& c = coalesced;
+  bool same = c.serials.size() == count;
+  for (std::size_t i = 0; same && i < count; ++i) same = c.serials[i] == s.queue.at(i)->serial;
+  if (same) return c.bytes;
+  c.serials.clear();
+  c.bytes.clear();
+  for (std::size_t i = 0; i < count; ++i) {
+    const OutFrame& f = *s.queue.at(i);
+    c.serials.push_back(f.serial);
+    c.bytes.append(f.wire(), f.wireSize());
+  }
+  return c.bytes;
 }
 
 // Accounting for a frame that left the queue for the socket. `now` is read

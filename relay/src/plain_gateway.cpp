@@ -3,15 +3,15 @@
 // Without TLS the relay owns the listening socket. A connection whose
 // request is an upgrade to /gateway is answered here and its frames are read
 // and written here; every other request (the HTTP routes, a WebSocket on
-// another path, an upgrade lws should refuse) goes to lws with the bytes read
-// so far, and lws serves it as before. With a certificate configured, lws
-// listens itself and none of this runs.
+// another path) goes to lws before its bytes are read (onUpgradeReadable),
+// and lws serves it as before. With a certificate configured, lws listens
+// itself and none of this runs.
 //
 // Why not lws for these too: lws keeps about 1.9 KB per WebSocket (its
 // connection struct and an rx buffer) for the connection's whole life, and
 // each write goes through its partial-write machinery. Here an idle
 // connection is its Session and its socket, and queued frames leave in one
-// sendmsg() straight from the shared frame buffers.
+// write per loop turn (writePlain).
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -38,9 +38,8 @@ constexpr std::size_t kMaxHeadBytes = 8192;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kReadsPerEvent = 4;
 constexpr int kAcceptsPerEvent = 64;
-// Frames and bytes put into one sendmsg().
+// Frames put into one sendmsg().
 constexpr std::size_t kMaxIov = 64;
-constexpr std::size_t kBatchBytes = 64 * 1024;
 // Up to this size, several queued frames are copied into one buffer: the
 // kernel's copy from one segment costs less than walking one per frame.
 constexpr std::size_t kCoalesceBytes = 16 * 1024;
@@ -698,7 +697,7 @@ Server::Impl::WriteResult Server::Impl::writePlain(Session& s) {
   while (!s.queue.empty()) {
     std::size_t count = 0;
     std::size_t total = 0;
-    for (; count < s.queue.size() && count < kMaxIov && total < kBatchBytes; ++count) {
+    for (; count < s.queue.size() && count < kMaxIov && total < kWriteBatchBytes; ++count) {
       const OutFrame& f = *s.queue.at(count);
       const std::size_t skip = count == 0 ? s.sentOfFront : 0;
       iov[count].iov_base = const_cast<char*>(f.wire() + skip);
@@ -747,23 +746,6 @@ Server::Impl::WriteResult Server::Impl::writePlain(Session& s) {
   }
   watchWritable(s, false);
   return WriteResult::Ok;
-}
-
-// The first `count` queued frames as one buffer. A broadcast queues the same
-// frames on every recipient, so the buffer is built once for all of them.
-const std::string& Server::Impl::coalesce(const Session& s, std::size_t count) {
-  Coalesced& c = coalesced;
-  bool same = c.serials.size() == count;
-  for (std::size_t i = 0; same && i < count; ++i) same = c.serials[i] == s.queue.at(i)->serial;
-  if (same) return c.bytes;
-  c.serials.clear();
-  c.bytes.clear();
-  for (std::size_t i = 0; i < count; ++i) {
-    const OutFrame& f = *s.queue.at(i);
-    c.serials.push_back(f.serial);
-    c.bytes.append(f.wire(), f.wireSize());
-  }
-  return c.bytes;
 }
 
 void Server::Impl::watchWritable(Session& s, bool on) {

@@ -67,6 +67,10 @@ struct PerSession {
   HttpExchange* http;
 };
 
+// Bytes of frames put together into one write, at most (lws sends up to the
+// protocol's tx_packet_size per call; server.cpp sets it above this).
+inline constexpr std::size_t kWriteBatchBytes = 64 * 1024;
+
 struct Server::Impl {
   explicit Impl(const Config& cfg);
   ~Impl();
@@ -226,7 +230,15 @@ struct Server::Impl {
   // frames per write, without waiting for POLLOUT (see flushDirty).
   std::vector<Session*> dirty;
   LoopTimer livenessTimer;
+  // A frame copied for lws_write() to put its header in front (HTTP/2).
   std::vector<unsigned char> writeScratch;
+  // Several queued frames leave as one contiguous buffer; the last one built
+  // is kept for the next recipient (see coalesce()).
+  struct Coalesced {
+    std::vector<std::uint64_t> serials;  // of the frames in it (OutFrame::serial)
+    std::string bytes;
+  } coalesced;
+  const std::string& coalesce(const Session& s, std::size_t count);
 
   // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
   // and hands every other connection to lws (plain_gateway.cpp).
@@ -235,13 +247,6 @@ struct Server::Impl {
   ev_timer acceptPause{};  // out of file descriptors: accept again later
   std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
   std::vector<char> readBuffer;
-  // Small frames queued together leave as one contiguous buffer; the last
-  // one built is kept for the next recipient (see coalesce()).
-  struct Coalesced {
-    std::vector<std::uint64_t> serials;  // of the frames in it (OutFrame::serial)
-    std::string bytes;
-  } coalesced;
-  const std::string& coalesce(const Session& s, std::size_t count);
   Counters counters;
 
   NetPolicy netPolicy;

@@ -68,6 +68,43 @@ TEST(TlsRelay, AuthAndRelayOverWss) {
   EXPECT_EQ(jsonString(ack, "status"), "delivered");
 }
 
+// Through lws too, frames queued in one loop turn for different nodes leave
+// in one write each and are not mixed up.
+TEST(TlsRelay, FramesForDifferentNodesInOneTurnStayApart) {
+  TempDir certs;
+  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
+  TestRelay relay([&](relay::Config& c) {
+    c.tlsCertPath = (certs.path() / "cert.pem").string();
+    c.tlsKeyPath = (certs.path() / "key.pem").string();
+    c.rateLimit = 0;
+  });
+  for (const char* id : {"tls-a", "tls-b", "tls-tx"}) ASSERT_EQ(registerTls(relay.port(), id), 201);
+  auto a = authenticateTls(relay.port(), "tls-a");
+  auto b = authenticateTls(relay.port(), "tls-b");
+  auto tx = authenticateTls(relay.port(), "tls-tx");
+  std::string burst;
+  for (int i = 0; i < 3; ++i) {
+    for (const char* target : {"tls-a", "tls-b"}) {
+      burst += ws::encodeFrame(opcode::kText,
+                               R"({"type":"gateway_relay","targetMeshId":")" + std::string(target) +
+                                   R"(","payload":{"m":")" + target + std::to_string(i) + "\"}}",
+                               true, ws::randomMaskKey());
+    }
+  }
+  burst += ws::encodeFrame(opcode::kText, R"({"type":"gateway_broadcast","payload":{"m":"all"}})",
+                           true, ws::randomMaskKey());
+  tx->sendRaw(burst);
+  const std::pair<TlsWsClient*, std::string> nodes[] = {{a.get(), "tls-a"}, {b.get(), "tls-b"}};
+  for (const auto& [client, id] : nodes) {
+    for (int i = 0; i < 3; ++i) {
+      const auto in = json(client->expectType("gateway_incoming"));
+      EXPECT_EQ(std::string(in["payload"]["m"].GetString()), id + std::to_string(i));
+    }
+    const auto all = json(client->expectType("gateway_incoming"));
+    EXPECT_EQ(std::string(all["payload"]["m"].GetString()), "all");
+  }
+}
+
 TEST(TlsRelay, PlainConnectionsGetNoService) {
   TempDir certs;
   makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");

@@ -52,6 +52,8 @@ class TlsWsClient {
   static std::unique_ptr<TlsWsClient> connect(std::uint16_t port,
                                               const std::string& path = "/gateway");
   void sendText(std::string_view text);
+  // Bytes as they are: several frames in one TLS write, for instance.
+  void sendRaw(std::string_view bytes) { stream_->write(bytes); }
   WsMessage recv(std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
   // Text of the next message whose "type" is `type`; throws on close/timeout.
   std::string expectType(std::string_view type,
