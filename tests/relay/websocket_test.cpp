@@ -3,21 +3,16 @@
 // handshake, oversize messages and the opening handshake. Every test runs
 // against a real relay, and every failure case ends with proof that the
 // relay still serves other meshes.
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
 #include <thread>
 
+#include "support/raw_peer.h"
 #include "support/test_relay.h"
 
 namespace mesh::test {
@@ -82,147 +77,6 @@ void sendInPieces(WsClient& c, std::string_view data, const std::vector<std::siz
     std::this_thread::sleep_for(1ms);
   }
 }
-
-// A client on a bare TCP socket: it writes exactly the bytes it is given and
-// reads every frame the relay sends, pongs included, as it arrived.
-class RawPeer {
- public:
-  explicit RawPeer(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      const int err = errno;
-      ::close(fd_);
-      throw std::runtime_error(std::string("connect: ") + std::strerror(err));
-    }
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~RawPeer() { ::close(fd_); }
-  RawPeer(const RawPeer&) = delete;
-  RawPeer& operator=(const RawPeer&) = delete;
-
-  // One write() when the kernel takes it all at once, as it does for the
-  // small requests of these tests.
-  void send(std::string_view bytes) {
-    while (!bytes.empty()) {
-      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw std::runtime_error(std::string("send: ") + std::strerror(errno));
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-  }
-
-  void sendFrame(std::uint8_t op, std::string_view payload, bool fin = true) {
-    send(clientFrame(op, payload, fin));
-  }
-
-  // The HTTP response head, through its blank line; what follows it stays
-  // buffered for readFrame().
-  std::string readResponseHead(std::chrono::milliseconds timeout = 5000ms) {
-    const auto deadline = Clock::now() + timeout;
-    std::size_t end;
-    while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
-      if (!fill(deadline)) throw std::runtime_error("no HTTP response; received: " + in_);
-    }
-    std::string head = in_.substr(0, end + 4);
-    in_.erase(0, end + 4);
-    return head;
-  }
-
-  // The next whole frame; nothing if none arrives in time or the
-  // connection ends first.
-  std::optional<ws::Frame> readFrame(std::chrono::milliseconds timeout = 5000ms) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      ws::Frame f;
-      const auto r = ws::decodeFrame(in_, f);
-      if (r.status == ws::DecodeStatus::Invalid) {
-        throw std::runtime_error("invalid frame from the relay: " + r.error);
-      }
-      if (r.status == ws::DecodeStatus::Complete) {
-        in_.erase(0, r.consumed);
-        return f;
-      }
-      if (!fill(deadline)) return std::nullopt;
-    }
-  }
-
-  // Reads until a text frame whose JSON type is `type` and returns it;
-  // throws on anything but text frames and the relay's own pings.
-  std::string expectText(std::string_view type, std::chrono::milliseconds timeout = 5000ms) {
-    const auto deadline = Clock::now() + timeout;
-    for (;;) {
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      auto f = readFrame(std::max(left, 0ms));
-      if (!f) throw std::runtime_error("expected '" + std::string(type) + "', got nothing");
-      if (f->opcode == opcode::kPing) continue;
-      if (f->opcode != opcode::kText) {
-        throw std::runtime_error("expected '" + std::string(type) + "', got opcode " +
-                                 std::to_string(f->opcode));
-      }
-      if (jsonString(f->payload, "type") == type) return f->payload;
-    }
-  }
-
-  // The texts that arrive before the answer to a discover with the given id.
-  std::vector<std::string> textsUntilProbe(const std::string& probeId = "probe") {
-    sendFrame(opcode::kText, discoverText(probeId));
-    std::vector<std::string> seen;
-    for (;;) {
-      auto f = readFrame();
-      if (!f) throw std::runtime_error("no answer to the probe");
-      if (f->opcode != opcode::kText) continue;
-      if (jsonString(f->payload, "type") == "gateway_discover_result" &&
-          jsonString(f->payload, "id") == probeId) {
-        return seen;
-      }
-      seen.push_back(f->payload);
-    }
-  }
-
-  // True if the relay ends the TCP connection within timeout; whatever it
-  // sends before that is discarded.
-  bool closedWithin(std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!eof_) {
-      in_.clear();
-      if (!fill(deadline) && !eof_) return false;
-    }
-    return true;
-  }
-
- private:
-  // Appends what arrives before deadline; false on timeout or end of stream.
-  bool fill(Clock::time_point deadline) {
-    if (eof_) return false;
-    for (;;) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-      pollfd p{fd_, POLLIN, 0};
-      const int rc = ::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
-      if (rc < 0 && errno == EINTR) continue;
-      if (rc <= 0) return false;
-      char buf[16 * 1024];
-      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n > 0) {
-        in_.append(buf, static_cast<std::size_t>(n));
-        return true;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      eof_ = true;  // end of stream or reset
-      return false;
-    }
-  }
-
-  int fd_ = -1;
-  std::string in_;
-  bool eof_ = false;
-};
 
 // A registered, authenticated mesh on a raw connection, upgraded with the
 // sample key.
