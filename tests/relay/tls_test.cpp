@@ -47,11 +47,7 @@ bool waitForSubject(std::uint16_t port, const std::string& subject) {
 
 TEST(TlsRelay, AuthAndRelayOverWss) {
   TempDir certs;
-  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
-  TestRelay relay([&](relay::Config& c) {
-    c.tlsCertPath = (certs.path() / "cert.pem").string();
-    c.tlsKeyPath = (certs.path() / "key.pem").string();
-  });
+  TestRelay relay([&](relay::Config& c) { useSelfSignedCert(c, certs.path(), "relay-test"); });
   ASSERT_EQ(registerTls(relay.port(), "tls-a"), 201);
   ASSERT_EQ(registerTls(relay.port(), "tls-b"), 201);
   auto health = httpsRequest(relay.port(), "GET", "/healthz");
@@ -72,10 +68,8 @@ TEST(TlsRelay, AuthAndRelayOverWss) {
 // in one write each and are not mixed up.
 TEST(TlsRelay, FramesForDifferentNodesInOneTurnStayApart) {
   TempDir certs;
-  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
   TestRelay relay([&](relay::Config& c) {
-    c.tlsCertPath = (certs.path() / "cert.pem").string();
-    c.tlsKeyPath = (certs.path() / "key.pem").string();
+    useSelfSignedCert(c, certs.path(), "relay-test");
     c.rateLimit = 0;
   });
   for (const char* id : {"tls-a", "tls-b", "tls-tx"}) ASSERT_EQ(registerTls(relay.port(), id), 201);
@@ -107,11 +101,7 @@ TEST(TlsRelay, FramesForDifferentNodesInOneTurnStayApart) {
 
 TEST(TlsRelay, PlainConnectionsGetNoService) {
   TempDir certs;
-  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
-  TestRelay relay([&](relay::Config& c) {
-    c.tlsCertPath = (certs.path() / "cert.pem").string();
-    c.tlsKeyPath = (certs.path() / "key.pem").string();
-  });
+  TestRelay relay([&](relay::Config& c) { useSelfSignedCert(c, certs.path(), "relay-test"); });
   EXPECT_THROW(WsClient::connect(relay.port()), std::runtime_error);
   EXPECT_EQ(httpsRequest(relay.port(), "GET", "/health").status, 200);
 }
@@ -192,10 +182,8 @@ std::string curlHttp2Status(std::uint16_t port, const std::string& path) {
 TEST(TlsRelay, RefusalsReachHttp2Clients) {
   if (std::system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl not installed";
   TempDir certs;
-  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "relay-test");
   TestRelay relay([&](relay::Config& c) {
-    c.tlsCertPath = (certs.path() / "cert.pem").string();
-    c.tlsKeyPath = (certs.path() / "key.pem").string();
+    useSelfSignedCert(c, certs.path(), "relay-test");
     c.denyIps = {"127.0.0.1"};
   });
   // A refusal closes the connection; over HTTP/2 that must not cost the answer.

@@ -434,10 +434,8 @@ TEST(WireNoise, RandomStreamsOverTlsLeaveTheRelayServing) {
   const std::uint32_t seed = seedOr(7);
   SCOPED_TRACE("seed " + std::to_string(seed));
   TempDir certs;
-  makeSelfSignedCert(certs.path() / "cert.pem", certs.path() / "key.pem", "noise");
   TestRelay relay([&](relay::Config& c) {
-    c.tlsCertPath = (certs.path() / "cert.pem").string();
-    c.tlsKeyPath = (certs.path() / "key.pem").string();
+    useSelfSignedCert(c, certs.path(), "noise");
     c.limits.maxFrameBytes = kMaxFrame;
     c.rateLimit = 0;
     c.controlRate = 0;

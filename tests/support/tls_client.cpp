@@ -88,6 +88,13 @@ void makeSelfSignedCert(const std::filesystem::path& certFile, const std::filesy
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed: " + cmd);
 }
 
+void useSelfSignedCert(relay::Config& c, const std::filesystem::path& dir,
+                       const std::string& commonName) {
+  makeSelfSignedCert(dir / "cert.pem", dir / "key.pem", commonName);
+  c.tlsCertPath = (dir / "cert.pem").string();
+  c.tlsKeyPath = (dir / "key.pem").string();
+}
+
 std::unique_ptr<TlsStream> TlsStream::connect(std::uint16_t port,
                                               std::chrono::milliseconds timeout) {
   std::unique_ptr<TlsStream> s(new TlsStream());

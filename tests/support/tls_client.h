@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mesh/relay/config.h"
 #include "support/ws_client.h"
 
 namespace mesh::test {
@@ -20,6 +21,9 @@ namespace mesh::test {
 // Throws std::runtime_error when the openssl command fails.
 void makeSelfSignedCert(const std::filesystem::path& certFile, const std::filesystem::path& keyFile,
                         const std::string& commonName);
+// Writes such a pair (cert.pem, key.pem) into `dir` and points `c` at it.
+void useSelfSignedCert(relay::Config& c, const std::filesystem::path& dir,
+                       const std::string& commonName);
 
 // One TLS connection to 127.0.0.1:port. The server certificate is not
 // verified (the tests make their own); peerSubject() shows which one came.
