@@ -40,12 +40,18 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
   out += full;
 }
 
-void appendMesh(std::string& out, const MeshRecord& m, bool isOnline) {
+// `session` is the mesh's connection when it is online: its address is the
+// client's as the relay sees it (after a trusted proxy's forwarded header).
+void appendMesh(std::string& out, const MeshRecord& m, const Session* session) {
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
   proto::appendJsonString(out, m.name);
-  out += isOnline ? ",\"online\":true" : ",\"online\":false";
+  out += session ? ",\"online\":true" : ",\"online\":false";
+  if (session) {
+    out += ",\"address\":";
+    proto::appendJsonString(out, session->peer);
+  }
   out += ",\"createdAt\":";
   appendIsoTime(out, m.createdAtMs);
   out += ",\"updatedAt\":";
@@ -150,6 +156,10 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     respond(ex, 401, errorJson("Admin API needs Authorization: Bearer <admin token>"));
     return true;
   }
+  auto onlineSession = [this](const std::string& meshId) -> const Session* {
+    auto it = online.find(meshId);
+    return it == online.end() ? nullptr : it->second;
+  };
   if (path == kMeshesPath) {
     if (ex.method != "GET") {
       respond(ex, 405, errorJson("Method not allowed"));
@@ -160,7 +170,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, online.count(m.meshId) > 0);
+      appendMesh(out, m, onlineSession(m.meshId));
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -210,7 +220,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, online.count(meshId) > 0);
+    appendMesh(out, *record, onlineSession(meshId));
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
