@@ -805,19 +805,64 @@ void Server::Impl::sweepSessions() {
 }
 
 void Server::Impl::schedulePersist() {
-  if (persistScheduled) return;
-  persistScheduled = true;
+  if (persist.scheduled) return;
+  persist.scheduled = true;
+  startPersist();
+}
+
+void Server::Impl::startPersist() {
   workers.post([this] {
+    std::optional<std::string> error;
     try {
       registry.persistPending();
     } catch (const std::exception& e) {
-      LOG_ERROR("saving resume tokens failed (will retry): " << e.what());
+      error = e.what();
     }
-    post([this] {
-      persistScheduled = false;
-      if (registry.hasPending()) schedulePersist();
-    });
+    post([this, error = std::move(error)]() mutable { persistFinished(std::move(error)); });
   });
+}
+
+namespace {
+
+// A save that failed is tried again after kPersistFirstRetryUs, then twice as
+// long each time up to kPersistMaxRetryUs; what was pending stays pending.
+// A failure that repeats is logged once per kPersistReportUs, with a count.
+constexpr std::int64_t kPersistFirstRetryUs = 250'000;
+constexpr std::int64_t kPersistMaxRetryUs = 10'000'000;
+constexpr std::int64_t kPersistReportUs = 30'000'000;
+
+void persistRetry(lws_sorted_usec_list_t* sul) {
+  reinterpret_cast<LoopTimer*>(sul)->owner->startPersist();
+}
+
+}  // namespace
+
+void Server::Impl::persistFinished(std::optional<std::string> error) {
+  if (!error) {
+    if (persist.failures > 0) {
+      LOG_WARN("saving resume tokens works again after " << persist.failures << " failed attempts");
+    }
+    persist = PersistState{};
+    if (registry.hasPending()) schedulePersist();
+    return;
+  }
+  ++persist.failures;
+  ++persist.unreported;
+  persist.retryDelayUs = persist.retryDelayUs == 0
+                             ? kPersistFirstRetryUs
+                             : std::min(persist.retryDelayUs * 2, kPersistMaxRetryUs);
+  const std::int64_t now = nowUs();
+  if (persist.failures == 1 || now - persist.reportedUs >= kPersistReportUs) {
+    LOG_ERROR("saving resume tokens failed"
+              << (persist.failures == 1
+                      ? std::string()
+                      : " " + std::to_string(persist.unreported) + " times since the last report")
+              << " (retrying in " << persist.retryDelayUs / 1000 << " ms): " << *error);
+    persist.reportedUs = now;
+    persist.unreported = 0;
+  }
+  persistTimer.owner = this;
+  lws_sul_schedule(context, 0, &persistTimer.sul, persistRetry, persist.retryDelayUs);
 }
 
 }  // namespace mesh::relay

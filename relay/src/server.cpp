@@ -243,6 +243,7 @@ int Server::Impl::run() {
   closeListener();
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&livenessTimer.sul);
+  lws_sul_cancel(&persistTimer.sul);
   LOG_INFO("event loop stopped");
   return 0;
 }
