@@ -274,7 +274,7 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
                                                           : auth.participantsJson);
   s.participantCount = auth.participantCount;
   s.wantsPresence = auth.presence;
-  (void)id;
+  s.authId = std::move(id);
 
   const bool wellFormedId = proto::isValidMeshId(auth.meshId);
   if (wellFormedId && auth.resumeToken) {
@@ -317,7 +317,7 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
     ++counters.authFailed;
     LOG_INFO("conn=" << s.id << " auth failed meshId=" << meshId << " peer=" << s.peer);
     s.pendingDuringAuth.clear();
-    sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", std::nullopt);
+    sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", s.authId);
     closeSession(s, 1008, "invalid_credentials", false);
     return;
   }
@@ -352,8 +352,9 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   schedulePersist();
   const std::string expires = isoTimeMs(token.expiresAtMs);
   enqueue(s, makeFrame([&](std::string& out) {
-            proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires});
+            proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires, s.authId});
           }));
+  s.authId.reset();
 
   // Participant exchange, as the original: the newcomer learns the others'
   // non-empty lists, the others learn the newcomer's if it has one.
