@@ -437,6 +437,28 @@ TEST_F(MeshctlListen, ExitsWithTheReasonWhenItsCredentialsAreRevoked) {
   EXPECT_EQ(discoverAs("watcher", "watcher-secret-0123456789"), 0);
 }
 
+TEST_F(MeshctlListen, SaysSoWhenTheConnectionDropsAndComesBack) {
+  relay->registerMesh("xray", "xray-secret-0123456789", "Xray");
+  const pid_t listener = listenAs("xray", "xray-secret-0123456789");
+  ASSERT_GT(listener, 0);
+  const auto stderrHas = [this](const std::string& text, std::size_t times) {
+    for (int i = 0; i < 200; ++i) {
+      const std::string err = readFile(dir.file("listen.err"));
+      std::size_t found = 0;
+      for (auto at = err.find(text); at != std::string::npos; at = err.find(text, at + 1)) ++found;
+      if (found >= times) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  ASSERT_EQ(relay->stop(), 0);
+  EXPECT_TRUE(stderrHas("meshctl: disconnected", 1)) << readFile(dir.file("listen.err"));
+  relay->start();
+  EXPECT_TRUE(stderrHas("meshctl: connected", 2)) << readFile(dir.file("listen.err"));
+  ::kill(listener, SIGINT);
+  EXPECT_EQ(waitProcess(listener, std::chrono::seconds(10)), 0);
+}
+
 TEST_F(Meshctl, RegisterReadsMeshIdAndSecretFromTheEnvironment) {
   const std::string secret = "victor-secret-0123456789";
   const CtlRun r = run({"register", "--url", relay->gatewayUrl(), "--name", "Victor"},
