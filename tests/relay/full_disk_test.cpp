@@ -198,6 +198,11 @@ TEST(FullDisk, RequestsGet503AtOnceRetriesBackOffAndEverythingRecovers) {
   EXPECT_EQ(httpRequest(port, "DELETE", "/meshes/mesh-c", "", admin).status, 200);
   EXPECT_NE(relay->log().find("saving resume tokens works again"), std::string::npos);
 
+  // Nothing in the failure paths upset a sanitizer build.
+  for (const char* report : {"runtime error", "AddressSanitizer"}) {
+    EXPECT_EQ(relay->log().find(report), std::string::npos) << relay->log();
+  }
+
   // Saved for real: after a kill, no shutdown save, the token still works.
   relay->signal(SIGKILL);
   relay->wait(5000ms);
@@ -207,6 +212,8 @@ TEST(FullDisk, RequestsGet503AtOnceRetriesBackOffAndEverythingRecovers) {
   resumed->sendText(R"({"type":"gateway_auth","meshId":"mesh-a","resumeToken":")" + pendingToken +
                     "\"}");
   EXPECT_NO_THROW(resumed->expectType("gateway_auth_ok"));
+  restarted.signal(SIGTERM);
+  EXPECT_EQ(restarted.wait(10000ms), 0) << restarted.log();
 }
 
 }  // namespace
