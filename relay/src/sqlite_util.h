@@ -44,7 +44,7 @@ inline std::string unavailableReason(const std::exception& e) {
   if (err && err->code() == SQLITE_FULL) {
     return "Registry database full: the relay cannot store changes until disk space is freed";
   }
-  return "Registry database unavailable: the relay cannot store changes right now";
+  return "Registry unavailable: the relay cannot store changes right now";
 }
 
 [[noreturn]] inline void fail(sqlite3* db, int rc, std::string_view context) {
