@@ -50,7 +50,7 @@ std::optional<ServerFrame> decodeAuthOk(const Value& d) {
   AuthOk f;
   if (!getString(d, "meshId", f.meshId) || !getString(d, "name", f.name) ||
       !getOptionalString(d, "resumeToken", f.resumeToken) ||
-      !getOptionalString(d, "resumeExpiresAt", f.resumeExpiresAt)) {
+      !getOptionalString(d, "resumeExpiresAt", f.resumeExpiresAt) || !getOptionalId(d, f.id)) {
     return std::nullopt;
   }
   return f;
@@ -58,7 +58,8 @@ std::optional<ServerFrame> decodeAuthOk(const Value& d) {
 
 std::optional<ServerFrame> decodeAuthError(const Value& d) {
   AuthError f;
-  if (!getString(d, "message", f.message) || !getOptionalString(d, "code", f.code)) {
+  if (!getString(d, "message", f.message) || !getOptionalString(d, "code", f.code) ||
+      !getOptionalId(d, f.id)) {
     return std::nullopt;
   }
   return f;

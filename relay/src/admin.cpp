@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "server_impl.h"
+#include "sqlite_util.h"
 
 namespace mesh::relay {
 namespace {
@@ -229,7 +230,9 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
         removed = registry.removeMesh(meshId);
       } catch (const std::exception& e) {
         LOG_ERROR("removing meshId=" << meshId << " failed: " << e.what());
-        post([this, id] { respondLater(id, 500, errorJson("Database error")); });
+        post([this, id, reason = sqlite::unavailableReason(e)] {
+          respondLater(id, 503, errorJson(reason));
+        });
         return;
       }
       post([this, id, meshId, removed] {
@@ -256,6 +259,7 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
   workers.post([this, id = ex.id, meshId, newSecret = std::move(newSecret),
                 current = std::move(currentSecret), reveal]() mutable {
     Result result = Result::Rotated;
+    std::string failure;
     try {
       if (current && !registry.verifySecret(meshId, *current)) {
         result = Result::WrongSecret;
@@ -265,6 +269,7 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
     } catch (const std::exception& e) {
       LOG_ERROR("rotating the secret of meshId=" << meshId << " failed: " << e.what());
       result = Result::Failed;
+      failure = sqlite::unavailableReason(e);
     }
     if (current) sodium_memzero(current->data(), current->size());
     std::string answer = "{\"ok\":true}";
@@ -275,7 +280,8 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
     }
     sodium_memzero(newSecret.data(), newSecret.size());
     const bool self = current.has_value();
-    post([this, id, meshId, result, self, answer = std::move(answer)]() mutable {
+    post([this, id, meshId, result, self, answer = std::move(answer),
+          failure = std::move(failure)]() mutable {
       --counters.argon2Queued;
       switch (result) {
         case Result::Rotated:
@@ -292,7 +298,7 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
           respondLater(id, 401, errorJson("Invalid credentials"));
           break;
         case Result::Failed:
-          respondLater(id, 500, errorJson("Database error"));
+          respondLater(id, 503, errorJson(failure));
           break;
       }
       sodium_memzero(answer.data(), answer.size());

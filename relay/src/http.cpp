@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "server_impl.h"
+#include "sqlite_util.h"
 
 namespace mesh::relay {
 namespace {
@@ -172,11 +173,25 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
   auto req = std::get<proto::RegisterRequest>(std::move(parsed));
   ++counters.argon2Queued;
   workers.post([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
-    const RegisterOutcome outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+    std::optional<RegisterOutcome> outcome;
+    std::string failure;
+    try {
+      outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+    } catch (const std::exception& e) {
+      // A full disk, an I/O error: the client is told at once rather than
+      // left waiting, and may try again later.
+      LOG_ERROR("registering meshId=" << req.meshId << " failed: " << e.what());
+      failure = sqlite::unavailableReason(e);
+    }
     sodium_memzero(req.secret.data(), req.secret.size());
-    post([this, id, peer, meshId = std::move(req.meshId), outcome] {
+    post([this, id, peer, meshId = std::move(req.meshId), outcome,
+          failure = std::move(failure)]() mutable {
       --counters.argon2Queued;
-      switch (outcome) {
+      if (!outcome) {
+        respondLater(id, 503, errorBody(failure));
+        return;
+      }
+      switch (*outcome) {
         case RegisterOutcome::Created:
           ++counters.registrations;
           LOG_INFO("registered meshId=" << meshId << " peer=" << peer);

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,8 @@ struct MeshRecord {
 
 enum class RegisterOutcome { Created, Updated, Conflict };
 
+enum class LegacyImportOutcome { Imported, Exists };
+
 struct ResumeToken {
   std::string token;         // 43 chars, base64url without padding
   std::int64_t expiresAtMs;  // unix ms
@@ -57,6 +60,20 @@ class Registry {
   // name (Updated), other secret -> Conflict (nothing changes).
   RegisterOutcome registerMesh(std::string_view meshId, std::string_view name,
                                std::string_view secret);
+
+  // [blocking] Adds a mesh from the original gateway's registry, whose
+  // secret is known only as its unsalted SHA-256 (`sha256Hex`: 64 hex
+  // digits, the caller checks them). The digest is stored, marked as such,
+  // only until the mesh's first successful auth (or registration) with the
+  // matching secret, which replaces it with an Argon2id hash. An existing
+  // meshId is left alone (Exists).
+  LegacyImportOutcome importLegacyMesh(std::string_view meshId, std::string_view name,
+                                       std::string_view sha256Hex);
+
+  // Where verifySecret sends the Argon2id hashing that replaces an imported
+  // SHA-256 after a successful auth, so the auth is answered without waiting
+  // for it (the server posts it to a worker). Unset: done in the call.
+  void setBackgroundRunner(std::function<void(std::function<void()>)> run);
 
   // [blocking] Argon2id verification. Returns the mesh's name when the
   // secret matches; nullopt for an unknown mesh or a wrong secret. For an

@@ -73,6 +73,8 @@ Server::Impl::Impl(const Config& cfg)
   livenessTimer.owner = this;
   log::setLevel(config.logLevel);
   lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
+  // An imported mesh's first auth is answered before its hash is upgraded.
+  registry.setBackgroundRunner([this](std::function<void()> job) { workers.post(std::move(job)); });
 
   protocols.resize(2);
   protocols[0] = lws_protocols{};
@@ -243,6 +245,7 @@ int Server::Impl::run() {
   closeListener();
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&livenessTimer.sul);
+  lws_sul_cancel(&persistTimer.sul);
   LOG_INFO("event loop stopped");
   return 0;
 }

@@ -138,7 +138,11 @@ struct Server::Impl {
   void detach(Session& s, bool announce);
   void releaseUnauthenticated(Session& s);
   void dropQueued(Session& s);
+  // Resume tokens and last-seen times are saved by a worker, one save at a
+  // time; a failed save is retried after a growing delay (persistFinished).
   void schedulePersist();
+  void startPersist();
+  void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
 
   // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
@@ -221,7 +225,14 @@ struct Server::Impl {
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
   std::unordered_map<std::uint64_t, std::unique_ptr<HttpExchange>> exchanges;
-  bool persistScheduled = false;
+  struct PersistState {
+    bool scheduled = false;         // a save is running or waiting for its retry
+    std::int64_t retryDelayUs = 0;  // 0 while saves work
+    std::uint64_t failures = 0;     // in a row, since the last save that worked
+    std::uint64_t unreported = 0;   // failures not logged yet
+    std::int64_t reportedUs = 0;    // when a failure was last logged
+  } persist;
+  LoopTimer persistTimer;
   bool shuttingDown = false;
   bool loopDone = false;
   std::int64_t drainDeadlineUs = 0;

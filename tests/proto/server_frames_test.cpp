@@ -34,6 +34,10 @@ TEST(ServerFrames, AuthOkRoundTrip) {
   EXPECT_EQ(f.resumeExpiresAt, "2026-01-08T00:00:00Z");
   const auto plain = decodeAs<AuthOk>(R"({"type":"gateway_auth_ok","meshId":"a","name":"A"})");
   EXPECT_TRUE(plain.resumeToken.empty());
+  EXPECT_FALSE(plain.id.has_value());
+  out.clear();
+  encodeAuthOk(out, {"mesh-a", "A", "tok", "2026-01-08T00:00:00Z", "auth-1"});
+  EXPECT_EQ(decodeAs<AuthOk>(out).id, "auth-1");
 }
 
 TEST(ServerFrames, AuthErrorRoundTripAndOriginalForm) {
@@ -46,6 +50,10 @@ TEST(ServerFrames, AuthErrorRoundTripAndOriginalForm) {
       decodeAs<AuthError>(R"({"type":"gateway_auth_error","message":"Not authenticated"})");
   EXPECT_TRUE(original.code.empty());
   EXPECT_EQ(original.message, "Not authenticated");
+  EXPECT_FALSE(original.id.has_value());
+  out.clear();
+  encodeError(out, ErrorCode::InvalidCredentials, "Invalid credentials", "auth-2");
+  EXPECT_EQ(decodeAs<AuthError>(out).id, "auth-2");
 }
 
 TEST(ServerFrames, ErrorRoundTrip) {

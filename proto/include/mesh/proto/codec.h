@@ -63,8 +63,9 @@ void appendJsonString(std::string& out, std::string_view s);
 struct AuthOkFields {
   std::string_view meshId;
   std::string_view name;
-  std::string_view resumeToken;      // omitted when empty
-  std::string_view resumeExpiresAt;  // ISO 8601 UTC; omitted when empty
+  std::string_view resumeToken;                       // omitted when empty
+  std::string_view resumeExpiresAt;                   // ISO 8601 UTC; omitted when empty
+  std::optional<std::string_view> id = std::nullopt;  // the gateway_auth's id
 };
 void encodeAuthOk(std::string& out, const AuthOkFields& f);
 
