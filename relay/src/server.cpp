@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
 #include "tls.h"
@@ -106,6 +107,9 @@ Server::Impl::Impl(const Config& cfg)
   info.timeout_secs =
       static_cast<unsigned>(std::max(1.0, std::ceil(config.handshakeTimeoutSeconds)));
   info.pt_serv_buf_size = 32 * 1024;
+  // Room for every head the relay accepts (http_head.h): lws closes a
+  // connection without an answer when the values of a head overflow it.
+  info.max_http_header_data = 2 * kMaxRequestHeadBytes;
   info.fd_limit_per_thread = config.maxConnections + 256;
   info.vhost_name = "mesh-relay";
   if (!config.tlsCertPath.empty() || !config.tlsKeyPath.empty()) {
@@ -333,6 +337,8 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
 
     // HTTP
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+      return onHttpUpgrade(wsi, static_cast<const char*>(in));
     case LWS_CALLBACK_HTTP:
       return onHttp(wsi, pss, static_cast<const char*>(in));
     case LWS_CALLBACK_HTTP_BODY:

@@ -147,9 +147,11 @@ struct Server::Impl {
     ev_io io{};
     int fd = -1;
     std::string head;        // the request as read so far
-    bool gateway = false;    // its request line is "GET /gateway": ours
     std::string socketPeer;  // the TCP peer's address
     std::int64_t startedUs = 0;
+    // Counted in unauthenticatedPerIp under socketPeer (from accept until
+    // it is handed on or dropped).
+    bool counted = false;
   };
   void openListener();
   void servePlainOnThisThread();  // run() calls it before turning the loop
@@ -159,6 +161,9 @@ struct Server::Impl {
   void finishUpgrade(Upgrade& u);
   void handOverToLws(Upgrade& u);
   void dropUpgrade(Upgrade& u, std::string_view response);
+  // Answers `status` (400, 414, 431) to a request not served and closes.
+  void refuseRequest(Upgrade& u, int status);
+  void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
   void onPlainEvent(Session& s, int revents);
   // Reads what the socket has and handles the frames in it; false when the
   // session is gone.
@@ -174,6 +179,9 @@ struct Server::Impl {
 
   // ---- HTTP (http.cpp)
   int onHttp(lws* wsi, PerSession* pss, const char* uri);
+  // An upgrade request (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE): 0 lets a
+  // WebSocket on /gateway go on; anything else is answered and closed.
+  int onHttpUpgrade(lws* wsi, const char* upgrade);
   int onHttpBody(PerSession* pss, const char* data, std::size_t len);
   int onHttpBodyComplete(PerSession* pss);
   int onHttpWriteable(lws* wsi, PerSession* pss);
