@@ -1,11 +1,12 @@
 // The /gateway WebSocket on plain TCP, served by the relay itself.
 //
-// Without TLS the relay owns the listening socket. A connection whose
-// request is an upgrade to /gateway is answered here and its frames are read
-// and written here; every other request (the HTTP routes, a WebSocket on
-// another path) goes to lws before its bytes are read (onUpgradeReadable),
-// and lws serves it as before. With a certificate configured, lws listens
-// itself and none of this runs.
+// Without TLS the relay owns the listening socket. Every request head is
+// checked here first (readRequestHead): one whose body length is in doubt,
+// too large a head and a WebSocket on another path are answered and closed.
+// An upgrade to /gateway is answered here and its frames are read and
+// written here; every other request (the HTTP routes) goes to lws with its
+// body still unread (onUpgradeReadable), and lws serves it as before. With a
+// certificate configured, lws listens itself and none of this runs.
 //
 // Why not lws for these too: lws keeps about 1.9 KB per WebSocket (its
 // connection struct and an rx buffer) for the connection's whole life, and
