@@ -71,6 +71,7 @@ bool bearerMatches(std::string_view authorization, std::string_view expected) {
 }
 
 int Server::Impl::onHttp(lws* wsi, PerSession* pss, const char* uri) {
+  releaseHandshake(lws_get_network_wsi(wsi));  // its head is read
   if (!pss) return -1;
   onHttpClosed(pss);  // a previous request on this keep-alive connection
   auto owned = std::make_unique<HttpExchange>();
@@ -165,6 +166,8 @@ int Server::Impl::onHttpBodyComplete(PerSession* pss) {
 }
 
 int Server::Impl::onHttpUpgrade(lws* wsi, const char* upgrade) {
+  // Its head is read: from here a WebSocket counts as its session does.
+  releaseHandshake(wsi);
   // An Upgrade lws does not know: it has answered 403 itself; this ends
   // the connection, so that nothing after that request is read.
   if (upgrade == nullptr ||

@@ -578,6 +578,14 @@ void Server::Impl::sweepUpgrades(std::int64_t now) {
     if (now - u->startedUs >= limit) late.push_back(u);
   }
   for (Upgrade* u : late) dropUpgrade(*u, httpError("408 Request Timeout"));
+  // TLS: lws ends a connection whose head is late by itself. One still
+  // counted long after that was freed without a destroy callback (lws does
+  // that when setting up a connection fails).
+  std::vector<lws*> stale;
+  for (auto& [wsi, h] : tlsHandshakes) {
+    if (now - h.startedUs >= 3 * limit) stale.push_back(wsi);
+  }
+  for (lws* wsi : stale) releaseHandshake(wsi);
 }
 
 void Server::Impl::onPlainEvent(Session& s, int revents) {

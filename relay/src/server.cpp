@@ -308,9 +308,13 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-      if (!shuttingDown) return 0;
-      refuse(RefuseReason::ShuttingDown);
-      return 1;
+      return onNetworkConnection(static_cast<int>(reinterpret_cast<std::intptr_t>(in)));
+    case LWS_CALLBACK_WSI_CREATE:
+      onWsiCreated(wsi);
+      return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+      releaseHandshake(wsi);
+      return 0;
 
     // WebSocket
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:

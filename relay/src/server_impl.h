@@ -194,6 +194,12 @@ struct Server::Impl {
   // ---- operators: client addresses (access.cpp), TLS (tls.cpp), metrics
   // and admin routes (admin.cpp)
   [[nodiscard]] std::string clientAddress(lws* wsi) const;
+  // TLS: lws accepted `fd` (FILTER_NETWORK_CONNECTION); 1 refuses it.
+  int onNetworkConnection(int fd);
+  void onWsiCreated(lws* wsi);  // WSI_CREATE: counts the connection just let in
+  // The connection (its network wsi) no longer counts toward its address:
+  // its request head is read, or it is gone.
+  void releaseHandshake(lws* wsi);
   void refuse(RefuseReason reason);
   void reloadTlsNow();
   bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
@@ -254,6 +260,14 @@ struct Server::Impl {
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later
   std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
+  // TLS: connections lws accepted whose request head is not read yet, each
+  // counted in unauthenticatedPerIp under its peer (access.cpp).
+  struct TlsHandshake {
+    std::string peer;
+    std::int64_t startedUs = 0;
+  };
+  std::unordered_map<lws*, TlsHandshake> tlsHandshakes;
+  std::string pendingHandshakePeer;  // between FILTER_NETWORK_CONNECTION and WSI_CREATE
   std::vector<char> readBuffer;
   Counters counters;
 

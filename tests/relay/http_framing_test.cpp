@@ -335,6 +335,77 @@ TEST(HandshakeLimit, ConnectionsCountFromAccept) {
   expectRelayStillServes(relay);
 }
 
+// A TLS connection lws has accepted that is not refused within a second.
+std::unique_ptr<TlsStream> admittedTls(std::uint16_t port) {
+  for (int i = 0; i < 50; ++i) {
+    try {
+      return TlsStream::connect(port);
+    } catch (const std::runtime_error&) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  ADD_FAILURE() << "every new TLS connection was refused";
+  return nullptr;
+}
+
+// Reads until `needle` arrives; false on close or timeout.
+bool readUntil(TlsStream& tls, std::string& in, std::string_view needle) {
+  const auto deadline = Clock::now() + 5s;
+  while (in.find(needle) == std::string::npos) {
+    if (!tls.read(in, deadline)) return false;
+  }
+  return true;
+}
+
+// The same over TLS, where lws accepts: a connection over the limit is
+// closed before its TLS handshake.
+TEST(HandshakeLimit, ConnectionsCountFromAcceptOverTls) {
+  TempDir certs;
+  TestRelay relay([&](relay::Config& c) {
+    useSelfSignedCert(c, certs.path(), "limit");
+    c.maxUnauthenticatedPerIp = kLimit;
+  });
+  const std::string body =
+      R"({"meshId":"limit-t","secret":")" + TestRelay::secretFor("limit-t") + R"(","name":"T"})";
+  ASSERT_EQ(httpsRequest(relay.port(), "POST", "/register", body).status, 201);
+  std::vector<std::unique_ptr<TlsStream>> idle;
+  for (unsigned i = 0; i < kLimit; ++i) idle.push_back(TlsStream::connect(relay.port()));
+  EXPECT_THROW(TlsStream::connect(relay.port()), std::runtime_error);
+
+  idle[0].reset();  // goes away
+  idle[0] = admittedTls(relay.port());
+  ASSERT_TRUE(idle[0]);
+  EXPECT_THROW(TlsStream::connect(relay.port()), std::runtime_error);
+
+  std::string in;  // an HTTP request: its head is read
+  idle[1]->write("GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n");
+  ASSERT_TRUE(readUntil(*idle[1], in, "{\"ok\":true}")) << in;
+  idle[1] = admittedTls(relay.port());
+  ASSERT_TRUE(idle[1]);
+  EXPECT_THROW(TlsStream::connect(relay.port()), std::runtime_error);
+
+  in.clear();  // a WebSocket: counted as a session until it authenticates
+  idle[2]->write(upgradeTo("/gateway"));
+  ASSERT_TRUE(readUntil(*idle[2], in, "\r\n\r\n")) << in;
+  ASSERT_EQ(in.rfind("HTTP/1.1 101", 0), 0u) << in;
+  EXPECT_THROW(TlsStream::connect(relay.port()), std::runtime_error);
+  idle[2]->write(ws::encodeFrame(0x1,
+                                 R"({"type":"gateway_auth","meshId":"limit-t","secret":")" +
+                                     TestRelay::secretFor("limit-t") + "\"}",
+                                 true, ws::randomMaskKey()));
+  ASSERT_TRUE(readUntil(*idle[2], in, "gateway_auth_ok")) << in;
+  auto fifth = admittedTls(relay.port());
+  ASSERT_TRUE(fifth);
+  EXPECT_THROW(TlsStream::connect(relay.port()), std::runtime_error);
+
+  idle.clear();
+  fifth.reset();
+  std::unique_ptr<TlsStream> again = admittedTls(relay.port());
+  ASSERT_TRUE(again);
+  again.reset();
+  expectTlsRelayStillServes(relay);
+}
+
 // A trusted proxy's connections stand for many clients: they are counted
 // per client once the head names it, not per proxy at accept.
 TEST(HandshakeLimit, TrustedProxyIsNotCountedAtAccept) {
