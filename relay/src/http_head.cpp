@@ -1,21 +1,25 @@
 #include "http_head.h"
 
 #include <algorithm>
-#include <cctype>
+#include <array>
 #include <limits>
 
 namespace mesh::relay {
 namespace {
 
 // RFC 9110 5.6.2: the characters of a token (methods, field names).
-bool isTchar(char c) {
-  if (std::isalnum(static_cast<unsigned char>(c)) != 0) return true;
-  constexpr std::string_view kMarks = "!#$%&'*+-.^_`|~";
-  return kMarks.find(c) != std::string_view::npos;
-}
+constexpr std::array<bool, 256> kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
 
 bool isToken(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), isTchar);
+  return !s.empty() && std::all_of(s.begin(), s.end(),
+                                   [](char c) { return kTchar[static_cast<unsigned char>(c)]; });
 }
 
 // RFC 9110 5.5: a field value is visible characters, spaces, tabs and
@@ -41,11 +45,14 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
+char lowerAscii(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// `a` equals `lower` (a lower-case literal), ignoring ASCII case.
+bool equalsIgnoreCase(std::string_view a, std::string_view lower) {
+  return a.size() == lower.size() && std::equal(a.begin(), a.end(), lower.begin(),
+                                                [](char x, char y) { return lowerAscii(x) == y; });
 }
 
 // True if the comma-separated list `value` holds `token` (case-insensitive).
