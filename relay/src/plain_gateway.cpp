@@ -536,8 +536,9 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
 
 void Server::Impl::handOverToLws(Upgrade& u) {
   const int fd = u.fd;
-  // With the start of a request line read already, if any (a few bytes, never
-  // a body). On failure lws closes the socket itself.
+  // With the part of the head read while it arrived, if any (never its end,
+  // nor a body: those are still in the socket). On failure lws closes the
+  // socket itself.
   const std::string early = std::move(u.head);
   releaseHandshake(u);
   ev_io_stop(evLoop, &u.io);
