@@ -3,6 +3,12 @@
 // together: a complete head ends in its blank line within the input and the
 // size limits, a refusal is one of the three statuses, a head cut short is
 // never complete, and a head refused early stays refused as more arrives.
+//
+// It needs only relay/src/http_head.cpp; by hand, from the project root:
+//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Irelay/src \
+//       fuzz/http_request_fuzz.cpp relay/src/http_head.cpp -o http_request_fuzz
+//   mkdir -p found && ./http_request_fuzz -max_len=12000 found fuzz/corpus/http_request
+// (new inputs go to the first folder, so the committed seeds stay as they are).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
