@@ -1,11 +1,12 @@
 // The /gateway WebSocket on plain TCP, served by the relay itself.
 //
-// Without TLS the relay owns the listening socket. A connection whose
-// request is an upgrade to /gateway is answered here and its frames are read
-// and written here; every other request (the HTTP routes, a WebSocket on
-// another path) goes to lws before its bytes are read (onUpgradeReadable),
-// and lws serves it as before. With a certificate configured, lws listens
-// itself and none of this runs.
+// Without TLS the relay owns the listening socket. Every request head is
+// checked here first (readRequestHead): one whose body length is in doubt,
+// too large a head and a WebSocket on another path are answered and closed.
+// An upgrade to /gateway is answered here and its frames are read and
+// written here; every other request (the HTTP routes) goes to lws with its
+// body still unread (onUpgradeReadable), and lws serves it as before. With a
+// certificate configured, lws listens itself and none of this runs.
 //
 // Why not lws for these too: lws keeps about 1.9 KB per WebSocket (its
 // connection struct and an rx buffer) for the connection's whole life, and
@@ -26,6 +27,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
 
@@ -33,8 +35,6 @@ namespace mesh::relay {
 
 namespace {
 
-// A gateway upgrade request larger than this is refused.
-constexpr std::size_t kMaxHeadBytes = 8192;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kReadsPerEvent = 4;
 constexpr int kAcceptsPerEvent = 64;
@@ -72,18 +72,22 @@ bool hasToken(std::string_view value, std::string_view token) {
   return false;
 }
 
-constexpr std::string_view kGatewayPrefix = "GET /gateway";
-
-// "GET /gateway HTTP/1.1" or with a query string.
-bool isGatewayRequestLine(std::string_view line) {
-  return line.size() > kGatewayPrefix.size() &&
-         line.substr(0, kGatewayPrefix.size()) == kGatewayPrefix &&
-         (line[kGatewayPrefix.size()] == ' ' || line[kGatewayPrefix.size()] == '?');
+// "GET /gateway" or with a query string: ours to answer.
+bool isGatewayRequest(const RequestHead& h) {
+  constexpr std::string_view kPath = "/gateway";
+  return h.method == "GET" && h.target.substr(0, kPath.size()) == kPath &&
+         (h.target.size() == kPath.size() || h.target[kPath.size()] == '?');
 }
 
-// Too short to tell: it could still become a gateway request line.
-bool couldBecomeGatewayRequestLine(std::string_view start) {
-  return start.size() <= kGatewayPrefix.size() && kGatewayPrefix.substr(0, start.size()) == start;
+std::string_view statusLine(int status) {
+  switch (status) {
+    case 414:
+      return "414 URI Too Long";
+    case 431:
+      return "431 Request Header Fields Too Large";
+    default:
+      return "400 Bad Request";
+  }
 }
 
 struct UpgradeHeaders {
@@ -403,12 +407,31 @@ void Server::Impl::onAccept() {
       ::close(fd);
       continue;
     }
+    std::string peer = addressText(sa);
+    // A connection counts toward its address's unauthenticated ones from
+    // here, through its handshake, until it has authenticated. Not one from
+    // a trusted proxy: it stands for a client named in its headers, and
+    // counts as that client once they are read.
+    const bool counted = !netPolicy.isTrustedProxy(peer);
+    if (counted) {
+      auto it = unauthenticatedPerIp.find(peer);
+      if ((it == unauthenticatedPerIp.end() ? 0u : it->second) >= config.maxUnauthenticatedPerIp) {
+        refuse(RefuseReason::UnauthenticatedLimit);
+        LOG_DEBUG("refused a connection from " << peer << ": " << config.maxUnauthenticatedPerIp
+                                               << " unauthenticated connections already");
+        sendAll(fd, httpError("429 Too Many Requests"));
+        ::close(fd);
+        continue;
+      }
+      ++unauthenticatedPerIp[peer];
+    }
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto owned = std::make_unique<Upgrade>();
     Upgrade& u = *owned;
     u.fd = fd;
-    u.socketPeer = addressText(sa);
+    u.counted = counted;
+    u.socketPeer = std::move(peer);
     u.startedUs = nowUs();
     ev_io_init(&u.io, onUpgradeEvent, fd, EV_READ);
     u.io.data = &u;
@@ -418,49 +441,46 @@ void Server::Impl::onAccept() {
 }
 
 void Server::Impl::onUpgradeReadable(Upgrade& u) {
-  if (!u.gateway) {
-    // Peeked, not read: a request that is not ours reaches lws untouched.
-    // (lws 4.1.6 can be handed bytes already read, but loops forever on a
-    // request body among them.) The one exception is a request line cut
-    // off inside "GET /gateway": those few bytes are read, so that the
-    // watcher waits for more, and handed to lws with the socket should the
-    // request turn out not to be ours.
-    char peek[16];
-    const ssize_t n = ::recv(u.fd, peek, sizeof peek - u.head.size(), MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    if (n <= 0) {
-      dropUpgrade(u, {});
-      return;
-    }
-    std::string start = u.head;
-    start.append(peek, static_cast<std::size_t>(n));
-    if (couldBecomeGatewayRequestLine(start)) {
-      if (::recv(u.fd, peek, static_cast<std::size_t>(n), 0) == n) {
-        u.head = std::move(start);
-      } else {
-        dropUpgrade(u, {});
-      }
-      return;
-    }
-    if (!isGatewayRequestLine(start)) {
-      handOverToLws(u);
-      return;
-    }
-    u.gateway = true;
-  }
-  char buf[kMaxHeadBytes];
-  const ssize_t n = ::recv(u.fd, buf, kMaxHeadBytes - u.head.size(), 0);
+  // Peeked first: what follows a request that is not ours (its body, say)
+  // must reach lws untouched (lws 4.1.6 can be handed bytes already read,
+  // but loops forever on a request body among them). Only a head not yet
+  // complete is read, so that the watcher waits for more; those bytes, never
+  // a body, go to lws with the socket should the request not be ours.
+  char buf[kMaxRequestHeadBytes + 1];
+  const ssize_t n = ::recv(u.fd, buf, sizeof buf - u.head.size(), MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n <= 0) {
     dropUpgrade(u, {});
     return;
   }
-  u.head.append(buf, static_cast<std::size_t>(n));
-  if (u.head.find("\r\n\r\n") != std::string::npos) {
-    finishUpgrade(u);
-  } else if (u.head.size() >= kMaxHeadBytes) {
-    dropUpgrade(u, httpError("431 Request Header Fields Too Large"));
+  std::string bytes = u.head;
+  bytes.append(buf, static_cast<std::size_t>(n));
+  const RequestHead h = readRequestHead(bytes);
+  if (h.state == RequestHead::State::Refused) {
+    LOG_INFO("refused a request from " << u.socketPeer << ": " << h.why);
+    refuseRequest(u, h.status);
+    return;
   }
+  const bool gateway = h.state == RequestHead::State::Complete && isGatewayRequest(h);
+  if (h.state == RequestHead::State::Incomplete || gateway) {
+    // Ours to read: a head still arriving, or a gateway upgrade with any
+    // frames the client sent right behind it.
+    if (::recv(u.fd, buf, static_cast<std::size_t>(n), 0) != n) {
+      dropUpgrade(u, {});
+      return;
+    }
+    u.head = std::move(bytes);
+    if (gateway) finishUpgrade(u);
+    return;
+  }
+  if (h.upgrade) {
+    // As the original relay: a WebSocket anywhere but /gateway is a 400.
+    LOG_DEBUG("refused an upgrade to " << h.method << " " << h.target);
+    refuse(RefuseReason::NotGateway);
+    refuseRequest(u, 400);
+    return;
+  }
+  handOverToLws(u);
 }
 
 void Server::Impl::finishUpgrade(Upgrade& u) {
@@ -484,6 +504,8 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
   std::string peer = netPolicy.trustsProxies()
                          ? netPolicy.clientAddress(u.socketPeer, h.forwardedFor, h.flyClientIp)
                          : netPolicy.clientAddress(u.socketPeer, {}, {});
+  // From here the connection counts as the session it becomes (openSession).
+  releaseHandshake(u);
   if (auto reason = gatewayRefusal(peer)) {
     dropUpgrade(
         u, httpError(*reason == RefuseReason::UnauthenticatedLimit ? "429 Too Many Requests"
@@ -514,9 +536,11 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
 
 void Server::Impl::handOverToLws(Upgrade& u) {
   const int fd = u.fd;
-  // With the start of a request line read already, if any (a few bytes, never
-  // a body). On failure lws closes the socket itself.
+  // With the part of the head read while it arrived, if any (never its end,
+  // nor a body: those are still in the socket). On failure lws closes the
+  // socket itself.
   const std::string early = std::move(u.head);
+  releaseHandshake(u);
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
   lws* wsi = early.empty() ? lws_adopt_socket_vhost(vhost, fd)
@@ -524,7 +548,24 @@ void Server::Impl::handOverToLws(Upgrade& u) {
   if (wsi == nullptr) LOG_WARN("lws did not take a connection; it is closed");
 }
 
+void Server::Impl::refuseRequest(Upgrade& u, int status) {
+  // What the client sent is read first: a socket closed with input unread
+  // is reset, and the reset can overtake the answer.
+  char sink[4096];
+  for (int i = 0; i < 16 && ::recv(u.fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
+  dropUpgrade(u, httpError(statusLine(status)));
+}
+
+void Server::Impl::releaseHandshake(Upgrade& u) {
+  if (!u.counted) return;
+  u.counted = false;
+  auto it = unauthenticatedPerIp.find(u.socketPeer);
+  if (it != unauthenticatedPerIp.end() && --it->second == 0) unauthenticatedPerIp.erase(it);
+}
+
 void Server::Impl::dropUpgrade(Upgrade& u, std::string_view response) {
+  releaseHandshake(u);
   if (!response.empty()) sendAll(u.fd, response);
   ev_io_stop(evLoop, &u.io);
   ::close(u.fd);
@@ -538,6 +579,14 @@ void Server::Impl::sweepUpgrades(std::int64_t now) {
     if (now - u->startedUs >= limit) late.push_back(u);
   }
   for (Upgrade* u : late) dropUpgrade(*u, httpError("408 Request Timeout"));
+  // TLS: lws ends a connection whose head is late by itself. One still
+  // counted long after that was freed without a destroy callback (lws does
+  // that when setting up a connection fails).
+  std::vector<lws*> stale;
+  for (auto& [wsi, h] : tlsHandshakes) {
+    if (now - h.startedUs >= 3 * limit) stale.push_back(wsi);
+  }
+  for (lws* wsi : stale) releaseHandshake(wsi);
 }
 
 void Server::Impl::onPlainEvent(Session& s, int revents) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
 #include "tls.h"
@@ -18,6 +19,11 @@ constexpr char kProtocolName[] = "mesh-gateway";
 void lwsLogSink(int level, const char* line) {
   std::string text(line);
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  // lws 4.1.6 reports, as an error, every socket handed over with the part
+  // of a request head read already (handOverToLws): that is routine here.
+  if (text.find("adopt_socket_readbuf: calling service") != std::string::npos) {
+    level = LLL_DEBUG;
+  }
   if (level & LLL_ERR) {
     LOG_ERROR("lws: " << text);
   } else if (level & LLL_WARN) {
@@ -108,6 +114,9 @@ Server::Impl::Impl(const Config& cfg)
   info.timeout_secs =
       static_cast<unsigned>(std::max(1.0, std::ceil(config.handshakeTimeoutSeconds)));
   info.pt_serv_buf_size = 32 * 1024;
+  // Room for every head the relay accepts (http_head.h): lws closes a
+  // connection without an answer when the values of a head overflow it.
+  info.max_http_header_data = 2 * kMaxRequestHeadBytes;
   info.fd_limit_per_thread = config.maxConnections + 256;
   info.vhost_name = "mesh-relay";
   if (!config.tlsCertPath.empty() || !config.tlsKeyPath.empty()) {
@@ -307,9 +316,13 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
 
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
-      if (!shuttingDown) return 0;
-      refuse(RefuseReason::ShuttingDown);
-      return 1;
+      return onNetworkConnection(static_cast<int>(reinterpret_cast<std::intptr_t>(in)));
+    case LWS_CALLBACK_WSI_CREATE:
+      onWsiCreated(wsi);
+      return 0;
+    case LWS_CALLBACK_WSI_DESTROY:
+      releaseHandshake(wsi);
+      return 0;
 
     // WebSocket
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -336,6 +349,8 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
 
     // HTTP
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+      return onHttpUpgrade(wsi, static_cast<const char*>(in));
     case LWS_CALLBACK_HTTP:
       return onHttp(wsi, pss, static_cast<const char*>(in));
     case LWS_CALLBACK_HTTP_BODY:

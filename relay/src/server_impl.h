@@ -151,9 +151,11 @@ struct Server::Impl {
     ev_io io{};
     int fd = -1;
     std::string head;        // the request as read so far
-    bool gateway = false;    // its request line is "GET /gateway": ours
     std::string socketPeer;  // the TCP peer's address
     std::int64_t startedUs = 0;
+    // Counted in unauthenticatedPerIp under socketPeer (from accept until
+    // it is handed on or dropped).
+    bool counted = false;
   };
   void openListener();
   void servePlainOnThisThread();  // run() calls it before turning the loop
@@ -163,6 +165,9 @@ struct Server::Impl {
   void finishUpgrade(Upgrade& u);
   void handOverToLws(Upgrade& u);
   void dropUpgrade(Upgrade& u, std::string_view response);
+  // Answers `status` (400, 414, 431) to a request not served and closes.
+  void refuseRequest(Upgrade& u, int status);
+  void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
   void onPlainEvent(Session& s, int revents);
   // Reads what the socket has and handles the frames in it; false when the
   // session is gone.
@@ -178,6 +183,9 @@ struct Server::Impl {
 
   // ---- HTTP (http.cpp)
   int onHttp(lws* wsi, PerSession* pss, const char* uri);
+  // An upgrade request (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE): 0 lets a
+  // WebSocket on /gateway go on; anything else is answered and closed.
+  int onHttpUpgrade(lws* wsi, const char* upgrade);
   int onHttpBody(PerSession* pss, const char* data, std::size_t len);
   int onHttpBodyComplete(PerSession* pss);
   int onHttpWriteable(lws* wsi, PerSession* pss);
@@ -190,6 +198,12 @@ struct Server::Impl {
   // ---- operators: client addresses (access.cpp), TLS (tls.cpp), metrics
   // and admin routes (admin.cpp)
   [[nodiscard]] std::string clientAddress(lws* wsi) const;
+  // TLS: lws accepted `fd` (FILTER_NETWORK_CONNECTION); 1 refuses it.
+  int onNetworkConnection(int fd);
+  void onWsiCreated(lws* wsi);  // WSI_CREATE: counts the connection just let in
+  // The connection (its network wsi) no longer counts toward its address:
+  // its request head is read, or it is gone.
+  void releaseHandshake(lws* wsi);
   void refuse(RefuseReason reason);
   void reloadTlsNow();
   bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
@@ -257,6 +271,14 @@ struct Server::Impl {
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later
   std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
+  // TLS: connections lws accepted whose request head is not read yet, each
+  // counted in unauthenticatedPerIp under its peer (access.cpp).
+  struct TlsHandshake {
+    std::string peer;
+    std::int64_t startedUs = 0;
+  };
+  std::unordered_map<lws*, TlsHandshake> tlsHandshakes;
+  std::string pendingHandshakePeer;  // between FILTER_NETWORK_CONNECTION and WSI_CREATE
   std::vector<char> readBuffer;
   Counters counters;
 
