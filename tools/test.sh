@@ -18,6 +18,9 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs" --timeout 900
 
+# The parsers under libFuzzer (clang, ASan+UBSan): about a minute in all.
+tools/fuzz.sh
+
 tools/check-deploy.sh build/relay/mesh-relay
 
 if [ -x tools/bench-smoke.sh ]; then
