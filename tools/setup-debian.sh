@@ -13,7 +13,7 @@ set -eu
 
 build_pkgs="build-essential cmake pkg-config git ca-certificates curl
   libwebsockets-dev libwebsockets-evlib-ev libev-dev libsqlite3-dev rapidjson-dev libsodium-dev libcli11-dev
-  libgtest-dev libssl-dev
+  libgtest-dev libssl-dev clang libclang-rt-14-dev
   nginx-light caddy"
 runtime_pkgs="libwebsockets17 libwebsockets-evlib-ev libev4 libsqlite3-0 libsodium23 libssl3 ca-certificates curl"
 

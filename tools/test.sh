@@ -23,6 +23,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DMESH_WERROR=ON
 cmake --build build-release -j "$jobs"
 
+# The parsers under libFuzzer (clang, ASan+UBSan): about a minute in all.
+tools/fuzz.sh
+
 tools/check-deploy.sh build/relay/mesh-relay
 
 if [ -x tools/bench-smoke.sh ]; then

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "server_impl.h"
+#include "ws_codec.h"
 
 namespace mesh::relay {
 namespace {
@@ -655,11 +656,33 @@ int Server::Impl::onWriteable(Session& s) {
 }
 
 // The peer sent a close frame; lws echoes it and closes. Anything still
-// queued can no longer be sent.
-void Server::Impl::onPeerClose(Session& s) {
+// queued can no longer be sent. lws 4.1.6 has already replaced a code no
+// endpoint may send with 1002 in `payload` (it also counts 1012-1014, which
+// IANA has since assigned, as such), but it checks neither a one-byte
+// payload nor the reason's UTF-8, and echoes the peer's reason. A frame
+// that breaks RFC 6455 is answered as on the plain path instead: 1002 or
+// 1007 with a reason, through lws_close_reason() and a non-zero return,
+// which makes lws send that close frame and close.
+int Server::Impl::onPeerClose(Session& s, std::string_view payload) {
+  const bool answering = s.state == SessionState::Closing;
   s.peerClosed = true;
   s.queue.clear();
   s.queuedBytes = 0;
+  if (answering) return 0;  // the answer to our close frame
+  ws::PeerClose close = ws::readClose(payload);
+  if (!close.problem && close.code == 1002) {
+    // The peer's own 1002 or lws's stand-in for an invalid code: either way
+    // a protocol error, answered with a reason.
+    close.answerReason = "protocol_error";
+    close.problem = "close frame with code 1002 or an invalid one";
+  }
+  if (!close.problem) return 0;
+  LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << close.problem);
+  ++counters.framingErrors;
+  std::string reason(close.answerReason);
+  lws_close_reason(s.wsi, static_cast<lws_close_status>(close.answerCode),
+                   reinterpret_cast<unsigned char*>(reason.data()), reason.size());
+  return -1;
 }
 
 void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue,

@@ -30,6 +30,7 @@
 #include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
+#include "ws_codec.h"
 
 namespace mesh::relay {
 
@@ -178,87 +179,6 @@ bool sendAll(int fd, std::string_view bytes) {
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
-}
-
-// RFC 6455 5.3: XOR with the 4-byte key, 8 bytes at a time where possible.
-void unmask(char* data, std::size_t len, const unsigned char* key) {
-  std::uint64_t key8;
-  unsigned char repeated[8];
-  for (int i = 0; i < 8; ++i) repeated[i] = key[i & 3];
-  std::memcpy(&key8, repeated, 8);
-  std::size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, data + i, 8);
-    word ^= key8;
-    std::memcpy(data + i, &word, 8);
-  }
-  for (; i < len; ++i) data[i] = static_cast<char>(data[i] ^ key[i & 3]);
-}
-
-// A client frame's header (RFC 6455 5.2).
-struct FrameHeader {
-  bool fin = false;
-  std::uint8_t opcode = 0;
-  std::uint64_t size = 0;               // payload bytes
-  std::size_t length = 0;               // header bytes, masking key included; 0: incomplete
-  const unsigned char* mask = nullptr;  // the masking key
-  const char* error = nullptr;          // set for a frame no client may send
-
-  [[nodiscard]] bool control() const { return (opcode & 0x8) != 0; }
-};
-
-// Reads the header at `p`, `avail` bytes of which have arrived. `inMessage`:
-// a fragmented message is open, so only a continuation or a control frame
-// may come. Every client frame is masked; no extension is negotiated, so no
-// reserved bit may be set; control frames are whole and at most 125 bytes.
-FrameHeader readHeader(const unsigned char* p, std::size_t avail, bool inMessage) {
-  FrameHeader h;
-  if (avail < 2) return h;
-  h.fin = (p[0] & 0x80) != 0;
-  h.opcode = p[0] & 0x0f;
-  if ((p[0] & 0x70) != 0) {
-    h.error = "reserved bits set";
-    return h;
-  }
-  if ((p[1] & 0x80) == 0) {
-    h.error = "unmasked frame";
-    return h;
-  }
-  std::size_t length = 2;
-  h.size = p[1] & 0x7f;
-  if (h.size == 126) {
-    if (avail < 4) return h;
-    h.size = (std::uint64_t{p[2]} << 8) | p[3];
-    length = 4;
-  } else if (h.size == 127) {
-    if (avail < 10) return h;
-    h.size = 0;
-    for (int i = 0; i < 8; ++i) h.size = (h.size << 8) | p[2 + i];
-    length = 10;
-    if (h.size >> 63) {
-      h.error = "frame length out of range";
-      return h;
-    }
-  }
-  if (h.control()) {
-    if (!h.fin || h.size > 125 || h.opcode > 0xA) h.error = "bad control frame";
-  } else if (h.opcode > 0x2) {
-    h.error = "unknown opcode";
-  } else if ((h.opcode == 0x0) != inMessage) {
-    h.error =
-        h.opcode == 0x0 ? "continuation outside a message" : "new message inside a fragmented one";
-  }
-  if (h.error || avail < length + 4) return h;
-  h.mask = p + length;
-  h.length = length + 4;
-  return h;
-}
-
-// A close code a peer may send (RFC 6455 7.4).
-bool isSendableCloseCode(unsigned code) {
-  if (code >= 3000 && code <= 4999) return true;
-  return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
 }
 
 // The server whose loop this thread turns (set by run()): libev hands a
@@ -639,8 +559,8 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
   }
   std::size_t pos = 0;
   while (pos < len) {
-    const FrameHeader h =
-        readHeader(reinterpret_cast<const unsigned char*>(data + pos), len - pos, s.rxActive);
+    const ws::FrameHeader h =
+        ws::readHeader(reinterpret_cast<const unsigned char*>(data + pos), len - pos, s.rxActive);
     if (h.error) {
       protocolError(s, h.error);
       return true;
@@ -665,7 +585,7 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
     if (len - pos - h.length < h.size) break;  // the payload is not all here yet
     char* payload = data + pos + h.length;
     const auto size = static_cast<std::size_t>(h.size);
-    unmask(payload, size, h.mask);
+    ws::unmask(payload, size, h.mask);
     pos += h.length + size;
     if (h.control()) {
       if (!handleControl(s, h.opcode, std::string_view(payload, size))) return false;
@@ -707,31 +627,29 @@ bool Server::Impl::handleControl(Session& s, std::uint8_t opcode, std::string_vi
     closePlain(s);
     return false;
   }
-  if (payload.size() == 1) {
-    protocolError(s, "close frame with a one-byte payload");
+  const ws::PeerClose close = ws::readClose(payload);
+  if (close.problem) {
+    // 1002 for a one-byte payload or a code no endpoint may send, 1007 for
+    // a reason that is not UTF-8 (RFC 6455 7.4, 8.1).
+    protocolError(s, close.problem, static_cast<int>(close.answerCode), close.answerReason);
     return true;
   }
-  unsigned code = 1000;
-  if (payload.size() >= 2) {
-    code = (static_cast<unsigned>(static_cast<unsigned char>(payload[0])) << 8) |
-           static_cast<unsigned char>(payload[1]);
-    if (!isSendableCloseCode(code)) code = 1002;
-  }
-  LOG_DEBUG("conn=" << s.id << " close frame from the peer, code " << code);
+  LOG_DEBUG("conn=" << s.id << " close frame from the peer, code " << close.code);
   // Answered with the same code (RFC 6455 5.5.1); the socket closes once the
   // answer is out (writePlain).
-  closeSession(s, static_cast<int>(code), "", true);
+  closeSession(s, static_cast<int>(close.answerCode), "", true);
   s.peerClosed = true;
   return true;
 }
 
-void Server::Impl::protocolError(Session& s, std::string_view why) {
+void Server::Impl::protocolError(Session& s, std::string_view why, int code,
+                                 std::string_view reason) {
   LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << why);
   ++counters.framingErrors;
   s.rxPartial.clear();
   s.rxPartial.shrink_to_fit();
   s.skipRemaining = 0;
-  closeSession(s, 1002, "protocol_error", true);
+  closeSession(s, code, reason, true);
   // Failing the connection (RFC 6455 7.1.7): the socket closes as soon as
   // the close frame is out; the peer's input is no longer read as frames.
   s.peerClosed = true;

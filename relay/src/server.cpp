@@ -342,8 +342,8 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       if (pss && pss->session) heardFrom(*pss->session);
       return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-      if (pss && pss->session) onPeerClose(*pss->session);
-      return 0;
+      if (!pss || !pss->session) return 0;
+      return onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
     case LWS_CALLBACK_CLOSED:
       onClosed(pss);
       return 0;

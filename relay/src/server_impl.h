@@ -131,7 +131,8 @@ struct Server::Impl {
   enum class WriteResult { Ok, Failed, CloseViaLws };
   WriteResult writeFrames(Session& s);
   void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
-  void onPeerClose(Session& s);
+  // Non-zero: lws is to close with the reason set here, not echo the frame.
+  int onPeerClose(Session& s, std::string_view payload);
   // `lastWords` (an error frame) goes out right before the close frame.
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                     OutFramePtr lastWords = nullptr);
@@ -175,7 +176,10 @@ struct Server::Impl {
   bool handleBytes(Session& s, char* data, std::size_t len);
   void dropOversize(Session& s, std::size_t n);
   bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
-  void protocolError(Session& s, std::string_view why);
+  // Fails the connection (RFC 6455 7.1.7): the close frame goes out, then
+  // the socket closes; the peer's input is no longer read.
+  void protocolError(Session& s, std::string_view why, int code = 1002,
+                     std::string_view reason = "protocol_error");
   WriteResult writePlain(Session& s);
   void watchWritable(Session& s, bool on);
   void closePlain(Session& s);

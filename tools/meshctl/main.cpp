@@ -114,16 +114,12 @@ struct Settings {
   }
 };
 
-// One JSON value per line, whatever whitespace the relay's sender used.
+// One JSON value per line, whatever whitespace the relay's sender used, and
+// every number exactly as the sender wrote it.
 std::string oneLine(const std::string& json) {
   if (json.find('\n') == std::string::npos && json.find('\r') == std::string::npos) return json;
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
-  if (doc.HasParseError()) return json;
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  doc.Accept(writer);
-  return std::string(buffer.GetString(), buffer.GetSize());
+  constexpr int kMaxDepth = 1024;
+  return mesh::proto::compactJson(json, kMaxDepth).value_or(json);
 }
 
 bool isJsonObject(const std::string& text) {
