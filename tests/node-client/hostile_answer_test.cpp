@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "mesh/client/http.h"
+#include "relay_runner.h"
+#include "support/temp_dir.h"
 
 namespace mesh::test {
 namespace {
@@ -96,6 +98,18 @@ TEST(ClientHostileAnswers, DeeplyNestedRefusalIsReportedAsItsBody) {
   const auto r = client::registerMesh(server.url(), "mesh-a", "mesh-a-secret-0123456789", "A");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().status, client::Status::InvalidArgument);
+}
+
+TEST(MeshctlHostileAnswers, DeeplyNestedRefusalIsReportedNotACrash) {
+  FixedAnswerServer server(answer("400 Bad Request", "{\"error\":" + kDeep + "}"));
+  TempDir dir;
+  const std::string gateway = "ws" + server.url().substr(4) + "/gateway";
+  const ProcessResult r = runToEnd(
+      MESH_MESHCTL_BIN, {"meshes", "--url", gateway, "--admin-token", "t", "--timeout", "5"}, dir,
+      {"ADMIN_TOKEN="});
+  EXPECT_GT(r.code, 0) << r.err;
+  EXPECT_LT(r.code, 128) << "meshctl died of a signal: " << r.err;
+  EXPECT_NE(r.err.find("400"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -385,7 +385,8 @@ std::optional<int> checkAdminToken(const Settings& s) {
 // The relay's "error" text, or the body as it came.
 std::string reasonOf(const mc::HttpAnswer& answer) {
   rapidjson::Document doc;
-  doc.Parse(answer.body.data(), answer.body.size());
+  // Iterative: a hostile body nested a million deep must not overflow the stack.
+  doc.Parse<rapidjson::kParseIterativeFlag>(answer.body.data(), answer.body.size());
   if (!doc.HasParseError() && doc.IsObject()) {
     const auto it = doc.FindMember("error");
     if (it != doc.MemberEnd() && it->value.IsString()) return it->value.GetString();
