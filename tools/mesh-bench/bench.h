@@ -33,6 +33,7 @@ struct Options {
   double drain = 2;
   int conns = 1000;
   int storm_rounds = 1;
+  bool storm_secret_only = false;  // storm: skip the rounds with resume tokens
   pid_t server_pid = 0;
   std::string server_cmd;
   int source_addrs = 0;  // 0 = automatic

@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 200000));
   app.add_option("--storm-rounds", opt.storm_rounds, "storm: restarts per mode")
       ->check(CLI::Range(1, 20));
+  app.add_flag("--storm-secret-only", opt.storm_secret_only,
+               "storm: only the restarts where every mesh sends its secret and no resume token "
+               "(nodes on the original protocol)");
   app.add_option("--json", json_path, "write JSON results to a file, - for stdout");
   app.add_option("--server-pid", opt.server_pid,
                  "server pid for CPU/RSS (default: the process listening on the port)");
