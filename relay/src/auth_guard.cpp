@@ -47,9 +47,9 @@ SecretCheck::~SecretCheck() {
   if (!secret.empty()) sodium_memzero(secret.data(), secret.size());
 }
 
-void FairCheckQueue::push(const std::string& address, SecretCheck check) {
-  auto& queue = byAddress_[address];
-  if (queue.empty()) turns_.push_back(address);
+void FairCheckQueue::push(SecretCheck check) {
+  auto& queue = byAddress_[check.peer];
+  if (queue.empty()) turns_.push_back(check.peer);
   queue.push_back(std::move(check));
   ++size_;
 }

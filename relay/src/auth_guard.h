@@ -69,9 +69,10 @@ class AuthBudget {
 // destroyed.
 struct SecretCheck {
   SecretCheck() = default;
-  SecretCheck(std::uint64_t session, std::string mesh, std::string secretText,
+  SecretCheck(std::uint64_t session, std::string address, std::string mesh, std::string secretText,
               std::shared_ptr<std::atomic<bool>> cancel)
       : sessionId(session),
+        peer(std::move(address)),
         meshId(std::move(mesh)),
         secret(std::move(secretText)),
         cancelled(std::move(cancel)) {}
@@ -82,6 +83,7 @@ struct SecretCheck {
   ~SecretCheck();
 
   std::uint64_t sessionId = 0;
+  std::string peer;  // the client's address, charged if the secret is wrong
   std::string meshId;
   std::string secret;
   std::shared_ptr<std::atomic<bool>> cancelled;  // set when the connection goes
@@ -92,7 +94,7 @@ struct SecretCheck {
 // instead of the whole worker (one FIFO would serve it all first).
 class FairCheckQueue {
  public:
-  void push(const std::string& address, SecretCheck check);
+  void push(SecretCheck check);  // queued under check.peer
   // The next check, from the address after the one served last.
   [[nodiscard]] std::optional<SecretCheck> pop();
   [[nodiscard]] std::size_t size() const { return size_; }

@@ -313,7 +313,7 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   // that are gone only delays the ones still waiting.
   s.authCancelled = std::make_shared<std::atomic<bool>>(false);
   secretChecks.push(
-      s.peer, SecretCheck(s.id, std::move(auth.meshId), std::move(*auth.secret), s.authCancelled));
+      SecretCheck(s.id, s.peer, std::move(auth.meshId), std::move(*auth.secret), s.authCancelled));
   pumpSecretChecks();
 }
 
@@ -336,12 +336,19 @@ void Server::Impl::pumpSecretChecks() {
     // the job is done with it.
     workers.post([this, job = std::make_shared<SecretCheck>(std::move(check))] {
       std::optional<std::string> name;
-      if (!job->cancelled->load()) name = registry.verifySecret(job->meshId, job->secret);
+      const bool checked = !job->cancelled->load();
+      if (checked) name = registry.verifySecret(job->meshId, job->secret);
       sodium_memzero(job->secret.data(), job->secret.size());
-      post([this, sessionId = job->sessionId, meshId = std::move(job->meshId),
-            name = std::move(name)] {
+      post([this, sessionId = job->sessionId, peer = std::move(job->peer),
+            meshId = std::move(job->meshId), name = std::move(name), checked] {
         --counters.argon2Queued;
         --secretChecksRunning;
+        // A client that hung up while its wrong secret was hashed still
+        // spent a guess (finishAuth charges the ones still connected).
+        const Session* sp = findSession(sessionId);
+        if (checked && !name && (!sp || sp->state == SessionState::Closing)) {
+          authBudget.noteFailure(peer, meshId, registry.find(meshId).has_value(), nowUs());
+        }
         finishAuth(sessionId, name, meshId);
         pumpSecretChecks();
       });

@@ -69,17 +69,17 @@ TEST(AuthBudget, ZeroRateMeansNoBudget) {
   EXPECT_EQ(b.verdict("10.0.0.1", "alpha", 0), AuthBudget::Verdict::Check);
 }
 
-SecretCheck check(std::uint64_t id) {
-  return SecretCheck(id, "mesh", "secret-" + std::to_string(id),
+SecretCheck check(const std::string& address, std::uint64_t id) {
+  return SecretCheck(id, address, "mesh", "secret-" + std::to_string(id),
                      std::make_shared<std::atomic<bool>>(false));
 }
 
 TEST(FairCheckQueue, TakesAddressesInTurn) {
   FairCheckQueue q;
   // A flood from one address, then one check from each of two others.
-  for (std::uint64_t i = 1; i <= 5; ++i) q.push("attacker", check(i));
-  q.push("node-a", check(10));
-  q.push("node-b", check(20));
+  for (std::uint64_t i = 1; i <= 5; ++i) q.push(check("attacker", i));
+  q.push(check("node-a", 10));
+  q.push(check("node-b", 20));
   EXPECT_EQ(q.size(), 7u);
   std::vector<std::uint64_t> order;
   while (auto c = q.pop()) order.push_back(c->sessionId);
@@ -89,12 +89,12 @@ TEST(FairCheckQueue, TakesAddressesInTurn) {
 
 TEST(FairCheckQueue, AnAddressThatReturnsWaitsForItsTurn) {
   FairCheckQueue q;
-  q.push("a", check(1));
-  q.push("b", check(2));
+  q.push(check("a", 1));
+  q.push(check("b", 2));
   auto first = q.pop();
   ASSERT_TRUE(first);
   EXPECT_EQ(first->sessionId, 1u);
-  q.push("a", check(3));
+  q.push(check("a", 3));
   EXPECT_EQ(q.pop()->sessionId, 2u);
   EXPECT_EQ(q.pop()->sessionId, 3u);
   EXPECT_FALSE(q.pop());
