@@ -136,5 +136,6 @@ pid_t resolve_server_pid(const Options& opt);
 Result run_traffic(const Options& opt, const std::string& scenario);
 Result run_conns(const Options& opt);
 std::vector<Result> run_storm(const Options& opt);
+Result run_authflood(const Options& opt);
 
 }  // namespace mesh::bench
