@@ -300,6 +300,14 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   auto fast = registry.checkVerifier(auth.meshId, *auth.secret);
   if (fast.outcome != VerifierOutcome::Absent) {
     ++counters.secretChecksByVerifier;
+    if (fast.rehash) {
+      // The operator raised the Argon2id cost: hash this secret again, once,
+      // off the loop (verifySecret does it when the verifier matches).
+      workers.post([this, meshId = auth.meshId, secret = *auth.secret]() mutable {
+        (void)registry.verifySecret(meshId, secret);
+        sodium_memzero(secret.data(), secret.size());
+      });
+    }
     sodium_memzero(auth.secret->data(), auth.secret->size());
     std::optional<std::string> name;
     if (fast.outcome == VerifierOutcome::Match) name = std::move(fast.name);

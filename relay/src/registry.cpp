@@ -178,13 +178,6 @@ struct Registry::Impl {
     loadVerifierKey(keyPath.empty() ? defaultVerifierKeyPath(path) : keyPath);
     prepareStatements();
     loadIndex();
-    // A hash of a random password nobody knows: unknown meshes are verified
-    // against it so they cost the same time as known ones.
-    std::array<unsigned char, 32> junk{};
-    randombytes_buf(junk.data(), junk.size());
-    dummyHash =
-        hashSecret(std::string_view(reinterpret_cast<const char*>(junk.data()), junk.size()));
-    sodium_memzero(junk.data(), junk.size());
   }
 
   ~Impl() {
@@ -441,7 +434,6 @@ struct Registry::Impl {
   };
 
   const Argon2Params argon2;
-  std::string dummyHash;                                 // immutable after construction
   std::array<unsigned char, kTokenKeyBytes> tokenKey{};  // immutable after construction
   VerifierKey verifierKey{};                             // immutable after construction
 
@@ -476,17 +468,24 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
   // matters if something outside this process edits the file.
   for (int attempt = 0; attempt < 8; ++attempt) {
     std::optional<std::string> existingHash;
+    std::optional<Verifier> existingVerifier;
     {
       std::shared_lock lock(im.indexMutex);
       if (auto it = im.index.find(meshId); it != im.index.end()) {
         existingHash = it->second.secretHash;
+        if (it->second.hasVerifier) existingVerifier = it->second.verifier;
       }
     }
 
     // The secret is known to be right below, so its verifier can be stored.
     const Verifier verifier = im.makeVerifier(meshId, secret);
     if (existingHash) {
-      if (!Impl::secretMatches(*existingHash, secret)) return RegisterOutcome::Conflict;
+      // A node registering again on every start costs no Argon2id once its
+      // mesh has a verifier.
+      const bool same = existingVerifier ? sodium_memcmp(verifier.data(), existingVerifier->data(),
+                                                         kVerifierBytes) == 0
+                                         : Impl::secretMatches(*existingHash, secret);
+      if (!same) return RegisterOutcome::Conflict;
       const std::int64_t now = wallClockMs();
       std::lock_guard dbLock(im.dbMutex);
       auto run = im.stmts->updateName.run();
@@ -534,25 +533,33 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
 std::optional<std::string> Registry::verifySecret(std::string_view meshId,
                                                   std::string_view secret) {
   Impl& im = *impl_;
+  // The verifier decides when there is one, and an unknown mesh costs the
+  // same (checkVerifier); only a mesh without one costs an Argon2id.
+  const Verifier presented = im.makeVerifier(meshId, secret);
   std::optional<std::pair<std::string, std::string>> known;  // hash, name
+  bool verified = false;
   {
     std::shared_lock lock(im.indexMutex);
-    if (auto it = im.index.find(meshId); it != im.index.end()) {
-      known.emplace(it->second.secretHash, it->second.name);
+    auto it = im.index.find(meshId);
+    if (it == im.index.end()) return std::nullopt;
+    const Entry& e = it->second;
+    if (e.hasVerifier) {
+      if (sodium_memcmp(presented.data(), e.verifier.data(), kVerifierBytes) != 0) {
+        return std::nullopt;
+      }
+      // Right; only a hash made with other parameters still needs work.
+      if (!im.needsRehash(e.secretHash)) return e.name;
+      verified = true;
     }
+    known.emplace(e.secretHash, e.name);
   }
-  if (!known) {
-    // Same work as a real check, and the answer is always no.
-    (void)Impl::secretMatches(im.dummyHash, secret);
-    return std::nullopt;
-  }
-  if (!Impl::secretMatches(known->first, secret)) return std::nullopt;
+  if (!verified && !Impl::secretMatches(known->first, secret)) return std::nullopt;
 
   // Best effort: the secret was right, so a failure to store its verifier or
   // to upgrade its hash must not turn into a failed login.
   try {
     const std::string fresh = im.needsRehash(known->first) ? im.hashSecret(secret) : known->first;
-    const Verifier verifier = im.makeVerifier(meshId, secret);
+    const Verifier& verifier = presented;
     std::lock_guard dbLock(im.dbMutex);
     auto run = im.stmts->storeVerified.run();
     run.bind(1, meshId).bind(2, fresh).bind(3, known->first);
@@ -580,9 +587,9 @@ VerifierCheck Registry::checkVerifier(std::string_view meshId, std::string_view 
   auto it = im.index.find(meshId);
   if (it == im.index.end()) return {};
   const Entry& e = it->second;
-  if (!e.hasVerifier) return {VerifierOutcome::Absent, {}};
+  if (!e.hasVerifier) return {VerifierOutcome::Absent, {}, false};
   if (sodium_memcmp(presented.data(), e.verifier.data(), kVerifierBytes) != 0) return {};
-  return {VerifierOutcome::Match, e.name};
+  return {VerifierOutcome::Match, e.name, im.needsRehash(e.secretHash)};
 }
 
 std::size_t Registry::verifierCount() const {

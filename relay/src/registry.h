@@ -55,7 +55,9 @@ enum class VerifierOutcome {
 };
 struct VerifierCheck {
   VerifierOutcome outcome = VerifierOutcome::Mismatch;
-  std::string name;  // the mesh's name on Match
+  std::string name;     // the mesh's name on Match
+  bool rehash = false;  // on Match: the hash has other Argon2id parameters;
+                        // verifySecret() on a worker upgrades it
 };
 
 struct ResumeToken {
@@ -80,7 +82,8 @@ class Registry {
   Registry& operator=(const Registry&) = delete;
 
   // [blocking] Creates the mesh, or if it exists: same secret -> updates the
-  // name (Updated), other secret -> Conflict (nothing changes).
+  // name (Updated), other secret -> Conflict (nothing changes). The secret of
+  // an existing mesh is judged by its verifier when it has one.
   RegisterOutcome registerMesh(std::string_view meshId, std::string_view name,
                                std::string_view secret);
 
@@ -92,11 +95,11 @@ class Registry {
   // hash and is a Mismatch, like a wrong secret.
   VerifierCheck checkVerifier(std::string_view meshId, std::string_view secret) const;
 
-  // [blocking] Argon2id verification. Returns the mesh's name when the
-  // secret matches; nullopt for an unknown mesh or a wrong secret. For an
-  // unknown mesh it still spends comparable time (no enumeration by timing).
-  // A match stores the mesh's verifier (and a fresh hash if the parameters
-  // changed), unless the secret was rotated meanwhile.
+  // [blocking] Returns the mesh's name when the secret matches; nullopt for
+  // an unknown mesh or a wrong secret. The verifier decides when the mesh has
+  // one (an unknown mesh costs the same); otherwise Argon2id, and a match
+  // then stores the verifier (and a fresh hash if the parameters changed),
+  // unless the secret was rotated meanwhile.
   std::optional<std::string> verifySecret(std::string_view meshId, std::string_view secret);
 
   // Fast: keyed BLAKE2b of the token compared in constant time with the

@@ -183,6 +183,55 @@ TEST(RegistryVerifier, ArgonCheckRacingARotationStoresNothingStale) {
   }
 }
 
+// With a verifier, neither the gateway, nor /rotate-secret, nor a repeated
+// registration looks at the hash: shown by a hash that says otherwise.
+TEST(RegistryVerifier, VerifierDecidesWithoutTheHash) {
+  TempDir dir;
+  const std::string db = dir.file("mesh.db");
+  {
+    Registry reg(db, fastParams());
+    ASSERT_EQ(reg.registerMesh("alpha", "Alpha", kSecret), RegisterOutcome::Created);
+  }
+  {
+    char other[crypto_pwhash_STRBYTES];
+    ASSERT_EQ(crypto_pwhash_str(other, kOtherSecret.data(), kOtherSecret.size(),
+                                crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN),
+              0);
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+    const std::string sql =
+        "UPDATE meshes SET secret_hash = '" + std::string(other) + "' WHERE mesh_id = 'alpha'";
+    ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  Registry reg(db, fastParams());
+  EXPECT_EQ(reg.verifySecret("alpha", kSecret), "Alpha");
+  EXPECT_FALSE(reg.verifySecret("alpha", kOtherSecret).has_value());
+  EXPECT_EQ(reg.registerMesh("alpha", "Alpha 2", kSecret), RegisterOutcome::Updated);
+  EXPECT_EQ(reg.registerMesh("alpha", "Alpha 3", kOtherSecret), RegisterOutcome::Conflict);
+  EXPECT_EQ(reg.find("alpha")->name, "Alpha 2");
+  EXPECT_FALSE(reg.verifySecret("nobody", kSecret).has_value());
+}
+
+TEST(RegistryVerifier, MatchAsksForARehashWhenTheCostChanged) {
+  TempDir dir;
+  const std::string db = dir.file("mesh.db");
+  {
+    Registry reg(db, fastParams());
+    ASSERT_EQ(reg.registerMesh("alpha", "Alpha", kSecret), RegisterOutcome::Created);
+  }
+  auto stronger = fastParams();
+  stronger.opsLimit += 1;
+  Registry reg(db, stronger);
+  const auto before = reg.checkVerifier("alpha", kSecret);
+  EXPECT_EQ(before.outcome, VerifierOutcome::Match);
+  EXPECT_TRUE(before.rehash);
+  EXPECT_EQ(reg.verifySecret("alpha", kSecret), "Alpha");
+  const auto after = reg.checkVerifier("alpha", kSecret);
+  EXPECT_EQ(after.outcome, VerifierOutcome::Match);
+  EXPECT_FALSE(after.rehash);
+}
+
 TEST(RegistryVerifier, MigratesAVersionOneDatabase) {
   TempDir dir;
   const std::string db = dir.file("mesh.db");
