@@ -5,7 +5,10 @@
 #     tools/run-relay.sh (which tools/test.sh proves) and keeps its promises
 #     (non-root, /data volume, port 4000, health check);
 #   - fly.toml keeps the settings the README relies on;
-#   - the systemd unit passes systemd-analyze verify (when available).
+#   - the systemd unit passes systemd-analyze verify (when available);
+#   - the nginx example loads in Debian's nginx (nginx -t) and the Caddyfile
+#     adapts in Debian's Caddy, each moved to loopback with a throwaway
+#     certificate by tools/proxy-test-config.sh.
 # Usage: tools/check-deploy.sh [path/to/mesh-relay]
 set -eu
 cd "$(dirname "$0")/.."
@@ -55,10 +58,23 @@ need "$unit" "MESH_DB_PATH=/var/lib/mesh-relay/mesh.db" "database in the state d
 need deploy/nginx/mesh-relay.conf 'proxy_set_header Upgrade $http_upgrade' "WebSocket upgrade"
 need deploy/nginx/mesh-relay.conf 'proxy_set_header Connection $connection_upgrade' "WebSocket upgrade"
 
+proxies=$(mktemp -d)
+trap 'rm -rf "$proxies"' EXIT
+if ! tools/proxy-test-config.sh nginx "$proxies/nginx" 4000 8443 8080 ||
+  ! out=$(nginx -t -p "$proxies/nginx" -c "$proxies/nginx/nginx.conf" 2>&1); then
+  echo "check-deploy: deploy/nginx/mesh-relay.conf does not load: ${out:-}" >&2
+  fail=1
+fi
+if ! tools/proxy-test-config.sh caddy "$proxies/caddy" 4000 8443 8080 ||
+  ! out=$(HOME="$proxies/caddy" XDG_DATA_HOME="$proxies/caddy" XDG_CONFIG_HOME="$proxies/caddy" \
+    caddy adapt --config "$proxies/caddy/Caddyfile" --adapter caddyfile 2>&1 >/dev/null); then
+  echo "check-deploy: deploy/caddy/Caddyfile does not adapt: ${out:-}" >&2
+  fail=1
+fi
+
 if [ -n "${1:-}" ] && command -v systemd-analyze >/dev/null 2>&1; then
   # Verify a copy that points at the binary just built.
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
+  tmp=$proxies
   bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
   sed "s|^ExecStart=.*|ExecStart=$bin|" "$unit" >"$tmp/mesh-relay.service"
   if ! out=$(systemd-analyze verify "$tmp/mesh-relay.service" 2>&1); then

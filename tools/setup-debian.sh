@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian 12 packages the project builds, tests and runs with.
 # Safe to run again: apt-get skips what is already installed.
-#   tools/setup-debian.sh           build + test dependencies
+#   tools/setup-debian.sh           build + test dependencies (the tests run
+#                                    nginx and Caddy in front of a relay)
 #   tools/setup-debian.sh --runtime runtime libraries only (container image)
 #   tools/setup-debian.sh --promtool promtool, which the metrics test runs
 #                                    (package prometheus: large, and on a
@@ -12,7 +13,8 @@ set -eu
 
 build_pkgs="build-essential cmake pkg-config git ca-certificates curl
   libwebsockets-dev libwebsockets-evlib-ev libev-dev libsqlite3-dev rapidjson-dev libsodium-dev libcli11-dev
-  libgtest-dev libssl-dev"
+  libgtest-dev libssl-dev clang libclang-rt-14-dev
+  nginx-light caddy"
 runtime_pkgs="libwebsockets17 libwebsockets-evlib-ev libev4 libsqlite3-0 libsodium23 libssl3 ca-certificates curl"
 
 if [ "${1:-}" = "--runtime" ]; then

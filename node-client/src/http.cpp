@@ -10,10 +10,14 @@
 namespace mesh::client {
 namespace {
 
+// Answers come from whatever listens at the relay's address: parsed without
+// recursion, so a deeply nested body cannot exhaust the stack.
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag;
+
 // The "error" text of a relay answer, or the body itself.
 std::string reasonOf(const HttpAnswer& r) {
   rapidjson::Document doc;
-  doc.Parse(r.body.data(), r.body.size());
+  doc.Parse<kParseFlags>(r.body.data(), r.body.size());
   if (!doc.HasParseError() && doc.IsObject()) {
     const auto it = doc.FindMember("error");
     if (it != doc.MemberEnd() && it->value.IsString()) return it->value.GetString();
@@ -71,7 +75,7 @@ Result<HealthReport> checkHealth(const std::string& httpBaseUrl, std::chrono::mi
   HealthReport report;
   report.body = r.body;
   rapidjson::Document doc;
-  doc.Parse(r.body.data(), r.body.size());
+  doc.Parse<kParseFlags>(r.body.data(), r.body.size());
   if (doc.HasParseError() || !doc.IsObject()) {
     return Error{Status::ProtocolError, "GET /health answered something other than JSON"};
   }

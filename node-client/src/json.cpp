@@ -4,12 +4,14 @@
 
 #include <utility>
 
+#include "mesh/proto/codec.h"
+
 namespace mesh::client::detail {
 namespace {
 
-// Serializing recurses once per nesting level, so deeper input is refused
-// before that. The relay's default payload limit is 64 levels inside the
-// frame's own object.
+// Deepest JSON accepted from a user or the relay; proto::compactJson checks
+// it while parsing, which bounds its recursion when serializing. The relay's
+// default payload limit is 64 levels inside the frame's own object.
 constexpr int kMaxDepth = 128;
 
 bool withinDepth(const rapidjson::Value& root) {
@@ -34,13 +36,6 @@ std::optional<rapidjson::Document> parse(std::string_view text) {
   return doc;
 }
 
-std::string serialize(const rapidjson::Value& value) {
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  value.Accept(writer);
-  return std::string(buffer.GetString(), buffer.GetSize());
-}
-
 }  // namespace
 
 void JsonOut::stringArray(std::string_view k, const std::vector<std::string>& values) {
@@ -63,16 +58,16 @@ void JsonOut::participants(std::string_view k, const std::vector<Participant>& v
   writer_.EndArray();
 }
 
+// Payloads keep every number as the user wrote it: the relay and the
+// receiving node pass them on unconverted too.
 std::optional<std::string> normalizeObject(std::string_view text) {
-  auto doc = parse(text);
-  if (!doc || !doc->IsObject()) return std::nullopt;
-  return serialize(*doc);
+  auto out = proto::compactJson(text, kMaxDepth);
+  if (!out || out->front() != '{') return std::nullopt;
+  return out;
 }
 
 std::optional<std::string> compactJson(std::string_view text) {
-  auto doc = parse(text);
-  if (!doc) return std::nullopt;
-  return serialize(*doc);
+  return proto::compactJson(text, kMaxDepth);
 }
 
 std::vector<Participant> parseParticipants(std::string_view json) {

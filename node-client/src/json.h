@@ -49,14 +49,16 @@ class JsonOut {
 };
 
 // Parses `text` iteratively (no recursion on input) and returns it
-// re-serialized compactly when it is a JSON object; nullopt otherwise.
+// re-serialized compactly, every number exactly as written, when it is a
+// JSON object; nullopt otherwise.
 [[nodiscard]] std::optional<std::string> normalizeObject(std::string_view text);
 
 // Parses a participants array as the relay forwards it; entries without
 // string id/name are skipped, a missing type is left empty.
 [[nodiscard]] std::vector<Participant> parseParticipants(std::string_view json);
 
-// Re-serializes any JSON text compactly on one line; nullopt if invalid.
+// Re-serializes any JSON text compactly on one line, numbers exactly as
+// written; nullopt if invalid.
 [[nodiscard]] std::optional<std::string> compactJson(std::string_view text);
 
 }  // namespace mesh::client::detail

@@ -12,6 +12,7 @@
 #include <rapidjson/reader.h>
 #include <rapidjson/stream.h>
 
+#include "exact_json.h"
 #include "mesh/proto/codec.h"
 
 namespace mesh::proto {
@@ -505,8 +506,19 @@ DecodeResult decodeNodeFrame(std::string_view text, bool authenticated, const Li
   copy.assign(text);
   copy.append(16, '\0');
   rapidjson::StringStream stream(copy.c_str());
-  FrameHandler h(stream, 1 + limits.maxPayloadDepth);
-  const rapidjson::ParseResult parsed = reader.Parse<kParseFlags>(stream, h);
+  std::optional<FrameHandler> handler;
+  handler.emplace(stream, 1 + limits.maxPayloadDepth);
+  rapidjson::ParseResult parsed = reader.Parse<kParseFlags>(stream, *handler);
+  if (parsed.Code() == rapidjson::kParseErrorNumberTooBig) {
+    // Valid JSON all the same (1e400, a 400-digit integer), and payloads are
+    // forwarded byte for byte: parse again with every number neutralized to
+    // a 0 of the same length, so every offset still points into `text`.
+    detail::neutralizeNumbers(copy, text.size());
+    stream = rapidjson::StringStream(copy.c_str());
+    handler.emplace(stream, 1 + limits.maxPayloadDepth);
+    parsed = reader.Parse<kParseFlags>(stream, *handler);
+  }
+  FrameHandler& h = *handler;
 
   std::optional<std::string> id = takeValidId(h.id);
   const ErrorBuilder fail{&id};

@@ -119,6 +119,7 @@ void encodeAuthOk(std::string& out, const AuthOkFields& f) {
     out += ",\"resumeExpiresAt\":";
     appendJsonString(out, f.resumeExpiresAt);
   }
+  appendOptionalId(out, f.id);
   out += '}';
 }
 

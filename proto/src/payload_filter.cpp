@@ -1,19 +1,23 @@
 // --payload-filter mesh-chat: the original relay's whitelist. This is an
-// opt-in slow path, so a DOM is fine; it is still parsed iteratively.
+// opt-in slow path, so a DOM is fine; it is still parsed iteratively, and
+// every number it keeps goes out as the bytes it came in as.
 #include <array>
 #include <string>
 #include <string_view>
 
-#include <rapidjson/document.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
+#include "exact_json.h"
 #include "mesh/proto/codec.h"
 
 namespace mesh::proto {
 namespace {
 
-using Value = rapidjson::Value;
+using detail::ExactJson;
+using Value = ExactJson::Value;
+using Writer = ExactJson::Writer;
+
+// The deepest payload --max-payload-depth lets through; the decoder has
+// already refused anything deeper than the configured limit.
+constexpr int kMaxPayloadDepth = 512;
 
 constexpr std::array<std::string_view, 11> kMessageKeys = {
     "id",        "roomId",   "senderId",   "senderName", "content",    "isDm",
@@ -31,13 +35,11 @@ const Value* lastMember(const Value& object, std::string_view key) {
   return found;
 }
 
-using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
-
 void writeKey(Writer& w, std::string_view key) {
   w.Key(key.data(), static_cast<rapidjson::SizeType>(key.size()));
 }
 
-void writeMessage(Writer& w, const Value& message) {
+void writeMessage(const ExactJson& json, Writer& w, const Value& message) {
   w.StartObject();
   for (std::string_view key : kMessageKeys) {
     if (key == "trustLevel") {
@@ -47,7 +49,7 @@ void writeMessage(Writer& w, const Value& message) {
     }
     if (const Value* v = lastMember(message, key)) {
       writeKey(w, key);
-      v->Accept(w);
+      json.write(w, *v);
     }
   }
   w.EndObject();
@@ -56,26 +58,25 @@ void writeMessage(Writer& w, const Value& message) {
 }  // namespace
 
 std::string filterMeshChatPayload(std::string_view payloadJson) {
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseFullPrecisionFlag>(
-      payloadJson.data(), payloadJson.size());
-  // The decoder only hands over objects; anything RapidJSON cannot hold
-  // (e.g. a number beyond double range) filters down to nothing.
-  if (doc.HasParseError() || !doc.IsObject()) return "{}";
+  ExactJson json;
+  // The decoder only hands over objects; anything else filters down to
+  // nothing.
+  if (!json.parse(payloadJson, kMaxPayloadDepth) || !json.root().IsObject()) return "{}";
+  const Value& doc = json.root();
 
   rapidjson::StringBuffer buffer;
   Writer w(buffer);
   w.StartObject();
   if (const Value* type = lastMember(doc, "type")) {
     writeKey(w, "type");
-    type->Accept(w);
+    json.write(w, *type);
   }
   if (const Value* message = lastMember(doc, "message")) {
     writeKey(w, "message");
     if (message->IsObject()) {
-      writeMessage(w, *message);
+      writeMessage(json, w, *message);
     } else {
-      message->Accept(w);
+      json.write(w, *message);
     }
   }
   w.EndObject();

@@ -1,6 +1,11 @@
 // Which client a connection stands for, on the loop thread. The headers are
 // read while lws still has them: in FILTER_PROTOCOL_CONNECTION, ESTABLISHED
-// or HTTP, never later.
+// or HTTP, never later. Also the per-address count of TLS connections that
+// lws has accepted and that have not sent their request head yet.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "log.h"
 #include "server_impl.h"
 
@@ -26,7 +31,62 @@ std::string customHeader(lws* wsi, const char* nameWithColon) {
   return value;
 }
 
+// The TCP peer of a socket lws has just accepted.
+std::string socketPeer(int fd) {
+  sockaddr_storage sa{};
+  socklen_t len = sizeof sa;
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) return {};
+  if (sa.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(sa).sin_addr, buf, sizeof buf);
+  } else if (sa.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(sa).sin6_addr, buf, sizeof buf);
+  } else {
+    return {};
+  }
+  return canonicalIp(buf);
+}
+
 }  // namespace
+
+int Server::Impl::onNetworkConnection(int fd) {
+  pendingHandshakePeer.clear();
+  if (shuttingDown) {
+    refuse(RefuseReason::ShuttingDown);
+    return 1;
+  }
+  // As on the plain listener (onAccept): counted from here until the
+  // request head has been read; a trusted proxy counts as the client it
+  // names, once that is known.
+  std::string peer = socketPeer(fd);
+  if (peer.empty() || netPolicy.isTrustedProxy(peer)) return 0;
+  auto it = unauthenticatedPerIp.find(peer);
+  if ((it == unauthenticatedPerIp.end() ? 0u : it->second) >= config.maxUnauthenticatedPerIp) {
+    refuse(RefuseReason::UnauthenticatedLimit);
+    LOG_DEBUG("refused a connection from " << peer << ": " << config.maxUnauthenticatedPerIp
+                                           << " unauthenticated connections already");
+    return 1;
+  }
+  // lws creates the connection's wsi next, in the same call (onWsiCreated).
+  pendingHandshakePeer = std::move(peer);
+  return 0;
+}
+
+void Server::Impl::onWsiCreated(lws* wsi) {
+  if (pendingHandshakePeer.empty()) return;
+  releaseHandshake(wsi);  // an entry left by a wsi freed without a destroy callback
+  ++unauthenticatedPerIp[pendingHandshakePeer];
+  tlsHandshakes[wsi] = TlsHandshake{std::move(pendingHandshakePeer), nowUs()};
+  pendingHandshakePeer.clear();
+}
+
+void Server::Impl::releaseHandshake(lws* wsi) {
+  auto h = tlsHandshakes.find(wsi);
+  if (h == tlsHandshakes.end()) return;
+  auto it = unauthenticatedPerIp.find(h->second.peer);
+  if (it != unauthenticatedPerIp.end() && --it->second == 0) unauthenticatedPerIp.erase(it);
+  tlsHandshakes.erase(h);
+}
 
 std::string Server::Impl::clientAddress(lws* wsi) const {
   const std::string peer = peerAddress(wsi);

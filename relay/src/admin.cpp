@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "server_impl.h"
+#include "sqlite_util.h"
 
 namespace mesh::relay {
 namespace {
@@ -40,12 +41,18 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
   out += full;
 }
 
-void appendMesh(std::string& out, const MeshRecord& m, bool isOnline) {
+// `session` is the mesh's connection when it is online: its address is the
+// client's as the relay sees it (after a trusted proxy's forwarded header).
+void appendMesh(std::string& out, const MeshRecord& m, const Session* session) {
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
   proto::appendJsonString(out, m.name);
-  out += isOnline ? ",\"online\":true" : ",\"online\":false";
+  out += session ? ",\"online\":true" : ",\"online\":false";
+  if (session) {
+    out += ",\"address\":";
+    proto::appendJsonString(out, session->peer);
+  }
   out += ",\"createdAt\":";
   appendIsoTime(out, m.createdAtMs);
   out += ",\"updatedAt\":";
@@ -150,6 +157,10 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     respond(ex, 401, errorJson("Admin API needs Authorization: Bearer <admin token>"));
     return true;
   }
+  auto onlineSession = [this](const std::string& meshId) -> const Session* {
+    auto it = online.find(meshId);
+    return it == online.end() ? nullptr : it->second;
+  };
   if (path == kMeshesPath) {
     if (ex.method != "GET") {
       respond(ex, 405, errorJson("Method not allowed"));
@@ -160,7 +171,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, online.count(m.meshId) > 0);
+      appendMesh(out, m, onlineSession(m.meshId));
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -210,7 +221,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, online.count(meshId) > 0);
+    appendMesh(out, *record, onlineSession(meshId));
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
@@ -219,7 +230,9 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
         removed = registry.removeMesh(meshId);
       } catch (const std::exception& e) {
         LOG_ERROR("removing meshId=" << meshId << " failed: " << e.what());
-        post([this, id] { respondLater(id, 500, errorJson("Database error")); });
+        post([this, id, reason = sqlite::unavailableReason(e)] {
+          respondLater(id, 503, errorJson(reason));
+        });
         return;
       }
       post([this, id, meshId, removed] {
@@ -246,6 +259,7 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
   workers.post([this, id = ex.id, meshId, newSecret = std::move(newSecret),
                 current = std::move(currentSecret), reveal]() mutable {
     Result result = Result::Rotated;
+    std::string failure;
     try {
       if (current && !registry.verifySecret(meshId, *current)) {
         result = Result::WrongSecret;
@@ -255,6 +269,7 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
     } catch (const std::exception& e) {
       LOG_ERROR("rotating the secret of meshId=" << meshId << " failed: " << e.what());
       result = Result::Failed;
+      failure = sqlite::unavailableReason(e);
     }
     if (current) sodium_memzero(current->data(), current->size());
     std::string answer = "{\"ok\":true}";
@@ -265,7 +280,8 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
     }
     sodium_memzero(newSecret.data(), newSecret.size());
     const bool self = current.has_value();
-    post([this, id, meshId, result, self, answer = std::move(answer)]() mutable {
+    post([this, id, meshId, result, self, answer = std::move(answer),
+          failure = std::move(failure)]() mutable {
       --counters.argon2Queued;
       switch (result) {
         case Result::Rotated:
@@ -282,7 +298,7 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
           respondLater(id, 401, errorJson("Invalid credentials"));
           break;
         case Result::Failed:
-          respondLater(id, 500, errorJson("Database error"));
+          respondLater(id, 503, errorJson(failure));
           break;
       }
       sodium_memzero(answer.data(), answer.size());

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "server_impl.h"
+#include "ws_codec.h"
 
 namespace mesh::relay {
 namespace {
@@ -274,7 +275,7 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
                                                           : auth.participantsJson);
   s.participantCount = auth.participantCount;
   s.wantsPresence = auth.presence;
-  (void)id;
+  s.authId = std::move(id);
 
   const bool wellFormedId = proto::isValidMeshId(auth.meshId);
   if (wellFormedId && auth.resumeToken) {
@@ -389,7 +390,7 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
     authBudget.noteFailure(s.peer, meshId, registry.find(meshId).has_value(), nowUs());
     LOG_INFO("conn=" << s.id << " auth failed meshId=" << meshId << " peer=" << s.peer);
     s.pendingDuringAuth.clear();
-    sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", std::nullopt);
+    sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", s.authId);
     closeSession(s, 1008, "invalid_credentials", false);
     return;
   }
@@ -424,8 +425,9 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   schedulePersist();
   const std::string expires = isoTimeMs(token.expiresAtMs);
   enqueue(s, makeFrame([&](std::string& out) {
-            proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires});
+            proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires, s.authId});
           }));
+  s.authId.reset();
 
   // Participant exchange, as the original: the newcomer learns the others'
   // non-empty lists, the others learn the newcomer's if it has one.
@@ -726,11 +728,33 @@ int Server::Impl::onWriteable(Session& s) {
 }
 
 // The peer sent a close frame; lws echoes it and closes. Anything still
-// queued can no longer be sent.
-void Server::Impl::onPeerClose(Session& s) {
+// queued can no longer be sent. lws 4.1.6 has already replaced a code no
+// endpoint may send with 1002 in `payload` (it also counts 1012-1014, which
+// IANA has since assigned, as such), but it checks neither a one-byte
+// payload nor the reason's UTF-8, and echoes the peer's reason. A frame
+// that breaks RFC 6455 is answered as on the plain path instead: 1002 or
+// 1007 with a reason, through lws_close_reason() and a non-zero return,
+// which makes lws send that close frame and close.
+int Server::Impl::onPeerClose(Session& s, std::string_view payload) {
+  const bool answering = s.state == SessionState::Closing;
   s.peerClosed = true;
   s.queue.clear();
   s.queuedBytes = 0;
+  if (answering) return 0;  // the answer to our close frame
+  ws::PeerClose close = ws::readClose(payload);
+  if (!close.problem && close.code == 1002) {
+    // The peer's own 1002 or lws's stand-in for an invalid code: either way
+    // a protocol error, answered with a reason.
+    close.answerReason = "protocol_error";
+    close.problem = "close frame with code 1002 or an invalid one";
+  }
+  if (!close.problem) return 0;
+  LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << close.problem);
+  ++counters.framingErrors;
+  std::string reason(close.answerReason);
+  lws_close_reason(s.wsi, static_cast<lws_close_status>(close.answerCode),
+                   reinterpret_cast<unsigned char*>(reason.data()), reason.size());
+  return -1;
 }
 
 void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
@@ -877,19 +901,64 @@ void Server::Impl::sweepSessions() {
 }
 
 void Server::Impl::schedulePersist() {
-  if (persistScheduled) return;
-  persistScheduled = true;
+  if (persist.scheduled) return;
+  persist.scheduled = true;
+  startPersist();
+}
+
+void Server::Impl::startPersist() {
   workers.post([this] {
+    std::optional<std::string> error;
     try {
       registry.persistPending();
     } catch (const std::exception& e) {
-      LOG_ERROR("saving resume tokens failed (will retry): " << e.what());
+      error = e.what();
     }
-    post([this] {
-      persistScheduled = false;
-      if (registry.hasPending()) schedulePersist();
-    });
+    post([this, error = std::move(error)]() mutable { persistFinished(std::move(error)); });
   });
+}
+
+namespace {
+
+// A save that failed is tried again after kPersistFirstRetryUs, then twice as
+// long each time up to kPersistMaxRetryUs; what was pending stays pending.
+// A failure that repeats is logged once per kPersistReportUs, with a count.
+constexpr std::int64_t kPersistFirstRetryUs = 250'000;
+constexpr std::int64_t kPersistMaxRetryUs = 10'000'000;
+constexpr std::int64_t kPersistReportUs = 30'000'000;
+
+void persistRetry(lws_sorted_usec_list_t* sul) {
+  reinterpret_cast<LoopTimer*>(sul)->owner->startPersist();
+}
+
+}  // namespace
+
+void Server::Impl::persistFinished(std::optional<std::string> error) {
+  if (!error) {
+    if (persist.failures > 0) {
+      LOG_WARN("saving resume tokens works again after " << persist.failures << " failed attempts");
+    }
+    persist = PersistState{};
+    if (registry.hasPending()) schedulePersist();
+    return;
+  }
+  ++persist.failures;
+  ++persist.unreported;
+  persist.retryDelayUs = persist.retryDelayUs == 0
+                             ? kPersistFirstRetryUs
+                             : std::min(persist.retryDelayUs * 2, kPersistMaxRetryUs);
+  const std::int64_t now = nowUs();
+  if (persist.failures == 1 || now - persist.reportedUs >= kPersistReportUs) {
+    LOG_ERROR("saving resume tokens failed"
+              << (persist.failures == 1
+                      ? std::string()
+                      : " " + std::to_string(persist.unreported) + " times since the last report")
+              << " (retrying in " << persist.retryDelayUs / 1000 << " ms): " << *error);
+    persist.reportedUs = now;
+    persist.unreported = 0;
+  }
+  persistTimer.owner = this;
+  lws_sul_schedule(context, 0, &persistTimer.sul, persistRetry, persist.retryDelayUs);
 }
 
 }  // namespace mesh::relay

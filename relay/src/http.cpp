@@ -3,10 +3,14 @@
 // the answer comes back by exchange id.
 #include <sodium.h>
 
+#include <strings.h>
+#include <algorithm>
 #include <cstdlib>
 
+#include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
+#include "sqlite_util.h"
 
 namespace mesh::relay {
 namespace {
@@ -38,6 +42,19 @@ std::string methodOf(lws* wsi) {
   return "?";
 }
 
+// lws keeps "Content-Length : 5" as an unknown field named
+// "content-length :". The usual spellings of that are looked for (the plain
+// listener refuses every one); the rest cannot frame a second request on
+// this connection either, since it closes after one.
+bool hasSpacedLengthField(lws* wsi) {
+  if (lws_get_network_wsi(wsi) != wsi) return false;  // HTTP/2: names are checked by lws
+  static constexpr std::string_view kNames[] = {
+      "content-length :", "content-length\t:", "transfer-encoding :", "transfer-encoding\t:"};
+  return std::any_of(std::begin(kNames), std::end(kNames), [&](std::string_view name) {
+    return lws_hdr_custom_length(wsi, name.data(), static_cast<int>(name.size())) >= 0;
+  });
+}
+
 }  // namespace
 
 bool bearerMatches(std::string_view authorization, std::string_view expected) {
@@ -55,6 +72,7 @@ bool bearerMatches(std::string_view authorization, std::string_view expected) {
 }
 
 int Server::Impl::onHttp(lws* wsi, PerSession* pss, const char* uri) {
+  releaseHandshake(lws_get_network_wsi(wsi));  // its head is read
   if (!pss) return -1;
   onHttpClosed(pss);  // a previous request on this keep-alive connection
   auto owned = std::make_unique<HttpExchange>();
@@ -68,6 +86,38 @@ int Server::Impl::onHttp(lws* wsi, PerSession* pss, const char* uri) {
   exchanges.emplace(ex->id, std::move(owned));
   pss->http = ex;
   pss->session = nullptr;
+  // One request per HTTP/1 connection: lws's parser is lenient (a bare LF
+  // ends a line, a name with a space before its colon is some other field),
+  // so what follows a request on the connection may not be what a proxy in
+  // front of the relay took it for. It is never read as a request.
+  // (An HTTP/2 stream is framed by its connection and ends by itself.)
+  ex->closeAfter = lws_get_network_wsi(wsi) == wsi;
+
+  // RFC 9112 6.3: a body whose length is in doubt is refused, and with it
+  // the connection (the plain listener has refused these already).
+  const std::string lengthText = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  const auto length =
+      lengthText.empty() ? std::optional<std::uint64_t>(0) : parseContentLength(lengthText);
+  const char* malformed = nullptr;
+  if (!length) {
+    malformed = "Invalid Content-Length";
+  } else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+    malformed = "Transfer-Encoding is not supported";
+  } else if (hasSpacedLengthField(wsi)) {
+    malformed = "Whitespace before a colon";
+  }
+  if (malformed) {
+    LOG_INFO("refused " << ex->method << " " << ex->path << " from " << ex->peer << ": "
+                        << malformed);
+    ex->closeAfter = true;
+    respond(*ex, 400, errorBody(malformed));
+    return 0;
+  }
+  if (ex->path.size() > kMaxRequestLineBytes) {
+    ex->closeAfter = true;
+    respond(*ex, 414, errorBody("URI too long"));
+    return 0;
+  }
 
   if (!netPolicy.admits(ex->peer)) {
     refuse(RefuseReason::Denied);
@@ -79,14 +129,12 @@ int Server::Impl::onHttp(lws* wsi, PerSession* pss, const char* uri) {
   }
 
   if (ex->method == "POST") {
-    const std::string lengthText = header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
-    const unsigned long long length = std::strtoull(lengthText.c_str(), nullptr, 10);
-    if (length > config.maxHttpBodyBytes) {
+    if (*length > config.maxHttpBodyBytes) {
       ex->closeAfter = true;  // the body stays unread
       respond(*ex, 413, errorBody("Request body too large"));
       return 0;
     }
-    if (length > 0) return 0;  // the body follows in HTTP_BODY callbacks
+    if (*length > 0) return 0;  // the body follows in HTTP_BODY callbacks
   }
   route(*ex);
   return 0;
@@ -116,6 +164,38 @@ int Server::Impl::onHttpBodyComplete(PerSession* pss) {
   }
   route(ex);
   return 0;
+}
+
+int Server::Impl::onHttpUpgrade(lws* wsi, const char* upgrade) {
+  // Its head is read: from here a WebSocket counts as its session does.
+  releaseHandshake(wsi);
+  // An Upgrade lws does not know: it has answered 403 itself; this ends
+  // the connection, so that nothing after that request is read.
+  if (upgrade == nullptr ||
+      (strcasecmp(upgrade, "websocket") != 0 && strcasecmp(upgrade, "h2c") != 0)) {
+    return -1;
+  }
+  char uri[64] = {0};
+  if (strcasecmp(upgrade, "websocket") == 0 &&
+      lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) > 0 &&
+      std::string_view(uri) == "/gateway") {
+    return 0;  // FILTER_PROTOCOL_CONNECTION decides the rest
+  }
+  // As the original relay: a WebSocket anywhere but /gateway is a 400.
+  LOG_DEBUG("refused an upgrade to " << upgrade << " on " << uri);
+  refuse(RefuseReason::NotGateway);
+  unsigned char buf[LWS_PRE + 256];
+  unsigned char* start = buf + LWS_PRE;
+  unsigned char* p = start;
+  unsigned char* end = buf + sizeof buf - 1;
+  // Best effort: the connection closes either way.
+  if (lws_add_http_common_headers(wsi, HTTP_STATUS_BAD_REQUEST, "application/json", 0, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                   reinterpret_cast<const unsigned char*>("close"), 5, &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end)) {
+    LOG_DEBUG("the answer to a refused upgrade did not go out");
+  }
+  return -1;
 }
 
 void Server::Impl::route(HttpExchange& ex) {
@@ -172,11 +252,25 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
   auto req = std::get<proto::RegisterRequest>(std::move(parsed));
   ++counters.argon2Queued;
   workers.post([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
-    const RegisterOutcome outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+    std::optional<RegisterOutcome> outcome;
+    std::string failure;
+    try {
+      outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+    } catch (const std::exception& e) {
+      // A full disk, an I/O error: the client is told at once rather than
+      // left waiting, and may try again later.
+      LOG_ERROR("registering meshId=" << req.meshId << " failed: " << e.what());
+      failure = sqlite::unavailableReason(e);
+    }
     sodium_memzero(req.secret.data(), req.secret.size());
-    post([this, id, peer, meshId = std::move(req.meshId), outcome] {
+    post([this, id, peer, meshId = std::move(req.meshId), outcome,
+          failure = std::move(failure)]() mutable {
       --counters.argon2Queued;
-      switch (outcome) {
+      if (!outcome) {
+        respondLater(id, 503, errorBody(failure));
+        return;
+      }
+      switch (*outcome) {
         case RegisterOutcome::Created:
           ++counters.registrations;
           LOG_INFO("registered meshId=" << meshId << " peer=" << peer);

@@ -9,6 +9,7 @@
 #include <map>
 #include <thread>
 
+#include "legacy_import.h"
 #include "mesh/relay/config.h"
 #include "mesh/relay/server.h"
 
@@ -166,13 +167,40 @@ void bindOptions(CLI::App& app, Config& c) {
                                   CLI::ignore_case));
 }
 
+// mesh-relay import-legacy FILE: adds the original gateway's meshes to the
+// registry at --db and exits; run while the relay is stopped.
+int importLegacy(const Config& config, const std::string& file) {
+  try {
+    // The relay's own verifier key: another key would drop every verifier.
+    mesh::relay::Registry registry(
+        config.dbPath, mesh::relay::Argon2Params{config.argon2OpsLimit, config.argon2MemLimit},
+        config.verifierKeyPath);
+    const auto report = mesh::relay::importLegacyRegistry(registry, file);
+    for (const std::string& note : report.notes) std::cerr << "mesh-relay: " << note << "\n";
+    std::cout << "imported " << report.imported << ", skipped " << report.skipped
+              << " (already registered), refused " << report.refused << " into " << config.dbPath
+              << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "mesh-relay: import-legacy: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Config config;
   CLI::App app{"mesh-relay: the relay that federates Mesh instances"};
   bindOptions(app, config);
+  std::string legacyFile;
+  auto* importCommand = app.add_subcommand(
+      "import-legacy",
+      "Add the meshes of the original gateway's registry.json to --db, then exit (relay stopped)");
+  importCommand->add_option("file", legacyFile, "The original gateway's registry.json")->required();
+  importCommand->fallthrough();  // --db and the rest may follow the subcommand
   CLI11_PARSE(app, argc, argv);
+  if (importCommand->parsed()) return importLegacy(config, legacyFile);
 
   if (config.tlsCertPath.empty() != config.tlsKeyPath.empty()) {
     std::cerr << "mesh-relay: --tls-cert and --tls-key go together\n";

@@ -140,6 +140,11 @@ bool NetPolicy::admits(std::string_view address) const {
   return allow_.empty() || allow_.contains(*ip);
 }
 
+bool NetPolicy::isTrustedProxy(std::string_view address) const {
+  const auto ip = parseIp(address);
+  return ip && trusted_.contains(*ip);
+}
+
 std::string NetPolicy::clientAddress(std::string_view tcpPeer, std::string_view forwardedFor,
                                      std::string_view flyClientIp) const {
   const auto peer = parseIp(tcpPeer);

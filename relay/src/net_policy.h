@@ -78,6 +78,8 @@ class NetPolicy {
                                           std::string_view flyClientIp) const;
 
   [[nodiscard]] bool trustsProxies() const { return !trusted_.empty(); }
+  // True if `address` is one of --trusted-proxies.
+  [[nodiscard]] bool isTrustedProxy(std::string_view address) const;
 
  private:
   CidrList allow_;

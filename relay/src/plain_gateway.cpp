@@ -1,11 +1,12 @@
 // The /gateway WebSocket on plain TCP, served by the relay itself.
 //
-// Without TLS the relay owns the listening socket. A connection whose
-// request is an upgrade to /gateway is answered here and its frames are read
-// and written here; every other request (the HTTP routes, a WebSocket on
-// another path) goes to lws before its bytes are read (onUpgradeReadable),
-// and lws serves it as before. With a certificate configured, lws listens
-// itself and none of this runs.
+// Without TLS the relay owns the listening socket. Every request head is
+// checked here first (readRequestHead): one whose body length is in doubt,
+// too large a head and a WebSocket on another path are answered and closed.
+// An upgrade to /gateway is answered here and its frames are read and
+// written here; every other request (the HTTP routes) goes to lws with its
+// body still unread (onUpgradeReadable), and lws serves it as before. With a
+// certificate configured, lws listens itself and none of this runs.
 //
 // Why not lws for these too: lws keeps about 1.9 KB per WebSocket (its
 // connection struct and an rx buffer) for the connection's whole life, and
@@ -26,15 +27,15 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
+#include "ws_codec.h"
 
 namespace mesh::relay {
 
 namespace {
 
-// A gateway upgrade request larger than this is refused.
-constexpr std::size_t kMaxHeadBytes = 8192;
 constexpr std::size_t kReadChunk = 64 * 1024;
 constexpr int kReadsPerEvent = 4;
 constexpr int kAcceptsPerEvent = 64;
@@ -72,18 +73,22 @@ bool hasToken(std::string_view value, std::string_view token) {
   return false;
 }
 
-constexpr std::string_view kGatewayPrefix = "GET /gateway";
-
-// "GET /gateway HTTP/1.1" or with a query string.
-bool isGatewayRequestLine(std::string_view line) {
-  return line.size() > kGatewayPrefix.size() &&
-         line.substr(0, kGatewayPrefix.size()) == kGatewayPrefix &&
-         (line[kGatewayPrefix.size()] == ' ' || line[kGatewayPrefix.size()] == '?');
+// "GET /gateway" or with a query string: ours to answer.
+bool isGatewayRequest(const RequestHead& h) {
+  constexpr std::string_view kPath = "/gateway";
+  return h.method == "GET" && h.target.substr(0, kPath.size()) == kPath &&
+         (h.target.size() == kPath.size() || h.target[kPath.size()] == '?');
 }
 
-// Too short to tell: it could still become a gateway request line.
-bool couldBecomeGatewayRequestLine(std::string_view start) {
-  return start.size() <= kGatewayPrefix.size() && kGatewayPrefix.substr(0, start.size()) == start;
+std::string_view statusLine(int status) {
+  switch (status) {
+    case 414:
+      return "414 URI Too Long";
+    case 431:
+      return "431 Request Header Fields Too Large";
+    default:
+      return "400 Bad Request";
+  }
 }
 
 struct UpgradeHeaders {
@@ -174,87 +179,6 @@ bool sendAll(int fd, std::string_view bytes) {
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
   return true;
-}
-
-// RFC 6455 5.3: XOR with the 4-byte key, 8 bytes at a time where possible.
-void unmask(char* data, std::size_t len, const unsigned char* key) {
-  std::uint64_t key8;
-  unsigned char repeated[8];
-  for (int i = 0; i < 8; ++i) repeated[i] = key[i & 3];
-  std::memcpy(&key8, repeated, 8);
-  std::size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, data + i, 8);
-    word ^= key8;
-    std::memcpy(data + i, &word, 8);
-  }
-  for (; i < len; ++i) data[i] = static_cast<char>(data[i] ^ key[i & 3]);
-}
-
-// A client frame's header (RFC 6455 5.2).
-struct FrameHeader {
-  bool fin = false;
-  std::uint8_t opcode = 0;
-  std::uint64_t size = 0;               // payload bytes
-  std::size_t length = 0;               // header bytes, masking key included; 0: incomplete
-  const unsigned char* mask = nullptr;  // the masking key
-  const char* error = nullptr;          // set for a frame no client may send
-
-  [[nodiscard]] bool control() const { return (opcode & 0x8) != 0; }
-};
-
-// Reads the header at `p`, `avail` bytes of which have arrived. `inMessage`:
-// a fragmented message is open, so only a continuation or a control frame
-// may come. Every client frame is masked; no extension is negotiated, so no
-// reserved bit may be set; control frames are whole and at most 125 bytes.
-FrameHeader readHeader(const unsigned char* p, std::size_t avail, bool inMessage) {
-  FrameHeader h;
-  if (avail < 2) return h;
-  h.fin = (p[0] & 0x80) != 0;
-  h.opcode = p[0] & 0x0f;
-  if ((p[0] & 0x70) != 0) {
-    h.error = "reserved bits set";
-    return h;
-  }
-  if ((p[1] & 0x80) == 0) {
-    h.error = "unmasked frame";
-    return h;
-  }
-  std::size_t length = 2;
-  h.size = p[1] & 0x7f;
-  if (h.size == 126) {
-    if (avail < 4) return h;
-    h.size = (std::uint64_t{p[2]} << 8) | p[3];
-    length = 4;
-  } else if (h.size == 127) {
-    if (avail < 10) return h;
-    h.size = 0;
-    for (int i = 0; i < 8; ++i) h.size = (h.size << 8) | p[2 + i];
-    length = 10;
-    if (h.size >> 63) {
-      h.error = "frame length out of range";
-      return h;
-    }
-  }
-  if (h.control()) {
-    if (!h.fin || h.size > 125 || h.opcode > 0xA) h.error = "bad control frame";
-  } else if (h.opcode > 0x2) {
-    h.error = "unknown opcode";
-  } else if ((h.opcode == 0x0) != inMessage) {
-    h.error =
-        h.opcode == 0x0 ? "continuation outside a message" : "new message inside a fragmented one";
-  }
-  if (h.error || avail < length + 4) return h;
-  h.mask = p + length;
-  h.length = length + 4;
-  return h;
-}
-
-// A close code a peer may send (RFC 6455 7.4).
-bool isSendableCloseCode(unsigned code) {
-  if (code >= 3000 && code <= 4999) return true;
-  return code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006;
 }
 
 // The server whose loop this thread turns (set by run()): libev hands a
@@ -403,12 +327,31 @@ void Server::Impl::onAccept() {
       ::close(fd);
       continue;
     }
+    std::string peer = addressText(sa);
+    // A connection counts toward its address's unauthenticated ones from
+    // here, through its handshake, until it has authenticated. Not one from
+    // a trusted proxy: it stands for a client named in its headers, and
+    // counts as that client once they are read.
+    const bool counted = !netPolicy.isTrustedProxy(peer);
+    if (counted) {
+      auto it = unauthenticatedPerIp.find(peer);
+      if ((it == unauthenticatedPerIp.end() ? 0u : it->second) >= config.maxUnauthenticatedPerIp) {
+        refuse(RefuseReason::UnauthenticatedLimit);
+        LOG_DEBUG("refused a connection from " << peer << ": " << config.maxUnauthenticatedPerIp
+                                               << " unauthenticated connections already");
+        sendAll(fd, httpError("429 Too Many Requests"));
+        ::close(fd);
+        continue;
+      }
+      ++unauthenticatedPerIp[peer];
+    }
     const int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     auto owned = std::make_unique<Upgrade>();
     Upgrade& u = *owned;
     u.fd = fd;
-    u.socketPeer = addressText(sa);
+    u.counted = counted;
+    u.socketPeer = std::move(peer);
     u.startedUs = nowUs();
     ev_io_init(&u.io, onUpgradeEvent, fd, EV_READ);
     u.io.data = &u;
@@ -418,49 +361,46 @@ void Server::Impl::onAccept() {
 }
 
 void Server::Impl::onUpgradeReadable(Upgrade& u) {
-  if (!u.gateway) {
-    // Peeked, not read: a request that is not ours reaches lws untouched.
-    // (lws 4.1.6 can be handed bytes already read, but loops forever on a
-    // request body among them.) The one exception is a request line cut
-    // off inside "GET /gateway": those few bytes are read, so that the
-    // watcher waits for more, and handed to lws with the socket should the
-    // request turn out not to be ours.
-    char peek[16];
-    const ssize_t n = ::recv(u.fd, peek, sizeof peek - u.head.size(), MSG_PEEK);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    if (n <= 0) {
-      dropUpgrade(u, {});
-      return;
-    }
-    std::string start = u.head;
-    start.append(peek, static_cast<std::size_t>(n));
-    if (couldBecomeGatewayRequestLine(start)) {
-      if (::recv(u.fd, peek, static_cast<std::size_t>(n), 0) == n) {
-        u.head = std::move(start);
-      } else {
-        dropUpgrade(u, {});
-      }
-      return;
-    }
-    if (!isGatewayRequestLine(start)) {
-      handOverToLws(u);
-      return;
-    }
-    u.gateway = true;
-  }
-  char buf[kMaxHeadBytes];
-  const ssize_t n = ::recv(u.fd, buf, kMaxHeadBytes - u.head.size(), 0);
+  // Peeked first: what follows a request that is not ours (its body, say)
+  // must reach lws untouched (lws 4.1.6 can be handed bytes already read,
+  // but loops forever on a request body among them). Only a head not yet
+  // complete is read, so that the watcher waits for more; those bytes, never
+  // a body, go to lws with the socket should the request not be ours.
+  char buf[kMaxRequestHeadBytes + 1];
+  const ssize_t n = ::recv(u.fd, buf, sizeof buf - u.head.size(), MSG_PEEK);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   if (n <= 0) {
     dropUpgrade(u, {});
     return;
   }
-  u.head.append(buf, static_cast<std::size_t>(n));
-  if (u.head.find("\r\n\r\n") != std::string::npos) {
-    finishUpgrade(u);
-  } else if (u.head.size() >= kMaxHeadBytes) {
-    dropUpgrade(u, httpError("431 Request Header Fields Too Large"));
+  std::string bytes = u.head;
+  bytes.append(buf, static_cast<std::size_t>(n));
+  const RequestHead h = readRequestHead(bytes);
+  if (h.state == RequestHead::State::Refused) {
+    LOG_INFO("refused a request from " << u.socketPeer << ": " << h.why);
+    refuseRequest(u, h.status);
+    return;
   }
+  const bool gateway = h.state == RequestHead::State::Complete && isGatewayRequest(h);
+  if (h.state == RequestHead::State::Incomplete || gateway) {
+    // Ours to read: a head still arriving, or a gateway upgrade with any
+    // frames the client sent right behind it.
+    if (::recv(u.fd, buf, static_cast<std::size_t>(n), 0) != n) {
+      dropUpgrade(u, {});
+      return;
+    }
+    u.head = std::move(bytes);
+    if (gateway) finishUpgrade(u);
+    return;
+  }
+  if (h.upgrade) {
+    // As the original relay: a WebSocket anywhere but /gateway is a 400.
+    LOG_DEBUG("refused an upgrade to " << h.method << " " << h.target);
+    refuse(RefuseReason::NotGateway);
+    refuseRequest(u, 400);
+    return;
+  }
+  handOverToLws(u);
 }
 
 void Server::Impl::finishUpgrade(Upgrade& u) {
@@ -484,6 +424,8 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
   std::string peer = netPolicy.trustsProxies()
                          ? netPolicy.clientAddress(u.socketPeer, h.forwardedFor, h.flyClientIp)
                          : netPolicy.clientAddress(u.socketPeer, {}, {});
+  // From here the connection counts as the session it becomes (openSession).
+  releaseHandshake(u);
   if (auto reason = gatewayRefusal(peer)) {
     dropUpgrade(
         u, httpError(*reason == RefuseReason::UnauthenticatedLimit ? "429 Too Many Requests"
@@ -514,9 +456,11 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
 
 void Server::Impl::handOverToLws(Upgrade& u) {
   const int fd = u.fd;
-  // With the start of a request line read already, if any (a few bytes, never
-  // a body). On failure lws closes the socket itself.
+  // With the part of the head read while it arrived, if any (never its end,
+  // nor a body: those are still in the socket). On failure lws closes the
+  // socket itself.
   const std::string early = std::move(u.head);
+  releaseHandshake(u);
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
   lws* wsi = early.empty() ? lws_adopt_socket_vhost(vhost, fd)
@@ -524,7 +468,24 @@ void Server::Impl::handOverToLws(Upgrade& u) {
   if (wsi == nullptr) LOG_WARN("lws did not take a connection; it is closed");
 }
 
+void Server::Impl::refuseRequest(Upgrade& u, int status) {
+  // What the client sent is read first: a socket closed with input unread
+  // is reset, and the reset can overtake the answer.
+  char sink[4096];
+  for (int i = 0; i < 16 && ::recv(u.fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+  }
+  dropUpgrade(u, httpError(statusLine(status)));
+}
+
+void Server::Impl::releaseHandshake(Upgrade& u) {
+  if (!u.counted) return;
+  u.counted = false;
+  auto it = unauthenticatedPerIp.find(u.socketPeer);
+  if (it != unauthenticatedPerIp.end() && --it->second == 0) unauthenticatedPerIp.erase(it);
+}
+
 void Server::Impl::dropUpgrade(Upgrade& u, std::string_view response) {
+  releaseHandshake(u);
   if (!response.empty()) sendAll(u.fd, response);
   ev_io_stop(evLoop, &u.io);
   ::close(u.fd);
@@ -538,6 +499,14 @@ void Server::Impl::sweepUpgrades(std::int64_t now) {
     if (now - u->startedUs >= limit) late.push_back(u);
   }
   for (Upgrade* u : late) dropUpgrade(*u, httpError("408 Request Timeout"));
+  // TLS: lws ends a connection whose head is late by itself. One still
+  // counted long after that was freed without a destroy callback (lws does
+  // that when setting up a connection fails).
+  std::vector<lws*> stale;
+  for (auto& [wsi, h] : tlsHandshakes) {
+    if (now - h.startedUs >= 3 * limit) stale.push_back(wsi);
+  }
+  for (lws* wsi : stale) releaseHandshake(wsi);
 }
 
 void Server::Impl::onPlainEvent(Session& s, int revents) {
@@ -590,8 +559,8 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
   }
   std::size_t pos = 0;
   while (pos < len) {
-    const FrameHeader h =
-        readHeader(reinterpret_cast<const unsigned char*>(data + pos), len - pos, s.rxActive);
+    const ws::FrameHeader h =
+        ws::readHeader(reinterpret_cast<const unsigned char*>(data + pos), len - pos, s.rxActive);
     if (h.error) {
       protocolError(s, h.error);
       return true;
@@ -616,7 +585,7 @@ bool Server::Impl::handleBytes(Session& s, char* data, std::size_t len) {
     if (len - pos - h.length < h.size) break;  // the payload is not all here yet
     char* payload = data + pos + h.length;
     const auto size = static_cast<std::size_t>(h.size);
-    unmask(payload, size, h.mask);
+    ws::unmask(payload, size, h.mask);
     pos += h.length + size;
     if (h.control()) {
       if (!handleControl(s, h.opcode, std::string_view(payload, size))) return false;
@@ -658,31 +627,29 @@ bool Server::Impl::handleControl(Session& s, std::uint8_t opcode, std::string_vi
     closePlain(s);
     return false;
   }
-  if (payload.size() == 1) {
-    protocolError(s, "close frame with a one-byte payload");
+  const ws::PeerClose close = ws::readClose(payload);
+  if (close.problem) {
+    // 1002 for a one-byte payload or a code no endpoint may send, 1007 for
+    // a reason that is not UTF-8 (RFC 6455 7.4, 8.1).
+    protocolError(s, close.problem, static_cast<int>(close.answerCode), close.answerReason);
     return true;
   }
-  unsigned code = 1000;
-  if (payload.size() >= 2) {
-    code = (static_cast<unsigned>(static_cast<unsigned char>(payload[0])) << 8) |
-           static_cast<unsigned char>(payload[1]);
-    if (!isSendableCloseCode(code)) code = 1002;
-  }
-  LOG_DEBUG("conn=" << s.id << " close frame from the peer, code " << code);
+  LOG_DEBUG("conn=" << s.id << " close frame from the peer, code " << close.code);
   // Answered with the same code (RFC 6455 5.5.1); the socket closes once the
   // answer is out (writePlain).
-  closeSession(s, static_cast<int>(code), "", true);
+  closeSession(s, static_cast<int>(close.answerCode), "", true);
   s.peerClosed = true;
   return true;
 }
 
-void Server::Impl::protocolError(Session& s, std::string_view why) {
+void Server::Impl::protocolError(Session& s, std::string_view why, int code,
+                                 std::string_view reason) {
   LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << why);
   ++counters.framingErrors;
   s.rxPartial.clear();
   s.rxPartial.shrink_to_fit();
   s.skipRemaining = 0;
-  closeSession(s, 1002, "protocol_error", true);
+  closeSession(s, code, reason, true);
   // Failing the connection (RFC 6455 7.1.7): the socket closes as soon as
   // the close frame is out; the peer's input is no longer read as frames.
   s.peerClosed = true;

@@ -51,6 +51,32 @@ using TokenHash = std::array<unsigned char, kTokenHashBytes>;
 using Verifier = std::array<unsigned char, kVerifierBytes>;
 using VerifierKey = std::array<unsigned char, kVerifierKeyBytes>;
 
+// An imported mesh's secret_hash until its first auth: this prefix and the
+// original gateway's lowercase hex SHA-256 of the secret.
+constexpr std::string_view kLegacyPrefix = "$legacy-sha256$";
+
+bool isLegacyHash(std::string_view stored) {
+  return stored.substr(0, kLegacyPrefix.size()) == kLegacyPrefix;
+}
+
+// Constant-time comparison of the secret's SHA-256 with the stored one.
+bool legacyMatches(std::string_view stored, std::string_view secret) {
+  std::array<unsigned char, crypto_hash_sha256_BYTES> want{};
+  const std::string_view hex = stored.substr(kLegacyPrefix.size());
+  std::size_t len = 0;
+  if (sodium_hex2bin(want.data(), want.size(), hex.data(), hex.size(), nullptr, &len, nullptr) !=
+          0 ||
+      len != want.size()) {
+    return false;
+  }
+  std::array<unsigned char, crypto_hash_sha256_BYTES> got{};
+  crypto_hash_sha256(got.data(), reinterpret_cast<const unsigned char*>(secret.data()),
+                     secret.size());
+  const bool same = sodium_memcmp(want.data(), got.data(), got.size()) == 0;
+  sodium_memzero(got.data(), got.size());
+  return same;
+}
+
 // Forward migrations: entry i takes the schema from version i to i + 1.
 // Never edit a shipped entry; append a new one.
 const std::array<const char*, 2> kMigrations = {
@@ -217,6 +243,9 @@ struct Registry::Impl {
         }
       }
       db->exec("PRAGMA synchronous=NORMAL");
+      // Replaced secret hashes (an imported SHA-256 above all) are zeroed
+      // in the file, not left in free space.
+      db->exec("PRAGMA secure_delete=ON");
       db->exec("PRAGMA foreign_keys=ON");
     } catch (const std::exception& e) {
       throw std::runtime_error("registry " + path + ": " + e.what());
@@ -391,6 +420,33 @@ struct Registry::Impl {
     return v;
   }
 
+  // Replaces an imported SHA-256 with an Argon2id hash of the secret that
+  // just matched it, stores the secret's verifier, and wipes `secret`;
+  // nothing changes if the row moved on meanwhile (another upgrade, a
+  // rotation). Throws when it cannot write.
+  void upgradeLegacy(const std::string& meshId, std::string& secret, const std::string& legacy) {
+    std::string fresh;
+    const Verifier verifier = makeVerifier(meshId, secret);
+    try {
+      fresh = hashSecret(secret);
+    } catch (...) {
+      sodium_memzero(secret.data(), secret.size());
+      throw;
+    }
+    sodium_memzero(secret.data(), secret.size());
+    std::lock_guard dbLock(dbMutex);
+    auto run = stmts->storeVerified.run();
+    run.bind(1, meshId).bind(2, fresh).bind(3, legacy);
+    run.bindBlob(4, verifier.data(), verifier.size()).done();
+    if (sqlite3_changes(db->get()) == 0) return;
+    std::unique_lock lock(indexMutex);
+    if (auto it = index.find(meshId); it != index.end() && it->second.secretHash == legacy) {
+      it->second.secretHash = fresh;
+      it->second.hasVerifier = true;
+      it->second.verifier = verifier;
+    }
+  }
+
   TokenHash hashToken(const unsigned char* raw) const {
     TokenHash h{};
     crypto_generichash(h.data(), h.size(), raw, kTokenBytes, tokenKey.data(), tokenKey.size());
@@ -417,6 +473,9 @@ struct Registry::Impl {
                         "UPDATE meshes SET secret_hash = ?2, verifier = ?4"
                         " WHERE mesh_id = ?1 AND secret_hash = ?3"),
           deleteMesh(d, "DELETE FROM meshes WHERE mesh_id = ?1"),
+          importMesh(d,
+                     "INSERT OR IGNORE INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
+                     " updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)"),
           writeVolatile(d,
                         "UPDATE meshes SET last_seen_ms = ?2, token_hash = ?3,"
                         " token_expires_ms = ?4 WHERE mesh_id = ?1"),
@@ -428,12 +487,15 @@ struct Registry::Impl {
     Statement replaceSecret;
     Statement storeVerified;
     Statement deleteMesh;
+    Statement importMesh;
     Statement writeVolatile;
     Statement probeWrite;
     Statement probeRead;
   };
 
   const Argon2Params argon2;
+  // Set once, before the server starts (setBackgroundRunner).
+  std::function<void(std::function<void()>)> runInBackground;
   std::array<unsigned char, kTokenKeyBytes> tokenKey{};  // immutable after construction
   VerifierKey verifierKey{};                             // immutable after construction
 
@@ -475,6 +537,15 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
         existingHash = it->second.secretHash;
         if (it->second.hasVerifier) existingVerifier = it->second.verifier;
       }
+    }
+
+    if (existingHash && isLegacyHash(*existingHash)) {
+      // Imported and not authenticated since: the right secret gets its
+      // Argon2id hash now, and the next pass renames against that.
+      if (!legacyMatches(*existingHash, secret)) return RegisterOutcome::Conflict;
+      std::string copy(secret);
+      im.upgradeLegacy(std::string(meshId), copy, *existingHash);
+      continue;
     }
 
     // The secret is known to be right below, so its verifier can be stored.
@@ -553,6 +624,26 @@ std::optional<std::string> Registry::verifySecret(std::string_view meshId,
     }
     known.emplace(e.secretHash, e.name);
   }
+  if (isLegacyHash(known->first)) {
+    // Imported from the original gateway. A wrong secret is refused as
+    // cheaply as at a verifier; the right one is answered at once, its
+    // Argon2id hash and verifier made in the background (a failure there
+    // only means the next auth tries).
+    if (!legacyMatches(known->first, secret)) return std::nullopt;
+    auto upgrade = [&im, id = std::string(meshId), copy = std::string(secret),
+                    legacy = std::move(known->first)]() mutable {
+      try {
+        im.upgradeLegacy(id, copy, legacy);
+      } catch (const std::exception&) {
+      }
+    };
+    if (im.runInBackground) {
+      im.runInBackground(std::move(upgrade));
+    } else {
+      upgrade();
+    }
+    return std::move(known->second);
+  }
   if (!verified && !Impl::secretMatches(known->first, secret)) return std::nullopt;
 
   // Best effort: the secret was right, so a failure to store its verifier or
@@ -597,6 +688,31 @@ std::size_t Registry::verifierCount() const {
   return static_cast<std::size_t>(
       std::count_if(impl_->index.begin(), impl_->index.end(),
                     [](const auto& kv) { return kv.second.hasVerifier; }));
+}
+
+LegacyImportOutcome Registry::importLegacyMesh(std::string_view meshId, std::string_view name,
+                                               std::string_view sha256Hex) {
+  Impl& im = *impl_;
+  std::string stored(kLegacyPrefix);
+  for (char c : sha256Hex) {
+    stored += static_cast<char>(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+  }
+  const std::int64_t now = wallClockMs();
+  std::lock_guard dbLock(im.dbMutex);
+  im.stmts->importMesh.run().bind(1, meshId).bind(2, name).bind(3, stored).bind(4, now).done();
+  if (sqlite3_changes(im.db->get()) == 0) return LegacyImportOutcome::Exists;
+  std::unique_lock lock(im.indexMutex);
+  Entry entry;
+  entry.name = std::string(name);
+  entry.secretHash = std::move(stored);
+  entry.createdAtMs = now;
+  entry.updatedAtMs = now;
+  im.index.insert_or_assign(std::string(meshId), std::move(entry));
+  return LegacyImportOutcome::Imported;
+}
+
+void Registry::setBackgroundRunner(std::function<void(std::function<void()>)> run) {
+  impl_->runInBackground = std::move(run);
 }
 
 std::optional<std::string> Registry::verifyResumeToken(std::string_view meshId,

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,8 @@ struct MeshRecord {
 };
 
 enum class RegisterOutcome { Created, Updated, Conflict };
+
+enum class LegacyImportOutcome { Imported, Exists };
 
 // What the fast verifier says about a secret.
 enum class VerifierOutcome {
@@ -86,6 +89,20 @@ class Registry {
   // an existing mesh is judged by its verifier when it has one.
   RegisterOutcome registerMesh(std::string_view meshId, std::string_view name,
                                std::string_view secret);
+
+  // [blocking] Adds a mesh from the original gateway's registry, whose
+  // secret is known only as its unsalted SHA-256 (`sha256Hex`: 64 hex
+  // digits, the caller checks them). The digest is stored, marked as such,
+  // only until the mesh's first successful auth (or registration) with the
+  // matching secret, which replaces it with an Argon2id hash. An existing
+  // meshId is left alone (Exists).
+  LegacyImportOutcome importLegacyMesh(std::string_view meshId, std::string_view name,
+                                       std::string_view sha256Hex);
+
+  // Where verifySecret sends the Argon2id hashing that replaces an imported
+  // SHA-256 after a successful auth, so the auth is answered without waiting
+  // for it (the server posts it to a worker). Unset: done in the call.
+  void setBackgroundRunner(std::function<void(std::function<void()>)> run);
 
   // Where the verifier key lives by default: beside the database file
   // (`<db>.verifier-key`); nowhere (a key in memory) for ":memory:".

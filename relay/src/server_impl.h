@@ -134,14 +134,19 @@ struct Server::Impl {
   enum class WriteResult { Ok, Failed, CloseViaLws };
   WriteResult writeFrames(Session& s);
   void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
-  void onPeerClose(Session& s);
+  // Non-zero: lws is to close with the reason set here, not echo the frame.
+  int onPeerClose(Session& s, std::string_view payload);
   // `lastWords` (an error frame) goes out right before the close frame.
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                     OutFramePtr lastWords = nullptr);
   void detach(Session& s, bool announce);
   void releaseUnauthenticated(Session& s);
   void dropQueued(Session& s);
+  // Resume tokens and last-seen times are saved by a worker, one save at a
+  // time; a failed save is retried after a growing delay (persistFinished).
   void schedulePersist();
+  void startPersist();
+  void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
 
   // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
@@ -150,9 +155,11 @@ struct Server::Impl {
     ev_io io{};
     int fd = -1;
     std::string head;        // the request as read so far
-    bool gateway = false;    // its request line is "GET /gateway": ours
     std::string socketPeer;  // the TCP peer's address
     std::int64_t startedUs = 0;
+    // Counted in unauthenticatedPerIp under socketPeer (from accept until
+    // it is handed on or dropped).
+    bool counted = false;
   };
   void openListener();
   void servePlainOnThisThread();  // run() calls it before turning the loop
@@ -162,6 +169,9 @@ struct Server::Impl {
   void finishUpgrade(Upgrade& u);
   void handOverToLws(Upgrade& u);
   void dropUpgrade(Upgrade& u, std::string_view response);
+  // Answers `status` (400, 414, 431) to a request not served and closes.
+  void refuseRequest(Upgrade& u, int status);
+  void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
   void onPlainEvent(Session& s, int revents);
   // Reads what the socket has and handles the frames in it; false when the
   // session is gone.
@@ -169,7 +179,10 @@ struct Server::Impl {
   bool handleBytes(Session& s, char* data, std::size_t len);
   void dropOversize(Session& s, std::size_t n);
   bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
-  void protocolError(Session& s, std::string_view why);
+  // Fails the connection (RFC 6455 7.1.7): the close frame goes out, then
+  // the socket closes; the peer's input is no longer read.
+  void protocolError(Session& s, std::string_view why, int code = 1002,
+                     std::string_view reason = "protocol_error");
   WriteResult writePlain(Session& s);
   void watchWritable(Session& s, bool on);
   void closePlain(Session& s);
@@ -177,6 +190,9 @@ struct Server::Impl {
 
   // ---- HTTP (http.cpp)
   int onHttp(lws* wsi, PerSession* pss, const char* uri);
+  // An upgrade request (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE): 0 lets a
+  // WebSocket on /gateway go on; anything else is answered and closed.
+  int onHttpUpgrade(lws* wsi, const char* upgrade);
   int onHttpBody(PerSession* pss, const char* data, std::size_t len);
   int onHttpBodyComplete(PerSession* pss);
   int onHttpWriteable(lws* wsi, PerSession* pss);
@@ -189,6 +205,12 @@ struct Server::Impl {
   // ---- operators: client addresses (access.cpp), TLS (tls.cpp), metrics
   // and admin routes (admin.cpp)
   [[nodiscard]] std::string clientAddress(lws* wsi) const;
+  // TLS: lws accepted `fd` (FILTER_NETWORK_CONNECTION); 1 refuses it.
+  int onNetworkConnection(int fd);
+  void onWsiCreated(lws* wsi);  // WSI_CREATE: counts the connection just let in
+  // The connection (its network wsi) no longer counts toward its address:
+  // its request head is read, or it is gone.
+  void releaseHandshake(lws* wsi);
   void refuse(RefuseReason reason);
   void reloadTlsNow();
   bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
@@ -229,7 +251,14 @@ struct Server::Impl {
   FairCheckQueue secretChecks;
   unsigned secretChecksRunning = 0;  // handed to the workers, answer not back
   std::unordered_map<std::uint64_t, std::unique_ptr<HttpExchange>> exchanges;
-  bool persistScheduled = false;
+  struct PersistState {
+    bool scheduled = false;         // a save is running or waiting for its retry
+    std::int64_t retryDelayUs = 0;  // 0 while saves work
+    std::uint64_t failures = 0;     // in a row, since the last save that worked
+    std::uint64_t unreported = 0;   // failures not logged yet
+    std::int64_t reportedUs = 0;    // when a failure was last logged
+  } persist;
+  LoopTimer persistTimer;
   bool shuttingDown = false;
   bool loopDone = false;
   std::int64_t drainDeadlineUs = 0;
@@ -254,6 +283,14 @@ struct Server::Impl {
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later
   std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
+  // TLS: connections lws accepted whose request head is not read yet, each
+  // counted in unauthenticatedPerIp under its peer (access.cpp).
+  struct TlsHandshake {
+    std::string peer;
+    std::int64_t startedUs = 0;
+  };
+  std::unordered_map<lws*, TlsHandshake> tlsHandshakes;
+  std::string pendingHandshakePeer;  // between FILTER_NETWORK_CONNECTION and WSI_CREATE
   std::vector<char> readBuffer;
   Counters counters;
 

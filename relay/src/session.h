@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,8 @@ struct Session {
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
 
+  // The `id` of the gateway_auth being answered, echoed on its answer.
+  std::optional<std::string> authId;
   // Set when the connection goes while its secret waits for a worker.
   std::shared_ptr<std::atomic<bool>> authCancelled;
 

@@ -37,6 +37,16 @@ inline std::string describe(sqlite3* db, int rc, std::string_view context) {
   return msg;
 }
 
+// What a client may be told when a write failed: the database is full, or
+// unavailable for another reason. Never the file's path or the SQL.
+inline std::string unavailableReason(const std::exception& e) {
+  const auto* err = dynamic_cast<const Error*>(&e);
+  if (err && err->code() == SQLITE_FULL) {
+    return "Registry database full: the relay cannot store changes until disk space is freed";
+  }
+  return "Registry unavailable: the relay cannot store changes right now";
+}
+
 [[noreturn]] inline void fail(sqlite3* db, int rc, std::string_view context) {
   throw Error(rc, describe(db, rc, context));
 }

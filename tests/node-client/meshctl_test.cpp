@@ -385,5 +385,110 @@ TEST_F(MeshctlAdmin, UnreachableRelay) {
   EXPECT_EQ(run(withCredentials({"rotate-own"}, "sierra", "sierra-secret-0123456789")).code, 3);
 }
 
+class MeshctlListen : public MeshctlAdmin {
+ protected:
+  // Starts `meshctl listen` as `id` in the background (output in
+  // listen.out and listen.err) and waits until the relay lists it online.
+  pid_t listenAs(const std::string& id, const std::string& secret) {
+    const pid_t pid = spawnProcess(MESH_MESHCTL_BIN, withCredentials({"listen"}, id, secret),
+                                   dir.file("listen.err"), dir.file("listen.out"));
+    relay->registerMesh("watcher", "watcher-secret-0123456789", "Watcher");
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      const CtlRun d = run(withCredentials({"discover"}, "watcher", "watcher-secret-0123456789"));
+      if (d.out.find("\"meshId\":\"" + id + "\"") != std::string::npos) return pid;
+    }
+    ::kill(pid, SIGKILL);
+    (void)waitProcess(pid, std::chrono::seconds(5));
+    ADD_FAILURE() << "listen never came online: " << readFile(dir.file("listen.err"));
+    return -1;
+  }
+};
+
+TEST_F(MeshctlListen, ExitsWithTheReasonWhenAnotherConnectionTakesOver) {
+  relay->registerMesh("tango", "tango-secret-0123456789", "Tango");
+  const pid_t listener = listenAs("tango", "tango-secret-0123456789");
+  ASSERT_GT(listener, 0);
+  // The same mesh connects elsewhere: the listener's session is replaced.
+  ASSERT_EQ(discoverAs("tango", "tango-secret-0123456789"), 0);
+  const int code = waitProcess(listener, std::chrono::seconds(15));
+  if (code == -1) ::kill(listener, SIGKILL);
+  EXPECT_EQ(code, 8) << readFile(dir.file("listen.err"));
+  const std::string err = readFile(dir.file("listen.err"));
+  EXPECT_NE(err.find("listen stopped"), std::string::npos) << err;
+  EXPECT_NE(err.find("another connection"), std::string::npos) << err;
+  // The transcript shows the auth, but not the resume token it carried.
+  const std::string out = readFile(dir.file("listen.out"));
+  EXPECT_NE(out.find(R"("type":"gateway_auth_ok")"), std::string::npos) << out;
+  EXPECT_EQ(out.find("resumeToken"), std::string::npos) << out;
+}
+
+TEST_F(MeshctlListen, ExitsWithTheReasonWhenItsCredentialsAreRevoked) {
+  relay->registerMesh("uniform", "uniform-secret-0123456789", "Uniform");
+  const pid_t listener = listenAs("uniform", "uniform-secret-0123456789");
+  ASSERT_GT(listener, 0);
+  ASSERT_EQ(admin({"rotate", "uniform"}, kAdminToken).code, 0);
+  const int code = waitProcess(listener, std::chrono::seconds(15));
+  if (code == -1) ::kill(listener, SIGKILL);
+  EXPECT_EQ(code, 4) << readFile(dir.file("listen.err"));
+  const std::string err = readFile(dir.file("listen.err"));
+  EXPECT_NE(err.find("listen stopped: authentication failed"), std::string::npos) << err;
+  EXPECT_EQ(readFile(dir.file("listen.out")).find("resumeToken"), std::string::npos);
+  // Other meshes are served as before.
+  EXPECT_EQ(discoverAs("watcher", "watcher-secret-0123456789"), 0);
+}
+
+TEST_F(MeshctlListen, SaysSoWhenTheConnectionDropsAndComesBack) {
+  relay->registerMesh("xray", "xray-secret-0123456789", "Xray");
+  const pid_t listener = listenAs("xray", "xray-secret-0123456789");
+  ASSERT_GT(listener, 0);
+  const auto stderrHas = [this](const std::string& text, std::size_t times) {
+    for (int i = 0; i < 200; ++i) {
+      const std::string err = readFile(dir.file("listen.err"));
+      std::size_t found = 0;
+      for (auto at = err.find(text); at != std::string::npos; at = err.find(text, at + 1)) ++found;
+      if (found >= times) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  };
+  ASSERT_EQ(relay->stop(), 0);
+  EXPECT_TRUE(stderrHas("meshctl: disconnected", 1)) << readFile(dir.file("listen.err"));
+  relay->start();
+  EXPECT_TRUE(stderrHas("meshctl: connected", 2)) << readFile(dir.file("listen.err"));
+  ::kill(listener, SIGINT);
+  EXPECT_EQ(waitProcess(listener, std::chrono::seconds(10)), 0);
+}
+
+TEST_F(Meshctl, RegisterReadsMeshIdAndSecretFromTheEnvironment) {
+  const std::string secret = "victor-secret-0123456789";
+  const CtlRun r = run({"register", "--url", relay->gatewayUrl(), "--name", "Victor"},
+                       {"MESH_ID=victor", "MESH_SECRET=" + secret});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(valueOf(r.out, "MESH_ID"), "victor");
+  EXPECT_EQ(valueOf(r.out, "MESH_SECRET"), secret);
+  EXPECT_EQ(discoverAs("victor", secret), 0);
+  // A flag still wins over the environment.
+  const CtlRun flagged =
+      run({"register", "--url", relay->gatewayUrl(), "--name", "Whiskey", "--mesh-id", "whiskey"},
+          {"MESH_ID=victor", "MESH_SECRET=whiskey-secret-0123456789"});
+  ASSERT_EQ(flagged.code, 0) << flagged.err;
+  EXPECT_EQ(valueOf(flagged.out, "MESH_ID"), "whiskey");
+  EXPECT_EQ(discoverAs("whiskey", "whiskey-secret-0123456789"), 0);
+  // Neither: a usage error that names both.
+  const CtlRun none =
+      run({"register", "--url", relay->gatewayUrl(), "--name", "X"}, {"MESH_ID=", "MESH_SECRET="});
+  EXPECT_EQ(none.code, 2) << none.err;
+  EXPECT_NE(none.err.find("MESH_ID"), std::string::npos) << none.err;
+}
+
+TEST_F(Meshctl, UnknownSubcommandIsNamed) {
+  const CtlRun r = run({"frobnicate", "--url", relay->gatewayUrl()});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("unknown subcommand 'frobnicate'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("register"), std::string::npos) << r.err;
+  // The relay was not asked, and known subcommands still work.
+  EXPECT_EQ(run({"health", "--url", relay->gatewayUrl()}).code, 0);
+}
+
 }  // namespace
 }  // namespace mesh::test

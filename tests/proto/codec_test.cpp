@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "mesh/proto/codec.h"
+#include "support/hostile_numbers.h"
 
 namespace mesh::proto {
 namespace {
@@ -253,10 +254,35 @@ TEST(FrameCodec, PayloadViewKeepsNumbersVerbatim) {
   EXPECT_EQ(std::get<RelayFrame>(ok(r).frame).payloadJson, payload);
 }
 
-TEST(FrameCodec, NumbersBeyondDoubleRangeAreInvalidJson) {
-  // A limit of the parser: such numbers have no faithful value in JavaScript
-  // either, so refusing them costs real nodes nothing.
-  EXPECT_EQ(error(decode(relayWith(R"({"n":1e400})"))).code, ErrorCode::InvalidJson);
+// Numbers no double can hold are valid JSON, and payloads are forwarded,
+// never computed on: each is relayed as written.
+TEST(FrameCodec, NumbersBeyondDoubleRangeAreForwardedVerbatim) {
+  for (const std::string& n : test::hostileNumbers()) {
+    const std::string payload = R"({"n":)" + n + R"(,"a":[)" + n + R"(,{"x":)" + n + "}]}";
+    const std::string text = relayWith(payload);
+    const DecodeResult r = decode(text);
+    ASSERT_TRUE(std::holds_alternative<DecodedFrame>(r)) << n;
+    EXPECT_EQ(std::get<RelayFrame>(ok(r).frame).payloadJson, payload) << n;
+  }
+  // The same numbers outside the payload do not upset the other fields.
+  const DecodeResult r = decode(R"({"type":"gateway_relay","x":1e400,"targetMeshId":"m",)"
+                                R"("id":"i","payload":{"n":)" +
+                                std::string(400, '9') + "}}");
+  EXPECT_EQ(std::get<RelayFrame>(ok(r).frame).targetMeshId, "m");
+  EXPECT_EQ(ok(r).id, "i");
+}
+
+// Number-like text that is not a JSON number stays invalid JSON, wherever
+// a number too big for a double sits in the same frame.
+TEST(FrameCodec, InvalidNumbersStayInvalidBesideHugeOnes) {
+  for (const char* bad : {"01", "1.", ".5", "1e", "1e+", "--1", "+1", "1-2", "0x10", "1.e5", "-",
+                          "1e400e1", "Infinity", "NaN"}) {
+    const std::string payload = std::string(R"({"big":1e400,"bad":)") + bad + "}";
+    EXPECT_EQ(error(decode(relayWith(payload))).code, ErrorCode::InvalidJson) << bad;
+  }
+  // A number inside a string is text, not a number to rewrite.
+  const std::string payload = R"({"s":"1e400 \" 1e400","n":1e400})";
+  EXPECT_EQ(std::get<RelayFrame>(ok(decode(relayWith(payload))).frame).payloadJson, payload);
 }
 
 TEST(FrameCodec, DeepPayloadViewIsExact) {

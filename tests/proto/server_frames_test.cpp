@@ -6,6 +6,7 @@
 
 #include "mesh/proto/codec.h"
 #include "mesh/proto/server_frames.h"
+#include "support/hostile_numbers.h"
 
 namespace mesh::proto {
 namespace {
@@ -34,6 +35,10 @@ TEST(ServerFrames, AuthOkRoundTrip) {
   EXPECT_EQ(f.resumeExpiresAt, "2026-01-08T00:00:00Z");
   const auto plain = decodeAs<AuthOk>(R"({"type":"gateway_auth_ok","meshId":"a","name":"A"})");
   EXPECT_TRUE(plain.resumeToken.empty());
+  EXPECT_FALSE(plain.id.has_value());
+  out.clear();
+  encodeAuthOk(out, {"mesh-a", "A", "tok", "2026-01-08T00:00:00Z", "auth-1"});
+  EXPECT_EQ(decodeAs<AuthOk>(out).id, "auth-1");
 }
 
 TEST(ServerFrames, AuthErrorRoundTripAndOriginalForm) {
@@ -46,6 +51,10 @@ TEST(ServerFrames, AuthErrorRoundTripAndOriginalForm) {
       decodeAs<AuthError>(R"({"type":"gateway_auth_error","message":"Not authenticated"})");
   EXPECT_TRUE(original.code.empty());
   EXPECT_EQ(original.message, "Not authenticated");
+  EXPECT_FALSE(original.id.has_value());
+  out.clear();
+  encodeError(out, ErrorCode::InvalidCredentials, "Invalid credentials", "auth-2");
+  EXPECT_EQ(decodeAs<AuthError>(out).id, "auth-2");
 }
 
 TEST(ServerFrames, ErrorRoundTrip) {
@@ -97,6 +106,51 @@ TEST(ServerFrames, AckRoundTrip) {
   EXPECT_EQ(f.recipients, 0u);
 }
 
+TEST(ServerFrames, AckRecipientsUpToUint32Max) {
+  const auto f = decodeAs<Ack>(
+      R"({"type":"gateway_ack","id":"x","status":"delivered","recipients":4294967295})");
+  EXPECT_EQ(f.recipients, 4294967295u);
+}
+
+// The payload reaches the node with every number as the sender wrote it.
+TEST(ServerFrames, IncomingKeepsEveryNumberByteForByte) {
+  for (const std::string& n : test::hostileNumbers()) {
+    const std::string payload = R"({"n":)" + n + R"(,"a":[)" + n + R"(,{"x":)" + n + "}]}";
+    std::string out;
+    encodeIncoming(out, "a", "A", payload, "m1");
+    EXPECT_EQ(decodeAs<Incoming>(out).payloadJson, payload) << n;
+  }
+  const std::string all = R"({"all":)" + test::hostileNumbersArray() + "}";
+  std::string out;
+  encodeIncoming(out, "a", "A", all, std::nullopt);
+  EXPECT_EQ(decodeAs<Incoming>(out).payloadJson, all);
+}
+
+TEST(ServerFrames, ParticipantsKeepEveryNumberByteForByte) {
+  const std::string list =
+      R"([{"id":"u1","name":"Ann","seen":)" + test::hostileNumbersArray() + "}]";
+  std::string out;
+  encodeParticipants(out, {{"a", "A", list}});
+  const auto f = decodeAs<Participants>(out);
+  ASSERT_EQ(f.remote.size(), 1u);
+  EXPECT_EQ(f.remote[0].participantsJson, list);
+}
+
+// Nesting is bounded before anything recurses over it.
+TEST(ServerFrames, DeepNestingIsRefusedWithoutRecursion) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_FALSE(decodeServerFrame(
+                   R"({"type":"gateway_incoming","fromMeshId":"a","fromMeshName":"A","payload":)" +
+                   deep + "}")
+                   .has_value());
+  const std::string ok = std::string(512, '[') + std::string(512, ']');
+  EXPECT_EQ(
+      decodeAs<Incoming>(
+          R"({"type":"gateway_incoming","fromMeshId":"a","fromMeshName":"A","payload":)" + ok + "}")
+          .payloadJson,
+      ok);
+}
+
 TEST(ServerFrames, PresenceRoundTrip) {
   std::string out;
   encodePresence(out, "a", "A", true);
@@ -134,6 +188,13 @@ TEST(ServerFrames, RejectsMalformedFrames) {
           R"({"type":"gateway_participants","remoteParticipants":[{"meshId":"a","meshName":"A"}]})",
           R"({"type":"gateway_ack","id":"x","status":"delivered"})",
           R"({"type":"gateway_ack","id":"x","status":"delivered","recipients":-1})",
+          R"({"type":"gateway_ack","id":"x","status":"delivered","recipients":1.5})",
+          R"({"type":"gateway_ack","id":"x","status":"delivered","recipients":1e2})",
+          R"({"type":"gateway_ack","id":"x","status":"delivered","recipients":4294967296})",
+          R"({"type":"gateway_ack","id":"x","status":"delivered","recipients":"1"})",
+          R"({"type":"gateway_ack","id":"x","status":1,"recipients":1})",
+          R"({"type":"gateway_auth_ok","meshId":0E193,"name":"A"})",
+          R"({"type":"gateway_incoming","fromMeshId":"a","fromMeshName":"A","payload":{}} x)",
           R"({"type":"gateway_presence","meshId":"a","name":"A","status":"away"})",
       }) {
     EXPECT_FALSE(decodeServerFrame(bad).has_value()) << bad;

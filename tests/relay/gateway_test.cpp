@@ -489,13 +489,15 @@ TEST(GatewayErrors, SlowConsumerIsClosedWith1013) {
 
 TEST(GatewayErrors, TooManyUnauthenticatedFromOneAddressAreRefused) {
   TestRelay relay([](relay::Config& c) { c.maxUnauthenticatedPerIp = 2; });
+  // Registered first: with two unauthenticated connections open, any further
+  // connection from the address (an HTTP request too) is turned away.
+  ASSERT_EQ(relay.registerMesh("mesh-a", TestRelay::secretFor("mesh-a"), "A"), 201);
   auto c1 = WsClient::connect(relay.port());
   auto c2 = WsClient::connect(relay.port());
   EXPECT_THROW(WsClient::connect(relay.port()), std::runtime_error);
   // Another source address still gets in.
   EXPECT_NO_THROW(WsClient::connect(relay.port(), fromAddress("127.0.0.3")));
   // Authenticating frees the slot.
-  ASSERT_EQ(relay.registerMesh("mesh-a", TestRelay::secretFor("mesh-a"), "A"), 201);
   c1->sendText(R"({"type":"gateway_auth","meshId":"mesh-a","secret":")" +
                TestRelay::secretFor("mesh-a") + "\"}");
   c1->expectType("gateway_auth_ok");

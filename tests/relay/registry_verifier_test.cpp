@@ -232,6 +232,26 @@ TEST(RegistryVerifier, MatchAsksForARehashWhenTheCostChanged) {
   EXPECT_FALSE(after.rehash);
 }
 
+// An imported mesh (the original gateway's SHA-256) has no verifier until
+// its first auth with the right secret, which stores one with the Argon2id
+// hash that replaces the digest.
+TEST(RegistryVerifier, LegacyImportGetsAVerifierAtItsFirstAuth) {
+  TempDir dir;
+  Registry reg(dir.file("mesh.db"), fastParams());
+  unsigned char digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(digest, reinterpret_cast<const unsigned char*>(kSecret.data()),
+                     kSecret.size());
+  char hex[crypto_hash_sha256_BYTES * 2 + 1];
+  sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
+  ASSERT_EQ(reg.importLegacyMesh("echo", "Echo", hex), LegacyImportOutcome::Imported);
+  EXPECT_EQ(reg.checkVerifier("echo", kSecret).outcome, VerifierOutcome::Absent);
+  EXPECT_FALSE(reg.verifySecret("echo", kOtherSecret).has_value());
+  EXPECT_EQ(reg.checkVerifier("echo", kSecret).outcome, VerifierOutcome::Absent);
+  EXPECT_EQ(reg.verifySecret("echo", kSecret), "Echo");  // no runner: upgraded in the call
+  EXPECT_EQ(reg.checkVerifier("echo", kSecret).outcome, VerifierOutcome::Match);
+  EXPECT_EQ(reg.checkVerifier("echo", kOtherSecret).outcome, VerifierOutcome::Mismatch);
+}
+
 TEST(RegistryVerifier, MigratesAVersionOneDatabase) {
   TempDir dir;
   const std::string db = dir.file("mesh.db");

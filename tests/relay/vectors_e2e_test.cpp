@@ -1,4 +1,4 @@
-// Every case of ../shared/vectors/frames.jsonl sent to a real relay over a
+// Every case of tests/vectors/frames.jsonl sent to a real relay over a
 // real WebSocket, on a connection in the state the case names.
 #include <gtest/gtest.h>
 

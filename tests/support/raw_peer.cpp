@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 namespace mesh::test {
 
@@ -114,6 +115,14 @@ bool RawPeer::closedWithin(std::chrono::milliseconds timeout) {
     if (!fill(deadline) && !eof_) return false;
   }
   return true;
+}
+
+std::optional<std::string> RawPeer::readUntilClosed(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!eof_) {
+    if (!fill(deadline) && !eof_) return std::nullopt;
+  }
+  return std::exchange(in_, {});
 }
 
 void RawPeer::resetOnClose() {

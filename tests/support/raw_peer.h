@@ -44,6 +44,10 @@ class RawPeer {
   // True if the relay ends the TCP connection within timeout; whatever it
   // sends before that is discarded.
   bool closedWithin(std::chrono::milliseconds timeout);
+  // Everything the relay sends until it ends the connection (what
+  // readResponseHead() left buffered included); nothing if it is still open
+  // at the timeout.
+  std::optional<std::string> readUntilClosed(std::chrono::milliseconds timeout);
   // Makes the close that comes with destruction a reset (RST), not a FIN.
   void resetOnClose();
 

@@ -95,10 +95,10 @@ void useSelfSignedCert(relay::Config& c, const std::filesystem::path& dir,
   c.tlsKeyPath = (dir / "key.pem").string();
 }
 
-std::unique_ptr<TlsStream> TlsStream::connect(std::uint16_t port,
-                                              std::chrono::milliseconds timeout) {
+std::unique_ptr<TlsStream> TlsStream::connect(std::uint16_t port, std::chrono::milliseconds timeout,
+                                              const std::string& sourceAddress) {
   std::unique_ptr<TlsStream> s(new TlsStream());
-  s->fd_ = connectLoopback(port, {});
+  s->fd_ = connectLoopback(port, sourceAddress);
   const timeval tv{static_cast<time_t>(timeout.count() / 1000),
                    static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   setsockopt(s->fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -158,8 +158,9 @@ bool TlsStream::read(std::string& into, Clock::time_point deadline) {
   }
 }
 
-std::unique_ptr<TlsWsClient> TlsWsClient::connect(std::uint16_t port, const std::string& path) {
-  auto stream = TlsStream::connect(port);
+std::unique_ptr<TlsWsClient> TlsWsClient::connect(std::uint16_t port, const std::string& path,
+                                                  const std::string& sourceAddress) {
+  auto stream = TlsStream::connect(port, std::chrono::milliseconds(5000), sourceAddress);
   const std::string key = ws::base64Encode("mesh-relay-tls-k");
   stream->write("GET " + path +
                 " HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

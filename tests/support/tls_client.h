@@ -25,12 +25,14 @@ void makeSelfSignedCert(const std::filesystem::path& certFile, const std::filesy
 void useSelfSignedCert(relay::Config& c, const std::filesystem::path& dir,
                        const std::string& commonName);
 
-// One TLS connection to 127.0.0.1:port. The server certificate is not
-// verified (the tests make their own); peerSubject() shows which one came.
+// One TLS connection to 127.0.0.1:port, from `sourceAddress` when given
+// (e.g. "127.0.0.2"). The server certificate is not verified (the tests make
+// their own); peerSubject() shows which one came.
 class TlsStream {
  public:
   static std::unique_ptr<TlsStream> connect(
-      std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+      std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000),
+      const std::string& sourceAddress = {});
   ~TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
@@ -54,7 +56,8 @@ class TlsWsClient {
  public:
   // Throws std::runtime_error carrying the status line if the upgrade fails.
   static std::unique_ptr<TlsWsClient> connect(std::uint16_t port,
-                                              const std::string& path = "/gateway");
+                                              const std::string& path = "/gateway",
+                                              const std::string& sourceAddress = {});
   void sendText(std::string_view text);
   // Bytes as they are: several frames in one TLS write, for instance.
   void sendRaw(std::string_view bytes) { stream_->write(bytes); }

@@ -5,7 +5,9 @@
 //   meshctl discover
 //   meshctl send TARGET JSON
 //   meshctl broadcast JSON
-//   meshctl listen
+//   meshctl listen   (frames on stdout, resume tokens left out; connection
+//                     news on stderr; exits 4 or 8 when the relay refuses the
+//                     credentials or another connection takes the mesh over)
 //   meshctl rotate-own --mesh-id ID --secret OLD [--new-secret NEW]
 //
 // With the relay's admin token (--admin-token or ADMIN_TOKEN):
@@ -14,8 +16,8 @@
 //   meshctl delete ID
 //   meshctl rotate ID [--secret NEW]
 //
-// Every subcommand takes --url (or MESH_GATEWAY_URL); the ones that connect
-// take --mesh-id/--secret (or MESH_ID/MESH_SECRET). Results go to stdout as
+// Every subcommand takes --url (or MESH_GATEWAY_URL); register and the ones
+// that connect take --mesh-id/--secret (or MESH_ID/MESH_SECRET). Results go to stdout as
 // JSON (a table for `meshes`, env lines for new secrets), problems to stderr
 // as one line; the exit code says which kind. The admin token is never
 // printed.
@@ -53,12 +55,13 @@ enum Exit : int {
   kOffline = 5,      // send: the target mesh is not online
   kTimeout = 6,      // the relay did not answer in time
   kNotFound = 7,     // admin: no such mesh
+  kReplaced = 8,     // listen: another connection authenticated as this mesh
 };
 
 constexpr const char* kExitCodes =
     "Exit codes: 0 ok, 1 other failure, 2 usage or invalid JSON, 3 relay unreachable,\n"
     "4 bad credentials (secret or admin token) or registration conflict, 5 target offline,\n"
-    "6 timeout, 7 no such mesh.";
+    "6 timeout, 7 no such mesh, 8 listen: another connection took over this mesh.";
 
 constexpr std::size_t kMinSecretBytes = 16;
 constexpr std::size_t kMaxSecretBytes = 256;
@@ -76,6 +79,8 @@ int exitFor(mc::Status status) {
       return kRefused;
     case mc::Status::Timeout:
       return kTimeout;
+    case mc::Status::SessionReplaced:
+      return kReplaced;
     default:
       return kFailed;
   }
@@ -109,16 +114,12 @@ struct Settings {
   }
 };
 
-// One JSON value per line, whatever whitespace the relay's sender used.
+// One JSON value per line, whatever whitespace the relay's sender used, and
+// every number exactly as the sender wrote it.
 std::string oneLine(const std::string& json) {
   if (json.find('\n') == std::string::npos && json.find('\r') == std::string::npos) return json;
-  rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
-  if (doc.HasParseError()) return json;
-  rapidjson::StringBuffer buffer;
-  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  doc.Accept(writer);
-  return std::string(buffer.GetString(), buffer.GetSize());
+  constexpr int kMaxDepth = 1024;
+  return mesh::proto::compactJson(json, kMaxDepth).value_or(json);
 }
 
 bool isJsonObject(const std::string& text) {
@@ -150,10 +151,15 @@ class Session {
     options.durableSync = false;
     options.retryOffline = false;
     options.connectTimeout = s.timeout();
-    options.callbacks.onStateChange = [this](mc::ConnectionState state, const std::string& why) {
-      std::lock_guard lock(mu_);
-      if (state == mc::ConnectionState::WaitingToReconnect && !firstFailure_) firstFailure_ = why;
+    // A subcommand's own hook (listen reports reconnects) runs as well.
+    options.callbacks.onStateChange = [this, also = options.callbacks.onStateChange](
+                                          mc::ConnectionState state, const std::string& why) {
+      {
+        std::lock_guard lock(mu_);
+        if (state == mc::ConnectionState::WaitingToReconnect && !firstFailure_) firstFailure_ = why;
+      }
       cv_.notify_all();
+      if (also) also(state, why);
     };
     if (s.meshId.empty() || s.secret.empty()) {
       return mc::Error{mc::Status::InvalidArgument,
@@ -192,6 +198,10 @@ class Session {
 };
 
 int runRegister(const Settings& s) {
+  if (s.meshId.empty()) {
+    std::cerr << "meshctl: invalid argument: --mesh-id (or MESH_ID) is required\n";
+    return kUsage;
+  }
   auto base = s.httpBase();
   if (!base) return fail(base.error());
   const std::string secret = s.secret.empty() ? mc::generateSecret() : s.secret;
@@ -283,21 +293,68 @@ int runSend(const Settings& s, bool toAll) {
   return kOk;
 }
 
+// A frame as listen prints it: one line, without the resume token a
+// gateway_auth_ok carries (a credential, which has no place in a transcript).
+std::string printable(const std::string& frame) {
+  if (frame.find("resumeToken") == std::string::npos) return oneLine(frame);
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(frame.data(), frame.size());
+  if (doc.HasParseError() || !doc.IsObject()) return oneLine(frame);
+  const auto type = doc.FindMember("type");
+  if (type == doc.MemberEnd() || !type->value.IsString() ||
+      std::string_view(type->value.GetString()) != "gateway_auth_ok") {
+    return oneLine(frame);
+  }
+  doc.RemoveMember("resumeToken");
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  doc.Accept(writer);
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+// Whether a failure ends `listen`: reported once, when it exits.
+bool endsListening(mc::Status status) {
+  return status == mc::Status::AuthFailed || status == mc::Status::SessionReplaced;
+}
+
 int runListen(const Settings& s, const sigset_t& signals) {
   Session session;
   session.options.callbacks.onFrame = [](const std::string& frame) {
-    std::fputs((oneLine(frame) + "\n").c_str(), stdout);
+    std::fputs((printable(frame) + "\n").c_str(), stdout);
     std::fflush(stdout);
   };
   session.options.callbacks.onError = [](const mc::Error& e) {
+    if (endsListening(e.status)) return;
     std::cerr << "meshctl: " << mc::statusText(e.status) << ": " << e.message << std::endl;
   };
+  // Never disconnected and silent: every lost connection and every
+  // reconnect is said on stderr.
+  session.options.callbacks.onStateChange = [](mc::ConnectionState state, const std::string& why) {
+    if (state == mc::ConnectionState::WaitingToReconnect) {
+      std::cerr << "meshctl: disconnected (" << why << "); reconnecting" << std::endl;
+    } else if (state == mc::ConnectionState::Connected) {
+      std::cerr << "meshctl: connected: " << why << std::endl;
+    }
+  };
   if (auto opened = session.open(s); !opened) return fail(opened.error());
-  // Runs until Ctrl-C or SIGTERM; the client reconnects by itself meanwhile.
-  int sig = 0;
-  sigwait(&signals, &sig);
-  session.close();
-  return kOk;
+  // Runs until Ctrl-C or SIGTERM, or until the client gives up for good
+  // (credentials refused, session taken over); it reconnects by itself
+  // otherwise.
+  const timespec tick{0, 200'000'000};
+  for (;;) {
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      session.close();
+      return kOk;
+    }
+    if (session.client().state() != mc::ConnectionState::Failed) continue;
+    auto outcome = session.client().waitConnected(milliseconds(0));
+    session.close();
+    const mc::Error why =
+        outcome ? mc::Error{mc::Status::ConnectionFailed, "the client stopped"} : outcome.error();
+    std::cerr << "meshctl: listen stopped: " << mc::statusText(why.status) << ": " << why.message
+              << "\n";
+    return exitFor(why.status);
+  }
 }
 
 // --- HTTP routes beyond /register and /health: the admin API and
@@ -589,9 +646,14 @@ int main(int argc, char** argv) {
 
   auto* reg = app.add_subcommand("register", "Register a mesh; prints the env lines for its node");
   addUrl(reg);
-  reg->add_option("--mesh-id", s.meshId, "Mesh id: [A-Za-z0-9._-]{1,64}")->required();
+  fallbacks.push_back(
+      {reg, reg->add_option("--mesh-id", s.meshId, "Mesh id: [A-Za-z0-9._-]{1,64}; env MESH_ID"),
+       "MESH_ID", &s.meshId});
   reg->add_option("--name", s.name, "Display name")->required();
-  reg->add_option("--secret", s.secret, "Secret (default: a strong random one)");
+  fallbacks.push_back({reg,
+                       reg->add_option("--secret", s.secret,
+                                       "Secret (default: a strong random one); env MESH_SECRET"),
+                       "MESH_SECRET", &s.secret});
 
   auto* health = app.add_subcommand("health", "Print the relay's /health answer");
   addUrl(health);
@@ -653,6 +715,21 @@ int main(int argc, char** argv) {
   rotate->add_option("id", s.meshId, "The meshId")->required();
   rotate->add_option("--secret", s.newSecret, "New secret (default: a strong random one)");
 
+  // CLI11 would only say that a subcommand is required.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    const std::function<bool(CLI::App*)> every = [](CLI::App*) { return true; };
+    for (const CLI::App* cmd : app.get_subcommands(every)) {
+      known += (known.empty() ? "" : ", ") + cmd->get_name();
+      found = found || cmd->get_name() == argv[1];
+    }
+    if (!found) {
+      std::cerr << "meshctl: invalid argument: unknown subcommand '" << argv[1]
+                << "' (one of: " << known << ")\n";
+      return kUsage;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

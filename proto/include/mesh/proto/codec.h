@@ -63,8 +63,9 @@ void appendJsonString(std::string& out, std::string_view s);
 struct AuthOkFields {
   std::string_view meshId;
   std::string_view name;
-  std::string_view resumeToken;      // omitted when empty
-  std::string_view resumeExpiresAt;  // ISO 8601 UTC; omitted when empty
+  std::string_view resumeToken;                       // omitted when empty
+  std::string_view resumeExpiresAt;                   // ISO 8601 UTC; omitted when empty
+  std::optional<std::string_view> id = std::nullopt;  // the gateway_auth's id
 };
 void encodeAuthOk(std::string& out, const AuthOkFields& f);
 
@@ -82,7 +83,8 @@ void encodeDiscoverResult(std::string& out, const std::vector<InstanceView>& ins
 
 // {"type":"gateway_incoming","fromMeshId","fromMeshName","payload"[,"id"]}
 void encodeIncoming(std::string& out, std::string_view fromMeshId, std::string_view fromMeshName,
-                    std::string_view payloadJson, std::optional<std::string_view> id = std::nullopt);
+                    std::string_view payloadJson,
+                    std::optional<std::string_view> id = std::nullopt);
 
 struct ParticipantsView {
   std::string_view meshId;
@@ -105,6 +107,13 @@ void encodePresence(std::string& out, std::string_view meshId, std::string_view 
 // sets trustLevel to "federated". `payloadJson` is a valid JSON object (as
 // decodeNodeFrame returned it); the result is a serialized JSON object.
 [[nodiscard]] std::string filterMeshChatPayload(std::string_view payloadJson);
+
+// ---- compact JSON ----------------------------------------------------------
+
+// `text` re-serialized compactly on one line, every number exactly as it was
+// written (1e400, -0, 400 digits alike) and never converted; nullopt when it
+// is not one valid JSON value or nests deeper than `maxDepth` containers.
+[[nodiscard]] std::optional<std::string> compactJson(std::string_view text, int maxDepth);
 
 // ---- POST /register body --------------------------------------------------
 

@@ -14,12 +14,14 @@ namespace mesh::proto {
 struct AuthOk {
   std::string meshId;
   std::string name;
-  std::string resumeToken;      // empty when the relay sent none
-  std::string resumeExpiresAt;  // empty when the relay sent none
+  std::string resumeToken;        // empty when the relay sent none
+  std::string resumeExpiresAt;    // empty when the relay sent none
+  std::optional<std::string> id;  // the id of the gateway_auth it answers
 };
 struct AuthError {
   std::string code;  // empty from a relay that sends none (the original)
   std::string message;
+  std::optional<std::string> id;  // the id of the frame that caused it
 };
 struct Instance {
   std::string meshId;
