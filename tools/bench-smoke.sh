@@ -43,7 +43,7 @@ done
 common="--port $port --label smoke --duration 1 --warmup 0.2 --drain 3"
 status=0
 # shellcheck disable=SC2086
-"$bench" $common --scenario relay,fanout,latency,authload,conns --pairs 4 --window 8 \
+"$bench" $common --scenario relay,fanout,latency,authload,conns,authflood --pairs 4 --window 8 \
   --payload 100 --receivers 8 --rate 2000 --auth-storm 20 --max-pending 8 --conns 50 \
   --json "$work/traffic.json" || status=1
 cat "$work/traffic.json"

@@ -354,6 +354,16 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_auth_failures_total", "counter", "Failed authentications, by reason.");
   w.sample("mesh_relay_auth_failures_total", "reason=\"invalid_credentials\"", c.authFailed);
   w.sample("mesh_relay_auth_failures_total", "reason=\"auth_timeout\"", c.authTimeouts);
+  w.sample("mesh_relay_auth_failures_total", "reason=\"rate_limited\"",
+           c.authRateLimitedAddress + c.authRateLimitedMesh);
+  w.family("mesh_relay_auth_rate_limited_total", "counter",
+           "gateway_auth refused unchecked: a budget of failed authentications was spent.");
+  w.sample("mesh_relay_auth_rate_limited_total", "budget=\"address\"", c.authRateLimitedAddress);
+  w.sample("mesh_relay_auth_rate_limited_total", "budget=\"mesh\"", c.authRateLimitedMesh);
+  w.family("mesh_relay_secret_checks_total", "counter",
+           "gateway_auth secrets checked, by method (keyed verifier or Argon2id).");
+  w.sample("mesh_relay_secret_checks_total", "method=\"verifier\"", c.secretChecksByVerifier);
+  w.sample("mesh_relay_secret_checks_total", "method=\"argon2id\"", c.secretChecksByArgon2);
   w.family("mesh_relay_session_takeovers_total", "counter",
            "Sessions replaced by a newer connection of the same mesh.");
   w.sample("mesh_relay_session_takeovers_total", "", c.takeovers);

@@ -37,6 +37,12 @@ struct Counters {
   std::uint64_t registrationsUpdated = 0;
   std::uint64_t registrationConflicts = 0;
   std::uint64_t argon2Queued = 0;  // posted to the workers, answer not back yet
+  // gateway_auth refused unchecked because a budget of failures was spent.
+  std::uint64_t authRateLimitedAddress = 0;
+  std::uint64_t authRateLimitedMesh = 0;
+  // Secrets checked by the keyed verifier (microseconds) and by Argon2id.
+  std::uint64_t secretChecksByVerifier = 0;
+  std::uint64_t secretChecksByArgon2 = 0;
   std::uint64_t meshesDeleted = 0;
   std::uint64_t secretsRotated = 0;
   std::uint64_t tlsReloads = 0;

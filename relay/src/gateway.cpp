@@ -285,28 +285,99 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
       return;
     }
   }
+  // Past a valid token: an address or mesh that spent its budget of
+  // failures is refused before any check of the secret.
+  if (const auto verdict = authBudget.verdict(s.peer, auth.meshId, nowUs());
+      verdict != AuthBudget::Verdict::Check) {
+    refuseAuth(s, auth.meshId, verdict);
+    return;
+  }
   if (!wellFormedId || !auth.secret) {
     finishAuth(s.id, std::nullopt, auth.meshId);
     return;
   }
-  // Argon2id off the loop; the job names the session by id because the
-  // connection may be gone when it finishes.
+  // The keyed verifier answers in microseconds for every mesh that has one
+  // (and for unknown meshes); only the others wait for Argon2id.
+  auto fast = registry.checkVerifier(auth.meshId, *auth.secret);
+  if (fast.outcome != VerifierOutcome::Absent) {
+    ++counters.secretChecksByVerifier;
+    if (fast.rehash) {
+      // The operator raised the Argon2id cost: hash this secret again, once,
+      // off the loop (verifySecret does it when the verifier matches).
+      workers.post([this, meshId = auth.meshId, secret = *auth.secret]() mutable {
+        (void)registry.verifySecret(meshId, secret);
+        sodium_memzero(secret.data(), secret.size());
+      });
+    }
+    sodium_memzero(auth.secret->data(), auth.secret->size());
+    std::optional<std::string> name;
+    if (fast.outcome == VerifierOutcome::Match) name = std::move(fast.name);
+    finishAuth(s.id, name, auth.meshId);
+    return;
+  }
   s.state = SessionState::Authenticating;
   ++counters.argon2Queued;
   // A connection that goes away while its check waits in the queue cancels
   // it: after a relay restart the queue can be long, and hashing for sockets
   // that are gone only delays the ones still waiting.
   s.authCancelled = std::make_shared<std::atomic<bool>>(false);
-  workers.post([this, sessionId = s.id, meshId = std::move(auth.meshId),
-                secret = std::move(*auth.secret), cancelled = s.authCancelled]() mutable {
-    std::optional<std::string> name;
-    if (!cancelled->load()) name = registry.verifySecret(meshId, secret);
-    sodium_memzero(secret.data(), secret.size());
-    post([this, sessionId, meshId = std::move(meshId), name = std::move(name)] {
+  secretChecks.push(
+      SecretCheck(s.id, s.peer, std::move(auth.meshId), std::move(*auth.secret), s.authCancelled));
+  pumpSecretChecks();
+}
+
+// Hands queued secret checks to the workers, at most one per worker at a
+// time: the queue, not the pool, decides whose turn it is (round robin over
+// client addresses), and database writes never wait behind a backlog of
+// Argon2id. The job names the session by id because the connection may be
+// gone when it finishes.
+void Server::Impl::pumpSecretChecks() {
+  const unsigned slots = std::max(1u, config.workerThreads);
+  while (secretChecksRunning < slots && !secretChecks.empty()) {
+    SecretCheck check = std::move(*secretChecks.pop());
+    if (check.cancelled->load()) {
       --counters.argon2Queued;
-      finishAuth(sessionId, name, meshId);
+      continue;
+    }
+    ++secretChecksRunning;
+    ++counters.secretChecksByArgon2;
+    // Shared: a std::function must be copyable; the secret is wiped when
+    // the job is done with it.
+    workers.post([this, job = std::make_shared<SecretCheck>(std::move(check))] {
+      std::optional<std::string> name;
+      const bool checked = !job->cancelled->load();
+      if (checked) name = registry.verifySecret(job->meshId, job->secret);
+      sodium_memzero(job->secret.data(), job->secret.size());
+      post([this, sessionId = job->sessionId, peer = std::move(job->peer),
+            meshId = std::move(job->meshId), name = std::move(name), checked] {
+        --counters.argon2Queued;
+        --secretChecksRunning;
+        // A client that hung up while its wrong secret was hashed still
+        // spent a guess (finishAuth charges the ones still connected).
+        const Session* sp = findSession(sessionId);
+        if (checked && !name && (!sp || sp->state == SessionState::Closing)) {
+          authBudget.noteFailure(peer, meshId, registry.find(meshId).has_value(), nowUs());
+        }
+        finishAuth(sessionId, name, meshId);
+        pumpSecretChecks();
+      });
     });
-  });
+  }
+}
+
+// gateway_auth from an address or for a mesh whose budget of failures is
+// spent: refused without a check, and closed (the connection has no other
+// use). Not itself a failure: it takes nothing from the budgets.
+void Server::Impl::refuseAuth(Session& s, const std::string& meshId, AuthBudget::Verdict why) {
+  const bool address = why == AuthBudget::Verdict::AddressSpent;
+  ++(address ? counters.authRateLimitedAddress : counters.authRateLimitedMesh);
+  LOG_INFO("conn=" << s.id << " auth refused meshId=" << meshId << " peer=" << s.peer << ": "
+                   << (address ? "too many failed authentications from this address"
+                               : "too many failed authentications for this mesh"));
+  s.pendingDuringAuth.clear();
+  sendError(s, proto::ErrorCode::RateLimited, "Too many failed authentications; try again later",
+            std::nullopt);
+  closeSession(s, 1008, "rate_limited", false);
 }
 
 void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::string>& name,
@@ -316,6 +387,7 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   Session& s = *sp;
   if (!name) {
     ++counters.authFailed;
+    authBudget.noteFailure(s.peer, meshId, registry.find(meshId).has_value(), nowUs());
     LOG_INFO("conn=" << s.id << " auth failed meshId=" << meshId << " peer=" << s.peer);
     s.pendingDuringAuth.clear();
     sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", s.authId);

@@ -101,6 +101,27 @@ void bindOptions(CLI::App& app, Config& c) {
                  "Seconds after the ping before a silent connection is dropped")
       ->envname("MESH_PING_TIMEOUT")
       ->check(CLI::Range(1u, 3600u));
+  app.add_option("--auth-failure-burst", c.authFailureBurst,
+                 "Failed authentications one address may make before it is refused")
+      ->envname("MESH_AUTH_FAILURE_BURST")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--auth-failure-rate", c.authFailureRate,
+                 "Failed authentications per second per address after the burst (0 = no limit)")
+      ->envname("MESH_AUTH_FAILURE_RATE")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--auth-failure-mesh-burst", c.authFailureMeshBurst,
+                 "Failed authentications for one meshId before addresses that failed are refused")
+      ->envname("MESH_AUTH_FAILURE_MESH_BURST")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--auth-failure-mesh-rate", c.authFailureMeshRate,
+                 "Failed authentications per second per meshId after the burst (0 = no limit)")
+      ->envname("MESH_AUTH_FAILURE_MESH_RATE")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--verifier-key", c.verifierKeyPath,
+                 "File with the key of the fast secret verifiers, created (0600) if missing "
+                 "(default: <db>.verifier-key)")
+      ->envname("MESH_VERIFIER_KEY_FILE")
+      ->capture_default_str();
   app.add_option("--workers", c.workerThreads, "Threads for Argon2id and database writes")
       ->envname("MESH_WORKERS")
       ->check(CLI::Range(1u, 64u));
@@ -150,8 +171,10 @@ void bindOptions(CLI::App& app, Config& c) {
 // registry at --db and exits; run while the relay is stopped.
 int importLegacy(const Config& config, const std::string& file) {
   try {
+    // The relay's own verifier key: another key would drop every verifier.
     mesh::relay::Registry registry(
-        config.dbPath, mesh::relay::Argon2Params{config.argon2OpsLimit, config.argon2MemLimit});
+        config.dbPath, mesh::relay::Argon2Params{config.argon2OpsLimit, config.argon2MemLimit},
+        config.verifierKeyPath);
     const auto report = mesh::relay::importLegacyRegistry(registry, file);
     for (const std::string& note : report.notes) std::cerr << "mesh-relay: " << note << "\n";
     std::cout << "imported " << report.imported << ", skipped " << report.skipped

@@ -22,6 +22,13 @@ class TokenBucket {
     return true;
   }
 
+  // Whether tryTake(nowUs, cost) would succeed, without taking anything.
+  [[nodiscard]] bool canTake(std::int64_t nowUs, double cost = 1.0) const {
+    if (rate_ <= 0) return true;
+    const double elapsed = nowUs > lastUs_ ? static_cast<double>(nowUs - lastUs_) : 0.0;
+    return std::min(burst_, tokens_ + rate_ * elapsed / 1e6) >= cost;
+  }
+
   // True when the bucket is full again, so its owner may forget it.
   [[nodiscard]] bool isFull(std::int64_t nowUs) const {
     const double elapsed = nowUs > lastUs_ ? static_cast<double>(nowUs - lastUs_) : 0.0;

@@ -1,10 +1,15 @@
 #include "registry.h"
 
+#include <fcntl.h>
 #include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -15,6 +20,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "log.h"
 #include "sqlite_util.h"
 
 namespace mesh::relay {
@@ -32,8 +38,18 @@ static_assert(kTokenKeyBytes == 32);
 constexpr std::size_t kTokenChars = 43;
 constexpr const char* kTokenKeyName = "resume_token_key";
 constexpr const char* kProbeKeyName = "write_probe";
+// A MAC of a constant under the verifier key: tells whether the verifiers in
+// the file were made with the key we hold (it reveals nothing about the key).
+constexpr const char* kVerifierKeyCheckName = "verifier_key_check";
+constexpr std::size_t kVerifierBytes = 32;
+constexpr std::size_t kVerifierKeyBytes = crypto_generichash_KEYBYTES;
+// Domain separation: these hashes are never confused with token hashes.
+constexpr std::string_view kVerifierContext = "mesh-relay secret verifier v1";
+constexpr std::string_view kKeyCheckContext = "mesh-relay verifier key check v1";
 
 using TokenHash = std::array<unsigned char, kTokenHashBytes>;
+using Verifier = std::array<unsigned char, kVerifierBytes>;
+using VerifierKey = std::array<unsigned char, kVerifierKeyBytes>;
 
 // An imported mesh's secret_hash until its first auth: this prefix and the
 // original gateway's lowercase hex SHA-256 of the secret.
@@ -63,7 +79,7 @@ bool legacyMatches(std::string_view stored, std::string_view secret) {
 
 // Forward migrations: entry i takes the schema from version i to i + 1.
 // Never edit a shipped entry; append a new one.
-const std::array<const char*, 1> kMigrations = {
+const std::array<const char*, 2> kMigrations = {
     // 1: the mesh table and a key/value table for the token hash key.
     "CREATE TABLE meshes ("
     "  mesh_id TEXT PRIMARY KEY NOT NULL,"
@@ -79,6 +95,8 @@ const std::array<const char*, 1> kMigrations = {
     "  key TEXT PRIMARY KEY NOT NULL,"
     "  value BLOB NOT NULL"
     ");",
+    // 2: the keyed fast verifier of the secret (NULL until one is known).
+    "ALTER TABLE meshes ADD COLUMN verifier BLOB NULL;",
 };
 
 std::int64_t wallClockMs() {
@@ -102,7 +120,73 @@ struct Entry {
   bool hasToken = false;
   TokenHash tokenHash{};
   std::int64_t tokenExpiresMs = 0;
+  bool hasVerifier = false;
+  Verifier verifier{};
 };
+
+std::string hexOf(const unsigned char* data, std::size_t len) {
+  std::string out(len * 2 + 1, '\0');
+  sodium_bin2hex(out.data(), out.size(), data, len);
+  out.pop_back();
+  return out;
+}
+
+// Reads the verifier key from `path`, or creates the file (0600, never
+// replacing one that appears meanwhile) with a fresh random key.
+VerifierKey readOrCreateVerifierKey(const std::string& path) {
+  VerifierKey key{};
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[256];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    const int readErr = errno;
+    ::close(fd);
+    if (n < 0) {
+      throw std::runtime_error("verifier key " + path + ": " + std::strerror(readErr));
+    }
+    std::string_view text(buf, static_cast<std::size_t>(n));
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) {
+      text.remove_suffix(1);
+    }
+    std::size_t got = 0;
+    const char* end = nullptr;
+    if (text.size() != kVerifierKeyBytes * 2 ||
+        sodium_hex2bin(key.data(), key.size(), text.data(), text.size(), nullptr, &got, &end) !=
+            0 ||
+        got != kVerifierKeyBytes || end != text.data() + text.size()) {
+      sodium_memzero(buf, sizeof buf);
+      throw std::runtime_error("verifier key " + path + " must hold exactly " +
+                               std::to_string(kVerifierKeyBytes * 2) +
+                               " hex digits; fix or remove the file");
+    }
+    sodium_memzero(buf, sizeof buf);
+    return key;
+  }
+  if (errno != ENOENT) {
+    throw std::runtime_error("verifier key " + path + ": " + std::strerror(errno));
+  }
+  randombytes_buf(key.data(), key.size());
+  std::string text = hexOf(key.data(), key.size()) + "\n";
+  const int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (out < 0) {
+    const int err = errno;
+    sodium_memzero(text.data(), text.size());
+    // Another process created it first: use theirs.
+    if (err == EEXIST) return readOrCreateVerifierKey(path);
+    throw std::runtime_error("cannot create verifier key " + path + ": " + std::strerror(err));
+  }
+  const bool written =
+      ::write(out, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+      ::fsync(out) == 0;
+  const int err = errno;
+  ::close(out);
+  sodium_memzero(text.data(), text.size());
+  if (!written) {
+    ::unlink(path.c_str());
+    throw std::runtime_error("cannot write verifier key " + path + ": " + std::strerror(err));
+  }
+  return key;
+}
 
 MeshRecord toRecord(const std::string& id, const Entry& e) {
   return MeshRecord{id, e.name, e.createdAtMs, e.updatedAtMs, e.lastSeenMs};
@@ -111,26 +195,21 @@ MeshRecord toRecord(const std::string& id, const Entry& e) {
 }  // namespace
 
 struct Registry::Impl {
-  Impl(const std::string& path, Argon2Params params) : argon2(params) {
+  Impl(const std::string& path, Argon2Params params, const std::string& keyPath) : argon2(params) {
     if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
     prepareDirectory(path);
     openDatabase(path);
     migrate(path);
     loadTokenKey();
+    loadVerifierKey(keyPath.empty() ? defaultVerifierKeyPath(path) : keyPath);
     prepareStatements();
     loadIndex();
-    // A hash of a random password nobody knows: unknown meshes are verified
-    // against it so they cost the same time as known ones.
-    std::array<unsigned char, 32> junk{};
-    randombytes_buf(junk.data(), junk.size());
-    dummyHash =
-        hashSecret(std::string_view(reinterpret_cast<const char*>(junk.data()), junk.size()));
-    sodium_memzero(junk.data(), junk.size());
   }
 
   ~Impl() {
     // Statements must be finalised before the connection closes.
     stmts.reset();
+    sodium_memzero(verifierKey.data(), verifierKey.size());
   }
 
   // ---- setup (constructor only, single-threaded) ----
@@ -224,10 +303,48 @@ struct Registry::Impl {
     std::copy(stored.begin(), stored.end(), tokenKey.begin());
   }
 
+  // Loads (or creates) the verifier key, and drops every stored verifier if
+  // the database was last used with another key: those can never match, and
+  // a mismatch would refuse the right secret.
+  void loadVerifierKey(const std::string& keyPath) {
+    if (keyPath.empty()) {
+      randombytes_buf(verifierKey.data(), verifierKey.size());
+    } else {
+      verifierKey = readOrCreateVerifierKey(keyPath);
+    }
+    Verifier check{};
+    crypto_generichash(check.data(), check.size(),
+                       reinterpret_cast<const unsigned char*>(kKeyCheckContext.data()),
+                       kKeyCheckContext.size(), verifierKey.data(), verifierKey.size());
+    Transaction tx(*db);
+    std::string stored;
+    {
+      Statement sel(*db, "SELECT value FROM meta WHERE key = ?1");
+      auto run = sel.run();
+      run.bind(1, kVerifierKeyCheckName);
+      if (run.step()) stored = run.blob(0);
+    }
+    if (stored.size() == check.size() &&
+        sodium_memcmp(stored.data(), check.data(), check.size()) == 0) {
+      return;
+    }
+    db->exec("UPDATE meshes SET verifier = NULL WHERE verifier IS NOT NULL");
+    const int dropped = sqlite3_changes(db->get());
+    Statement put(*db, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
+    put.run().bind(1, kVerifierKeyCheckName).bindBlob(2, check.data(), check.size()).done();
+    tx.commit();
+    if (dropped > 0) {
+      LOG_WARN("verifier key " << keyPath
+                               << " is not the key this database was used with: " << dropped
+                               << " secret verifiers dropped; those meshes are checked with "
+                                  "Argon2id once more");
+    }
+  }
+
   void loadIndex() {
     Statement sel(*db,
                   "SELECT mesh_id, name, secret_hash, created_at_ms, updated_at_ms, last_seen_ms,"
-                  " token_hash, token_expires_ms FROM meshes");
+                  " token_hash, token_expires_ms, verifier FROM meshes");
     auto run = sel.run();
     while (run.step()) {
       Entry e;
@@ -244,6 +361,13 @@ struct Registry::Impl {
           std::copy(h.begin(), h.end(), e.tokenHash.begin());
           e.hasToken = true;
           e.tokenExpiresMs = run.int64(7);
+        }
+      }
+      if (!run.isNull(8)) {
+        const std::string v = run.blob(8);
+        if (v.size() == kVerifierBytes) {
+          std::copy(v.begin(), v.end(), e.verifier.begin());
+          e.hasVerifier = true;
         }
       }
       index.emplace(run.text(0), std::move(e));
@@ -277,11 +401,32 @@ struct Registry::Impl {
     return crypto_pwhash_str_needs_rehash(hash.c_str(), argon2.opsLimit, argon2.memLimit) != 0;
   }
 
+  // BLAKE2b keyed with the verifier key over context, meshId (length first,
+  // so no two pairs of meshId and secret give the same input) and secret.
+  Verifier makeVerifier(std::string_view meshId, std::string_view secret) const {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, verifierKey.data(), verifierKey.size(), kVerifierBytes);
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kVerifierContext.data()),
+                              kVerifierContext.size());
+    const auto idLen = static_cast<unsigned char>(std::min<std::size_t>(meshId.size(), 255));
+    crypto_generichash_update(&st, &idLen, 1);
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(meshId.data()),
+                              meshId.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(secret.data()),
+                              secret.size());
+    Verifier v{};
+    crypto_generichash_final(&st, v.data(), v.size());
+    sodium_memzero(&st, sizeof st);
+    return v;
+  }
+
   // Replaces an imported SHA-256 with an Argon2id hash of the secret that
-  // just matched it, and wipes `secret`; nothing changes if the row moved on
-  // meanwhile (another upgrade, a rotation). Throws when it cannot write.
+  // just matched it, stores the secret's verifier, and wipes `secret`;
+  // nothing changes if the row moved on meanwhile (another upgrade, a
+  // rotation). Throws when it cannot write.
   void upgradeLegacy(const std::string& meshId, std::string& secret, const std::string& legacy) {
     std::string fresh;
+    const Verifier verifier = makeVerifier(meshId, secret);
     try {
       fresh = hashSecret(secret);
     } catch (...) {
@@ -290,11 +435,15 @@ struct Registry::Impl {
     }
     sodium_memzero(secret.data(), secret.size());
     std::lock_guard dbLock(dbMutex);
-    stmts->rehashSecret.run().bind(1, meshId).bind(2, fresh).bind(3, legacy).done();
+    auto run = stmts->storeVerified.run();
+    run.bind(1, meshId).bind(2, fresh).bind(3, legacy);
+    run.bindBlob(4, verifier.data(), verifier.size()).done();
     if (sqlite3_changes(db->get()) == 0) return;
     std::unique_lock lock(indexMutex);
     if (auto it = index.find(meshId); it != index.end() && it->second.secretHash == legacy) {
       it->second.secretHash = fresh;
+      it->second.hasVerifier = true;
+      it->second.verifier = verifier;
     }
   }
 
@@ -310,15 +459,19 @@ struct Registry::Impl {
     explicit Statements(Database& d)
         : insertMesh(d,
                      "INSERT INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
-                     " updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)"),
+                     " updated_at_ms, verifier) VALUES (?1, ?2, ?3, ?4, ?4, ?5)"),
           updateName(d,
-                     "UPDATE meshes SET name = ?2, updated_at_ms = ?3"
+                     "UPDATE meshes SET name = ?2, updated_at_ms = ?3, verifier = ?5"
                      " WHERE mesh_id = ?1 AND secret_hash = ?4"),
           replaceSecret(d,
                         "UPDATE meshes SET secret_hash = ?2, updated_at_ms = ?3,"
-                        " token_hash = NULL, token_expires_ms = 0 WHERE mesh_id = ?1"),
-          rehashSecret(
-              d, "UPDATE meshes SET secret_hash = ?2 WHERE mesh_id = ?1 AND secret_hash = ?3"),
+                        " token_hash = NULL, token_expires_ms = 0, verifier = ?4"
+                        " WHERE mesh_id = ?1"),
+          // Only if the hash is still the one that was checked: a rotation
+          // meanwhile must not get the old secret's verifier back.
+          storeVerified(d,
+                        "UPDATE meshes SET secret_hash = ?2, verifier = ?4"
+                        " WHERE mesh_id = ?1 AND secret_hash = ?3"),
           deleteMesh(d, "DELETE FROM meshes WHERE mesh_id = ?1"),
           importMesh(d,
                      "INSERT OR IGNORE INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
@@ -332,7 +485,7 @@ struct Registry::Impl {
     Statement insertMesh;
     Statement updateName;
     Statement replaceSecret;
-    Statement rehashSecret;
+    Statement storeVerified;
     Statement deleteMesh;
     Statement importMesh;
     Statement writeVolatile;
@@ -341,10 +494,10 @@ struct Registry::Impl {
   };
 
   const Argon2Params argon2;
-  std::string dummyHash;  // immutable after construction
   // Set once, before the server starts (setBackgroundRunner).
   std::function<void(std::function<void()>)> runInBackground;
   std::array<unsigned char, kTokenKeyBytes> tokenKey{};  // immutable after construction
+  VerifierKey verifierKey{};                             // immutable after construction
 
   // Guarded by dbMutex. Lock order: dbMutex before indexMutex, never the
   // reverse, and never hold either while running Argon2id.
@@ -359,8 +512,13 @@ struct Registry::Impl {
   std::unordered_set<std::string, StringHash, std::equal_to<>> pending;
 };
 
-Registry::Registry(const std::string& path, Argon2Params argon2)
-    : impl_(std::make_unique<Impl>(path, argon2)) {}
+Registry::Registry(const std::string& path, Argon2Params argon2, const std::string& verifierKeyPath)
+    : impl_(std::make_unique<Impl>(path, argon2, verifierKeyPath)) {}
+
+std::string Registry::defaultVerifierKeyPath(const std::string& dbPath) {
+  if (dbPath.empty() || dbPath == ":memory:") return {};
+  return dbPath + ".verifier-key";
+}
 
 Registry::~Registry() = default;
 
@@ -372,10 +530,12 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
   // matters if something outside this process edits the file.
   for (int attempt = 0; attempt < 8; ++attempt) {
     std::optional<std::string> existingHash;
+    std::optional<Verifier> existingVerifier;
     {
       std::shared_lock lock(im.indexMutex);
       if (auto it = im.index.find(meshId); it != im.index.end()) {
         existingHash = it->second.secretHash;
+        if (it->second.hasVerifier) existingVerifier = it->second.verifier;
       }
     }
 
@@ -387,17 +547,28 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
       im.upgradeLegacy(std::string(meshId), copy, *existingHash);
       continue;
     }
+
+    // The secret is known to be right below, so its verifier can be stored.
+    const Verifier verifier = im.makeVerifier(meshId, secret);
     if (existingHash) {
-      if (!Impl::secretMatches(*existingHash, secret)) return RegisterOutcome::Conflict;
+      // A node registering again on every start costs no Argon2id once its
+      // mesh has a verifier.
+      const bool same = existingVerifier ? sodium_memcmp(verifier.data(), existingVerifier->data(),
+                                                         kVerifierBytes) == 0
+                                         : Impl::secretMatches(*existingHash, secret);
+      if (!same) return RegisterOutcome::Conflict;
       const std::int64_t now = wallClockMs();
       std::lock_guard dbLock(im.dbMutex);
       auto run = im.stmts->updateName.run();
-      run.bind(1, meshId).bind(2, name).bind(3, now).bind(4, *existingHash).done();
+      run.bind(1, meshId).bind(2, name).bind(3, now).bind(4, *existingHash);
+      run.bindBlob(5, verifier.data(), verifier.size()).done();
       if (sqlite3_changes(im.db->get()) == 0) continue;
       std::unique_lock lock(im.indexMutex);
       if (auto it = im.index.find(meshId); it != im.index.end()) {
         it->second.name = std::string(name);
         it->second.updatedAtMs = now;
+        it->second.hasVerifier = true;
+        it->second.verifier = verifier;
       }
       return RegisterOutcome::Updated;
     }
@@ -406,7 +577,9 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
     const std::int64_t now = wallClockMs();
     std::lock_guard dbLock(im.dbMutex);
     try {
-      im.stmts->insertMesh.run().bind(1, meshId).bind(2, name).bind(3, hash).bind(4, now).done();
+      auto run = im.stmts->insertMesh.run();
+      run.bind(1, meshId).bind(2, name).bind(3, hash).bind(4, now);
+      run.bindBlob(5, verifier.data(), verifier.size()).done();
     } catch (const sqlite::Error& e) {
       // Someone registered the same id between our look-up and the insert;
       // judge the secret against theirs on the next pass.
@@ -419,6 +592,8 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
     entry.secretHash = hash;
     entry.createdAtMs = now;
     entry.updatedAtMs = now;
+    entry.hasVerifier = true;
+    entry.verifier = verifier;
     im.index.insert_or_assign(std::string(meshId), std::move(entry));
     return RegisterOutcome::Created;
   }
@@ -429,26 +604,32 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
 std::optional<std::string> Registry::verifySecret(std::string_view meshId,
                                                   std::string_view secret) {
   Impl& im = *impl_;
+  // The verifier decides when there is one, and an unknown mesh costs the
+  // same (checkVerifier); only a mesh without one costs an Argon2id.
+  const Verifier presented = im.makeVerifier(meshId, secret);
   std::optional<std::pair<std::string, std::string>> known;  // hash, name
+  bool verified = false;
   {
     std::shared_lock lock(im.indexMutex);
-    if (auto it = im.index.find(meshId); it != im.index.end()) {
-      known.emplace(it->second.secretHash, it->second.name);
+    auto it = im.index.find(meshId);
+    if (it == im.index.end()) return std::nullopt;
+    const Entry& e = it->second;
+    if (e.hasVerifier) {
+      if (sodium_memcmp(presented.data(), e.verifier.data(), kVerifierBytes) != 0) {
+        return std::nullopt;
+      }
+      // Right; only a hash made with other parameters still needs work.
+      if (!im.needsRehash(e.secretHash)) return e.name;
+      verified = true;
     }
-  }
-  if (!known) {
-    // Same work as a real check, and the answer is always no.
-    (void)Impl::secretMatches(im.dummyHash, secret);
-    return std::nullopt;
+    known.emplace(e.secretHash, e.name);
   }
   if (isLegacyHash(known->first)) {
-    // Imported from the original gateway. A wrong secret costs what it costs
-    // elsewhere; the right one is answered at once, its Argon2id hash made
-    // in the background (a failure there only means the next auth tries).
-    if (!legacyMatches(known->first, secret)) {
-      (void)Impl::secretMatches(im.dummyHash, secret);
-      return std::nullopt;
-    }
+    // Imported from the original gateway. A wrong secret is refused as
+    // cheaply as at a verifier; the right one is answered at once, its
+    // Argon2id hash and verifier made in the background (a failure there
+    // only means the next auth tries).
+    if (!legacyMatches(known->first, secret)) return std::nullopt;
     auto upgrade = [&im, id = std::string(meshId), copy = std::string(secret),
                     legacy = std::move(known->first)]() mutable {
       try {
@@ -463,23 +644,50 @@ std::optional<std::string> Registry::verifySecret(std::string_view meshId,
     }
     return std::move(known->second);
   }
-  if (!Impl::secretMatches(known->first, secret)) return std::nullopt;
+  if (!verified && !Impl::secretMatches(known->first, secret)) return std::nullopt;
 
-  if (im.needsRehash(known->first)) {
-    // Best effort: the secret was right, so a failure to upgrade its hash
-    // must not turn into a failed login.
-    try {
-      const std::string fresh = im.hashSecret(secret);
-      std::lock_guard dbLock(im.dbMutex);
-      im.stmts->rehashSecret.run().bind(1, meshId).bind(2, fresh).bind(3, known->first).done();
-      if (sqlite3_changes(im.db->get()) > 0) {
-        std::unique_lock lock(im.indexMutex);
-        if (auto it = im.index.find(meshId); it != im.index.end()) it->second.secretHash = fresh;
+  // Best effort: the secret was right, so a failure to store its verifier or
+  // to upgrade its hash must not turn into a failed login.
+  try {
+    const std::string fresh = im.needsRehash(known->first) ? im.hashSecret(secret) : known->first;
+    const Verifier& verifier = presented;
+    std::lock_guard dbLock(im.dbMutex);
+    auto run = im.stmts->storeVerified.run();
+    run.bind(1, meshId).bind(2, fresh).bind(3, known->first);
+    run.bindBlob(4, verifier.data(), verifier.size()).done();
+    if (sqlite3_changes(im.db->get()) > 0) {
+      std::unique_lock lock(im.indexMutex);
+      if (auto it = im.index.find(meshId);
+          it != im.index.end() && it->second.secretHash == known->first) {
+        it->second.secretHash = fresh;
+        it->second.hasVerifier = true;
+        it->second.verifier = verifier;
       }
-    } catch (const std::exception&) {
     }
+  } catch (const std::exception& e) {
+    LOG_WARN("meshId=" << meshId << ": could not store the secret's verifier: " << e.what());
   }
   return std::move(known->second);
+}
+
+VerifierCheck Registry::checkVerifier(std::string_view meshId, std::string_view secret) const {
+  const Impl& im = *impl_;
+  // Computed before the look-up: an unknown mesh costs the same.
+  const Verifier presented = im.makeVerifier(meshId, secret);
+  std::shared_lock lock(im.indexMutex);
+  auto it = im.index.find(meshId);
+  if (it == im.index.end()) return {};
+  const Entry& e = it->second;
+  if (!e.hasVerifier) return {VerifierOutcome::Absent, {}, false};
+  if (sodium_memcmp(presented.data(), e.verifier.data(), kVerifierBytes) != 0) return {};
+  return {VerifierOutcome::Match, e.name, im.needsRehash(e.secretHash)};
+}
+
+std::size_t Registry::verifierCount() const {
+  std::shared_lock lock(impl_->indexMutex);
+  return static_cast<std::size_t>(
+      std::count_if(impl_->index.begin(), impl_->index.end(),
+                    [](const auto& kv) { return kv.second.hasVerifier; }));
 }
 
 LegacyImportOutcome Registry::importLegacyMesh(std::string_view meshId, std::string_view name,
@@ -663,9 +871,12 @@ bool Registry::rotateSecret(std::string_view meshId, std::string_view newSecret)
     if (im.index.find(meshId) == im.index.end()) return false;
   }
   const std::string hash = im.hashSecret(newSecret);
+  const Verifier verifier = im.makeVerifier(meshId, newSecret);
   const std::int64_t now = wallClockMs();
   std::lock_guard dbLock(im.dbMutex);
-  im.stmts->replaceSecret.run().bind(1, meshId).bind(2, hash).bind(3, now).done();
+  auto run = im.stmts->replaceSecret.run();
+  run.bind(1, meshId).bind(2, hash).bind(3, now);
+  run.bindBlob(4, verifier.data(), verifier.size()).done();
   if (sqlite3_changes(im.db->get()) == 0) return false;
   std::unique_lock lock(im.indexMutex);
   if (auto it = im.index.find(meshId); it != im.index.end()) {
@@ -675,6 +886,8 @@ bool Registry::rotateSecret(std::string_view meshId, std::string_view newSecret)
     e.hasToken = false;
     e.tokenHash.fill(0);
     e.tokenExpiresMs = 0;
+    e.hasVerifier = true;
+    e.verifier = verifier;
   }
   return true;
 }

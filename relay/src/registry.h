@@ -1,4 +1,5 @@
-// The mesh registry: meshId, name, Argon2id secret hash, resume-token hash.
+// The mesh registry: meshId, name, Argon2id secret hash, fast secret
+// verifier, resume-token hash.
 //
 // SQLite (WAL, schema versioned with PRAGMA user_version) is the durable
 // copy; an in-memory index mirrors it so that lookups and resume-token checks
@@ -8,6 +9,16 @@
 // Which thread: methods marked [blocking] run Argon2id or write SQLite and
 // must be called from a worker thread, never from the event loop. The others
 // only read the in-memory index and take microseconds.
+//
+// Secrets are checked two ways. The Argon2id hash is the durable proof and
+// is all a copy of the database holds. After a secret has passed Argon2id
+// (or was just registered or rotated), a keyed BLAKE2b "verifier" of meshId
+// and secret is stored too; its key lives in a file outside the database
+// (the verifier key), so a stolen database alone gives an attacker nothing
+// faster to guess against than Argon2id, while the relay checks a secret in
+// microseconds. A verifier is authoritative: a secret that does not match it
+// is wrong (rotation replaces it, removal deletes it). Opening the database
+// with another key drops every verifier; they are rebuilt by Argon2id.
 #pragma once
 
 #include <cstddef>
@@ -39,6 +50,19 @@ enum class RegisterOutcome { Created, Updated, Conflict };
 
 enum class LegacyImportOutcome { Imported, Exists };
 
+// What the fast verifier says about a secret.
+enum class VerifierOutcome {
+  Match,     // right secret
+  Mismatch,  // wrong secret, or unknown mesh
+  Absent,    // the mesh has no verifier yet: only Argon2id can tell
+};
+struct VerifierCheck {
+  VerifierOutcome outcome = VerifierOutcome::Mismatch;
+  std::string name;     // the mesh's name on Match
+  bool rehash = false;  // on Match: the hash has other Argon2id parameters;
+                        // verifySecret() on a worker upgrades it
+};
+
 struct ResumeToken {
   std::string token;         // 43 chars, base64url without padding
   std::int64_t expiresAtMs;  // unix ms
@@ -50,14 +74,19 @@ class Registry {
   // loads the index. Throws std::runtime_error with a clear message on
   // failure (unwritable directory, corrupt file, newer schema).
   // The resume-token hash key is kept in the database (generated once), so
-  // tokens survive a restart.
-  Registry(const std::string& path, Argon2Params argon2);
+  // tokens survive a restart. The verifier key is read from
+  // `verifierKeyPath` (64 hex digits), or created there with mode 0600 if
+  // the file does not exist; empty means defaultVerifierKeyPath(path). A
+  // file that exists but holds no valid key is an error (a key the operator
+  // restored must not be silently replaced).
+  Registry(const std::string& path, Argon2Params argon2, const std::string& verifierKeyPath = {});
   ~Registry();
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
   // [blocking] Creates the mesh, or if it exists: same secret -> updates the
-  // name (Updated), other secret -> Conflict (nothing changes).
+  // name (Updated), other secret -> Conflict (nothing changes). The secret of
+  // an existing mesh is judged by its verifier when it has one.
   RegisterOutcome registerMesh(std::string_view meshId, std::string_view name,
                                std::string_view secret);
 
@@ -75,9 +104,19 @@ class Registry {
   // for it (the server posts it to a worker). Unset: done in the call.
   void setBackgroundRunner(std::function<void(std::function<void()>)> run);
 
-  // [blocking] Argon2id verification. Returns the mesh's name when the
-  // secret matches; nullopt for an unknown mesh or a wrong secret. For an
-  // unknown mesh it still spends comparable time (no enumeration by timing).
+  // Where the verifier key lives by default: beside the database file
+  // (`<db>.verifier-key`); nowhere (a key in memory) for ":memory:".
+  static std::string defaultVerifierKeyPath(const std::string& dbPath);
+
+  // Fast: the keyed verifier, from the index. An unknown mesh costs the same
+  // hash and is a Mismatch, like a wrong secret.
+  VerifierCheck checkVerifier(std::string_view meshId, std::string_view secret) const;
+
+  // [blocking] Returns the mesh's name when the secret matches; nullopt for
+  // an unknown mesh or a wrong secret. The verifier decides when the mesh has
+  // one (an unknown mesh costs the same); otherwise Argon2id, and a match
+  // then stores the verifier (and a fresh hash if the parameters changed),
+  // unless the secret was rotated meanwhile.
   std::optional<std::string> verifySecret(std::string_view meshId, std::string_view secret);
 
   // Fast: keyed BLAKE2b of the token compared in constant time with the
@@ -100,7 +139,11 @@ class Registry {
   std::vector<MeshRecord> list() const;
   std::size_t size() const;
 
-  // [blocking] Admin operations. Both kill the mesh's resume token.
+  // Meshes that have a verifier, for logs and tests.
+  std::size_t verifierCount() const;
+
+  // [blocking] Admin operations. Both kill the mesh's resume token and its
+  // verifier (a rotation stores the new secret's).
   bool removeMesh(std::string_view meshId);
   bool rotateSecret(std::string_view meshId, std::string_view newSecret);
 

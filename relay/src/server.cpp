@@ -43,6 +43,7 @@ void sweepBuckets(lws_sorted_usec_list_t* sul) {
   const auto now = self->nowUs();
   std::erase_if(self->meshBuckets, [&](auto& kv) { return kv.second.isFull(now); });
   std::erase_if(self->registerBuckets, [&](auto& kv) { return kv.second.isFull(now); });
+  self->authBudget.forgetFull(now);
   lws_sul_schedule(self->context, 0, sul, sweepBuckets, 60 * LWS_US_PER_SEC);
 }
 
@@ -71,8 +72,11 @@ const lws_retry_bo_t noValidityTimer{};
 
 Server::Impl::Impl(const Config& cfg)
     : config(cfg),
-      registry(cfg.dbPath, Argon2Params{cfg.argon2OpsLimit, cfg.argon2MemLimit}),
+      registry(cfg.dbPath, Argon2Params{cfg.argon2OpsLimit, cfg.argon2MemLimit},
+               cfg.verifierKeyPath),
       workers(cfg.workerThreads),
+      authBudget(AuthBudgetLimits{cfg.authFailureRate, cfg.authFailureBurst,
+                                  cfg.authFailureMeshRate, cfg.authFailureMeshBurst}),
       netPolicy(makeNetPolicy(cfg)) {
   startTimeMs = nowMs();
   sweepTimer.owner = this;

@@ -20,6 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "auth_guard.h"
 #include "counters.h"
 #include "mesh/proto/codec.h"
 #include "mesh/relay/config.h"
@@ -114,6 +115,8 @@ struct Server::Impl {
   void startAuth(Session& s, proto::AuthFrame& auth, std::optional<std::string> id);
   void finishAuth(std::uint64_t sessionId, const std::optional<std::string>& name,
                   const std::string& meshId);
+  void pumpSecretChecks();
+  void refuseAuth(Session& s, const std::string& meshId, AuthBudget::Verdict why);
   void handleRelay(Session& s, const proto::RelayFrame& f, const std::optional<std::string>& id);
   void handleBroadcast(Session& s, const proto::BroadcastFrame& f,
                        const std::optional<std::string>& id);
@@ -242,6 +245,11 @@ struct Server::Impl {
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
+  // Failed authentications per address and per meshId, and the secret
+  // checks waiting for Argon2id (auth_guard.h).
+  AuthBudget authBudget;
+  FairCheckQueue secretChecks;
+  unsigned secretChecksRunning = 0;  // handed to the workers, answer not back
   std::unordered_map<std::uint64_t, std::unique_ptr<HttpExchange>> exchanges;
   struct PersistState {
     bool scheduled = false;         // a save is running or waiting for its retry

@@ -209,7 +209,7 @@ TEST(Registry, MigratesZeroByteFile) {
     EXPECT_EQ(reg.registerMesh("alpha", "Alpha", kSecret), RegisterOutcome::Created);
   }
   RawDb raw(dir.dbPath());
-  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
   EXPECT_EQ(raw.scalar("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.scalar("SELECT length(value) FROM meta WHERE key = 'resume_token_key'"), "32");
 }

@@ -33,6 +33,7 @@ struct Options {
   double drain = 2;
   int conns = 1000;
   int storm_rounds = 1;
+  bool storm_secret_only = false;  // storm: skip the rounds with resume tokens
   pid_t server_pid = 0;
   std::string server_cmd;
   int source_addrs = 0;  // 0 = automatic
@@ -135,5 +136,6 @@ pid_t resolve_server_pid(const Options& opt);
 Result run_traffic(const Options& opt, const std::string& scenario);
 Result run_conns(const Options& opt);
 std::vector<Result> run_storm(const Options& opt);
+Result run_authflood(const Options& opt);
 
 }  // namespace mesh::bench

@@ -34,8 +34,8 @@ std::string make_run_id(const std::string& prefix) {
 
 int main(int argc, char** argv) {
   CLI::App app{
-      "mesh-bench: load generator for mesh relays (relay, fanout, latency, authload, conns, "
-      "storm)"};
+      "mesh-bench: load generator for mesh relays (relay, fanout, latency, authload, authflood, "
+      "conns, storm)"};
   Options opt;
   std::string url, host, scenarios = "relay", json_path, prefix = "mb";
   int port = 0;
@@ -43,10 +43,11 @@ int main(int argc, char** argv) {
   app.add_option("--host", host, "relay host (instead of --url)");
   app.add_option("--port", port, "relay port (instead of --url)")->check(CLI::Range(1, 65535));
   app.add_option("--scenario,-s", scenarios,
-                 "comma-separated: relay, fanout, latency, authload, conns, storm, all (all = "
-                 "relay, fanout, latency, conns)");
+                 "comma-separated: relay, fanout, latency, authload, authflood, conns, storm, all "
+                 "(all = relay, fanout, latency, conns)");
   app.add_option("--label", opt.label, "server name for the report");
-  app.add_option("--pairs", opt.pairs, "relay/latency/authload: sender->receiver pairs")
+  app.add_option("--pairs", opt.pairs,
+                 "relay/latency/authload: sender->receiver pairs; authflood: flood connections")
       ->check(CLI::Range(1, 100000));
   app.add_option("--window", opt.window, "relay/fanout: messages in flight per pair")
       ->check(CLI::Range(1, 100000));
@@ -70,6 +71,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 200000));
   app.add_option("--storm-rounds", opt.storm_rounds, "storm: restarts per mode")
       ->check(CLI::Range(1, 20));
+  app.add_flag("--storm-secret-only", opt.storm_secret_only,
+               "storm: only the restarts where every mesh sends its secret and no resume token "
+               "(nodes on the original protocol)");
   app.add_option("--json", json_path, "write JSON results to a file, - for stdout");
   app.add_option("--server-pid", opt.server_pid,
                  "server pid for CPU/RSS (default: the process listening on the port)");
@@ -106,7 +110,7 @@ int main(int argc, char** argv) {
     if (s == "all") {
       for (const char* x : {"relay", "fanout", "latency", "conns"}) list.emplace_back(x);
     } else if (s == "relay" || s == "fanout" || s == "latency" || s == "authload" || s == "conns" ||
-               s == "storm") {
+               s == "storm" || s == "authflood") {
       list.push_back(s);
     } else {
       std::cerr << "mesh-bench: unknown scenario '" << s << "'\n";
@@ -121,6 +125,8 @@ int main(int argc, char** argv) {
       results.push_back(run_conns(opt));
     } else if (s == "storm") {
       for (auto& r : run_storm(opt)) results.push_back(std::move(r));
+    } else if (s == "authflood") {
+      results.push_back(run_authflood(opt));
     } else {
       results.push_back(run_traffic(opt, s));
     }

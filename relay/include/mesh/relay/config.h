@@ -71,6 +71,24 @@ struct Config {
   unsigned pingIntervalSeconds = 30;
   unsigned pingTimeoutSeconds = 60;
 
+  // Failed authentications (wrong secret or token, unknown mesh) per client
+  // address: a burst, then a trickle. Once spent, gateway_auth from that
+  // address is refused with rate_limited before any check. A node that
+  // mistypes its secret a few times is not locked out; a guesser gets a few
+  // tries a minute instead of a dozen a second.
+  double authFailureBurst = 10;
+  double authFailureRate = 0.2;  // per second (0 = no per-address budget)
+  // Failed authentications per meshId, from all addresses together. Once
+  // spent, only addresses without a recent failure of their own are still
+  // checked for that mesh: the real node gets in, an address that has
+  // already guessed wrong waits (docs/protocol.md, Rate limiting).
+  double authFailureMeshBurst = 20;
+  double authFailureMeshRate = 0.1;  // per second (0 = no per-mesh budget)
+  // The key of the fast secret verifiers (64 hex digits in a file, created
+  // with mode 0600 if missing). Empty: "<dbPath>.verifier-key". Keep it apart
+  // from database copies: with both, secrets can be guessed at BLAKE2b speed.
+  std::string verifierKeyPath;
+
   // Worker threads for Argon2id and database writes. Argon2 takes a core for
   // tens of milliseconds; leave the other core to the event loop.
   unsigned workerThreads = 1;
