@@ -376,7 +376,7 @@ void Server::Impl::refuseAuth(Session& s, const std::string& meshId, AuthBudget:
                                : "too many failed authentications for this mesh"));
   s.pendingDuringAuth.clear();
   sendError(s, proto::ErrorCode::RateLimited, "Too many failed authentications; try again later",
-            std::nullopt);
+            s.authId);
   closeSession(s, 1008, "rate_limited", false);
 }
 

@@ -91,5 +91,24 @@ TEST(AuthId, ErrorsAboutAParsedAuthFrameCarryItsId) {
   expectRelayStillServes(relay);
 }
 
+TEST(AuthId, AuthRefusedByTheFailureBudgetCarriesItsId) {
+  TestRelay relay([](relay::Config& c) {
+    c.authFailureBurst = 1;
+    c.authFailureRate = 0.001;
+  });
+  ASSERT_EQ(relay.registerMesh("mesh-a", TestRelay::secretFor("mesh-a"), "A"), 201);
+  auto spend = WsClient::connect(relay.port(), fromAddress("127.0.0.2"));
+  spend->sendText(authFrame("mesh-a", R"("secret":"wrong-secret-0000")", "f1"));
+  EXPECT_EQ(jsonString(spend->expectType("gateway_auth_error"), "id"), "f1");
+
+  auto c = WsClient::connect(relay.port(), fromAddress("127.0.0.2"));
+  c->sendText(authFrame("mesh-a", secretOf("mesh-a"), "f2"));
+  const std::string err = c->expectType("error");
+  EXPECT_EQ(jsonString(err, "code"), "rate_limited") << err;
+  EXPECT_EQ(jsonString(err, "id"), "f2") << err;
+  EXPECT_EQ(c->expectClose(), 1008);
+  expectRelayStillServes(relay);
+}
+
 }  // namespace
 }  // namespace mesh::test
