@@ -13,11 +13,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string registerBody(const std::string& meshId) {
-  return R"({"meshId":")" + meshId + R"(","secret":")" + TestRelay::secretFor(meshId) +
-         R"(","name":"N"})";
-}
-
 ConnectOptions withHeader(const std::string& header, const std::string& source = "") {
   ConnectOptions o;
   o.extraHeaders.push_back(header);
@@ -29,7 +24,8 @@ TEST(AccessPolicy, AllowListServesOnlyListedClients) {
   TestRelay relay([](relay::Config& c) { c.allowIps = {"127.0.0.2/32", "2001:db8::/32"}; });
   EXPECT_EQ(httpRequest(relay.port(), "GET", "/health").status, 403);
   EXPECT_EQ(httpRequestFrom("127.0.0.2", relay.port(), "GET", "/health").status, 200);
-  EXPECT_EQ(httpRequestFrom("127.0.0.2", relay.port(), "POST", "/register", registerBody("allowed"))
+  EXPECT_EQ(httpRequestFrom("127.0.0.2", relay.port(), "POST", "/register",
+                            TestRelay::registerBodyFor("allowed"))
                 .status,
             201);
 
@@ -50,10 +46,13 @@ TEST(AccessPolicy, DenyListRefusesHttpAndWebSocket) {
   EXPECT_EQ(denied.status, 403);
   EXPECT_EQ(jsonString(denied.body, "error"), "Forbidden");
   // A denied POST is not acted on, even with its body sent.
-  EXPECT_EQ(httpRequestFrom("127.0.0.2", relay.port(), "POST", "/register", registerBody("sneaky"))
+  EXPECT_EQ(httpRequestFrom("127.0.0.2", relay.port(), "POST", "/register",
+                            TestRelay::registerBodyFor("sneaky"))
                 .status,
             403);
-  EXPECT_EQ(httpRequest(relay.port(), "POST", "/register", registerBody("sneaky")).status, 201);
+  EXPECT_EQ(
+      httpRequest(relay.port(), "POST", "/register", TestRelay::registerBodyFor("sneaky")).status,
+      201);
 
   auto two = WsClient::connect(relay.port(), fromAddress("127.0.0.2"));
   two->sendText(R"({"type":"gateway_discover"})");

@@ -83,12 +83,11 @@ TEST(CloseFrames, PlainPathEchoesValidCloseCodes) {
 // ---------------------------------------------------------------- TLS --
 
 std::unique_ptr<TlsWsClient> joinTls(TestRelay& relay, const std::string& meshId) {
-  const std::string body = R"({"meshId":")" + meshId + R"(","secret":")" +
-                           TestRelay::secretFor(meshId) + R"(","name":"N"})";
-  EXPECT_EQ(httpsRequest(relay.port(), "POST", "/register", body).status, 201);
+  EXPECT_EQ(
+      httpsRequest(relay.port(), "POST", "/register", TestRelay::registerBodyFor(meshId)).status,
+      201);
   auto c = TlsWsClient::connect(relay.port());
-  c->sendText(R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" +
-              TestRelay::secretFor(meshId) + "\"}");
+  c->sendText(TestRelay::authFrameFor(meshId));
   c->expectType("gateway_auth_ok");
   return c;
 }

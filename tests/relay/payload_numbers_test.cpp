@@ -41,12 +41,11 @@ std::string nextIncoming(WsClient& c) {
 }
 
 std::unique_ptr<WsClient> joinProcess(const RelayProcess& relay, const std::string& meshId) {
-  const std::string body = R"({"meshId":")" + meshId + R"(","secret":")" +
-                           TestRelay::secretFor(meshId) + R"(","name":"N"})";
-  EXPECT_EQ(httpRequest(relay.port(), "POST", "/register", body).status, 201);
+  EXPECT_EQ(
+      httpRequest(relay.port(), "POST", "/register", TestRelay::registerBodyFor(meshId)).status,
+      201);
   auto c = WsClient::connect(relay.port());
-  c->sendText(R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" +
-              TestRelay::secretFor(meshId) + "\"}");
+  c->sendText(TestRelay::authFrameFor(meshId));
   c->expectType("gateway_auth_ok");
   return c;
 }

@@ -31,8 +31,7 @@ std::vector<std::string> fastArgs(const TempDir& dir) {
 
 std::unique_ptr<WsClient> authenticate(std::uint16_t port, const std::string& meshId) {
   auto c = WsClient::connect(port);
-  c->sendText(R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" +
-              TestRelay::secretFor(meshId) + "\"}");
+  c->sendText(TestRelay::authFrameFor(meshId));
   c->expectType("gateway_auth_ok");
   return c;
 }

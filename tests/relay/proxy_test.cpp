@@ -138,8 +138,7 @@ void nodeSeenThroughProxy(const std::string& kind) {
   auto near = relay.join("near");
 
   auto far = TlsWsClient::connect(proxy.port(), "/gateway", "127.0.0.2");
-  far->sendText(R"({"type":"gateway_auth","meshId":"far","secret":")" +
-                TestRelay::secretFor("far") + R"("})");
+  far->sendText(TestRelay::authFrameFor("far"));
   far->expectType("gateway_auth_ok");
 
   const auto meshes = httpRequest(relay.port(), "GET", "/meshes/far", {},

@@ -41,6 +41,16 @@ int TestRelay::stop() {
   return exitCode_;
 }
 
+std::string TestRelay::registerBodyFor(const std::string& meshId, const std::string& name) {
+  return R"({"meshId":")" + meshId + R"(","secret":")" + secretFor(meshId) + R"(","name":")" +
+         name + R"("})";
+}
+
+std::string TestRelay::authFrameFor(const std::string& meshId) {
+  return R"({"type":"gateway_auth","meshId":")" + meshId + R"(","secret":")" + secretFor(meshId) +
+         R"("})";
+}
+
 int TestRelay::registerMesh(const std::string& meshId, const std::string& secret,
                             const std::string& name) {
   std::string body =

@@ -45,6 +45,11 @@ class TestRelay {
   std::unique_ptr<WsClient> join(const std::string& meshId, const std::string& extra = "",
                                  std::string* authOk = nullptr);
   static std::string secretFor(const std::string& meshId) { return meshId + "-secret-0123456789"; }
+  // The POST /register body and the gateway_auth frame of a mesh whose
+  // secret is secretFor(meshId), for tests that talk to a relay they did not
+  // start as a TestRelay (a child process, TLS, a proxy in front).
+  static std::string registerBodyFor(const std::string& meshId, const std::string& name = "N");
+  static std::string authFrameFor(const std::string& meshId);
 
  private:
   TempDir dir_;
