@@ -182,9 +182,26 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
   const bool secretRoute = rest.size() > kSecretSuffix.size() &&
                            rest.substr(rest.size() - kSecretSuffix.size()) == kSecretSuffix;
   if (secretRoute) rest.remove_suffix(kSecretSuffix.size());
+  constexpr std::string_view kRecentSuffix = "/recent";
+  const bool recentRoute = !secretRoute && rest.size() > kRecentSuffix.size() &&
+                           rest.substr(rest.size() - kRecentSuffix.size()) == kRecentSuffix;
+  if (recentRoute) rest.remove_suffix(kRecentSuffix.size());
   const std::string meshId(rest);
   if (!proto::isValidMeshId(meshId)) {
     respond(ex, 404, errorJson("No such mesh"));
+    return true;
+  }
+
+  if (recentRoute) {
+    // The flight recorder: also for ids that only failed to authenticate.
+    const MeshLog* log = recorder.find(meshId);
+    if (ex.method != "GET") {
+      respond(ex, 405, errorJson("Method not allowed"));
+    } else if (!log && !registry.find(meshId)) {
+      respond(ex, 404, errorJson("No such mesh"));
+    } else {
+      respond(ex, 200, recorder.renderJson(log, meshId, nowUs(), nowMs()));
+    }
     return true;
   }
 
@@ -385,6 +402,7 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_slow_consumers_total", "counter",
            "Connections closed because their send queue was full.");
   w.sample("mesh_relay_slow_consumers_total", "", c.slowConsumers);
+  recorder.renderMetrics(w);
 
   std::uint64_t queued = 0;
   for (const auto& [id, s] : sessions) queued += s->queuedBytes;

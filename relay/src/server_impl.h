@@ -27,6 +27,7 @@
 #include "metrics.h"
 #include "net_policy.h"
 #include "rate_limiter.h"
+#include "recorder.h"
 #include "registry.h"
 #include "session.h"
 #include "worker_pool.h"
@@ -248,6 +249,7 @@ struct Server::Impl {
   std::unordered_map<Upgrade*, std::unique_ptr<Upgrade>> upgrades;
   std::vector<char> readBuffer;
   Counters counters;
+  Recorder recorder{config.recorderFrames};  // the last frames of every mesh
 
   NetPolicy netPolicy;
   // The vhost's OpenSSL SSL_CTX, handed over by lws while the context is

@@ -101,6 +101,13 @@ TEST(Metrics, ValuesFollowAScriptedSequence) {
   EXPECT_EQ(metric(page, "mesh_relay_slow_consumers_total"), 0);
   // The binary frame is refused as a frame; the connection stays.
   EXPECT_EQ(metric(page, "mesh_relay_websocket_protocol_errors_total"), 0);
+  // Refusals by the code sent, the wrong secret's included.
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"unsupported_frame\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"invalid_credentials\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"rate_limited\"}"), 0);
+  // The flight recorder holds the two meshes' logs.
+  EXPECT_EQ(metric(page, "mesh_relay_recorder_meshes"), 2);
+  EXPECT_GT(metric(page, "mesh_relay_recorder_bytes"), 0);
 }
 
 TEST(Metrics, RateLimitAndRefusalsAreCounted) {
@@ -117,6 +124,7 @@ TEST(Metrics, RateLimitAndRefusalsAreCounted) {
   EXPECT_EQ(denied->expectClose(3000ms), 1008);
   const std::string page = scrape(relay);
   EXPECT_EQ(metric(page, "mesh_relay_rate_limited_total"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"rate_limited\"}"), 1);
   EXPECT_EQ(metric(page, "mesh_relay_connections_refused_total{reason=\"denied\"}"), 1);
 }
 
@@ -142,6 +150,8 @@ TEST(Metrics, PromtoolAcceptsThePage) {
   auto b = relay.join("prom-b");
   a->sendText(R"({"type":"gateway_broadcast","payload":{}})");
   b->expectType("gateway_incoming");
+  a->sendText(R"({"type":"gateway_relay"})");  // a refusal, for the errors family
+  a->expectType("error");
   TempDir dir;
   const auto file = dir.path() / "metrics.txt";
   { std::ofstream(file) << scrape(relay); }
