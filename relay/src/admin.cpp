@@ -17,6 +17,9 @@ namespace {
 constexpr std::string_view kMeshesPath = "/meshes";
 constexpr std::size_t kMinSecretBytes = 16;
 constexpr std::size_t kMaxSecretBytes = 256;
+// How often the database's writability is probed for the readiness gauge
+// (an alert fires on minutes of failure; a probe is one tiny write).
+constexpr std::int64_t kDatabaseProbeUs = 15'000'000;
 
 std::string errorJson(std::string_view message) {
   std::string out = "{\"error\":";
@@ -327,6 +330,21 @@ void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view
   closeSession(s, 1008, reason, false);
 }
 
+// Blocking SQLite on a worker; the answer comes back to the loop. The next
+// probe is scheduled only once this one is back, so a stuck database gets
+// one probe at a time.
+void Server::Impl::probeDatabase(std::int64_t now) {
+  if (nextDatabaseProbeUs < 0 || now < nextDatabaseProbeUs || shuttingDown) return;
+  nextDatabaseProbeUs = -1;  // one in flight
+  workers.post([this] {
+    const bool writable = registry.checkWritable();
+    post([this, writable] {
+      counters.databaseWritable = writable ? 1 : 0;
+      nextDatabaseProbeUs = nowUs() + kDatabaseProbeUs;
+    });
+  });
+}
+
 std::string Server::Impl::renderMetrics() const {
   std::string out;
   out.reserve(8192);
@@ -419,6 +437,9 @@ std::string Server::Impl::renderMetrics() const {
   w.sample("mesh_relay_tls_reloads_total", "result=\"ok\"", c.tlsReloads);
   w.sample("mesh_relay_tls_reloads_total", "result=\"error\"", c.tlsReloadFailures);
 
+  w.family("mesh_relay_database_writable", "gauge",
+           "Last database write probe (/readyz or every 15 s): 1 ok, 0 failed, -1 none yet.");
+  w.sample("mesh_relay_database_writable", "", static_cast<double>(c.databaseWritable));
   w.family("mesh_relay_start_time_seconds", "gauge", "Unix time the relay started.");
   w.sample("mesh_relay_start_time_seconds", "", static_cast<double>(startTimeMs) / 1000.0);
   w.family("mesh_relay_build_info", "gauge", "Always 1; the labels name the build.");

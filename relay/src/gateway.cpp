@@ -812,6 +812,7 @@ void Server::Impl::sweepSessions() {
   for (Session* s : expired) killSession(*s);
   sweepUpgrades(now);
   recorder.expire(now);
+  probeDatabase(now);
 }
 
 void Server::Impl::schedulePersist() {

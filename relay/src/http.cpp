@@ -134,6 +134,7 @@ void Server::Impl::route(HttpExchange& ex) {
     workers.post([this, id = ex.id] {
       const bool writable = registry.checkWritable();
       post([this, id, writable] {
+        counters.databaseWritable = writable ? 1 : 0;
         respondLater(id, writable ? 200 : 503,
                      writable ? "{\"ok\":true}" : errorBody("database not writable"));
       });

@@ -191,6 +191,9 @@ struct Server::Impl {
   void reloadTlsNow();
   bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
   [[nodiscard]] std::string renderMetrics() const;
+  // A database write probe on a worker every kDatabaseProbeUs (admin.cpp).
+  void probeDatabase(std::int64_t now);
+  std::int64_t nextDatabaseProbeUs = 0;
   void closeMeshSessions(const std::string& meshId, std::string_view reason);
   void rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
                     std::optional<std::string> currentSecret, bool reveal);

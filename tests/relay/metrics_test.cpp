@@ -1,10 +1,12 @@
 // GET /metrics: values after a scripted sequence, the optional token, and
 // the output checked by promtool (Debian package prometheus).
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include "support/test_relay.h"
 
@@ -126,6 +128,31 @@ TEST(Metrics, RateLimitAndRefusalsAreCounted) {
   EXPECT_EQ(metric(page, "mesh_relay_rate_limited_total"), 1);
   EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"rate_limited\"}"), 1);
   EXPECT_EQ(metric(page, "mesh_relay_connections_refused_total{reason=\"denied\"}"), 1);
+}
+
+// The readiness gauge alerts key on: the periodic probe sets it soon after
+// start, /readyz sets it too, and a database another process holds locked
+// reads as not writable.
+TEST(Metrics, DatabaseWritableGaugeFollowsTheProbe) {
+  TestRelay relay;
+  double value = -1;
+  for (int i = 0; i < 100 && value != 1; ++i) {
+    value = metric(scrape(relay), "mesh_relay_database_writable");
+    if (value != 1) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(value, 1);
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(relay.config().dbPath.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  // The probe waits out the relay's busy timeout (5 s), then fails.
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/readyz", {}, {}, "127.0.0.1", 15000ms).status, 503);
+  EXPECT_EQ(metric(scrape(relay), "mesh_relay_database_writable"), 0);
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/readyz").status, 200);
+  EXPECT_EQ(metric(scrape(relay), "mesh_relay_database_writable"), 1);
+  expectRelayStillServes(relay);
 }
 
 TEST(Metrics, TokenProtectsThePage) {
