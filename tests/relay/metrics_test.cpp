@@ -6,6 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "support/test_relay.h"
@@ -153,6 +156,35 @@ TEST(Metrics, DatabaseWritableGaugeFollowsTheProbe) {
   EXPECT_EQ(httpRequest(relay.port(), "GET", "/readyz").status, 200);
   EXPECT_EQ(metric(scrape(relay), "mesh_relay_database_writable"), 1);
   expectRelayStillServes(relay);
+}
+
+// deploy/grafana and deploy/prometheus name only series a running relay
+// exports (histograms by their _bucket, _sum, _count, or family name).
+TEST(Metrics, DashboardAndAlertsNameOnlyExportedMetrics) {
+  TestRelay relay;
+  auto a = relay.join("names-a");
+  const std::string page = scrape(relay);
+  std::set<std::string> exported;
+  // Sample names, and family names (a histogram's, in descriptions).
+  const std::regex sample(R"(^(?:# TYPE )?(mesh_relay_[a-z0-9_]+)[{ ])");
+  std::istringstream lines(page);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, sample)) exported.insert(m[1]);
+  }
+  ASSERT_GT(exported.size(), 20u);
+  for (const char* file : {"/deploy/grafana/mesh-relay.json", "/deploy/prometheus/alerts.yml"}) {
+    std::ifstream in(std::string(MESH_SOURCE_DIR) + file);
+    ASSERT_TRUE(in) << file;
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::regex name(R"(mesh_relay_[a-z0-9_]+)");
+    std::size_t seen = 0;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), name);
+         it != std::sregex_iterator(); ++it, ++seen) {
+      EXPECT_TRUE(exported.count(it->str())) << file << " names " << it->str();
+    }
+    EXPECT_GT(seen, 5u) << file;
+  }
 }
 
 TEST(Metrics, TokenProtectsThePage) {
