@@ -45,7 +45,10 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
 
 // `session` is the mesh's connection when it is online: its address is the
 // client's as the relay sees it (after a trusted proxy's forwarded header).
-void appendMesh(std::string& out, const MeshRecord& m, const Session* session) {
+// `log` is its flight recorder log, if it has one; `nowUs`/`nowMs` map the
+// loop's steady times to wall time.
+void appendMesh(std::string& out, const MeshRecord& m, const Session* session, const MeshLog* log,
+                std::int64_t nowUs, std::int64_t nowMs) {
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
@@ -54,6 +57,18 @@ void appendMesh(std::string& out, const MeshRecord& m, const Session* session) {
   if (session) {
     out += ",\"address\":";
     proto::appendJsonString(out, session->peer);
+    out += ",\"since\":";
+    appendIsoTime(out, nowMs - (nowUs - session->connectedUs) / 1000);
+  }
+  if (log) {
+    out += ",\"frames\":" + std::to_string(log->total());
+    if (const auto& refusal = log->lastRefusal()) {
+      out += ",\"lastRefusal\":{\"time\":";
+      appendIsoTime(out, nowMs - (nowUs - refusal->atUs) / 1000);
+      out += ",\"code\":";
+      proto::appendJsonString(out, proto::codeText(refusal->errorCode()));
+      out += '}';
+    }
   }
   out += ",\"createdAt\":";
   appendIsoTime(out, m.createdAtMs);
@@ -107,7 +122,8 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     if (ex.method != "GET") {
       respond(ex, 405, errorJson("Method not allowed"));
     } else if (!config.metricsToken.empty() &&
-               !bearerMatches(ex.authorization, config.metricsToken)) {
+               !bearerMatches(ex.authorization, config.metricsToken) &&
+               !bearerMatches(ex.authorization, config.adminToken)) {  // the status page's
       respond(ex, 401, errorJson("Metrics need Authorization: Bearer <metrics token>"));
     } else {
       ex.contentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -170,10 +186,11 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     }
     std::string out = "{\"meshes\":[";
     bool first = true;
+    const std::int64_t us = nowUs(), ms = nowMs();
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, onlineSession(m.meshId));
+      appendMesh(out, m, onlineSession(m.meshId), recorder.find(m.meshId), us, ms);
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -240,7 +257,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, onlineSession(meshId));
+    appendMesh(out, *record, onlineSession(meshId), recorder.find(meshId), nowUs(), nowMs());
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {

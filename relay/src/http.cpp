@@ -121,7 +121,7 @@ int Server::Impl::onHttpBodyComplete(PerSession* pss) {
 void Server::Impl::route(HttpExchange& ex) {
   ex.routed = true;
   const std::string_view path = ex.path;
-  if (routeOperator(ex)) return;
+  if (routeOperator(ex) || routeStatus(ex)) return;
   if (path == "/health" && ex.method == "GET") {
     respond(ex, 200, "{\"ok\":true,\"connected\":" + std::to_string(online.size()) + "}");
   } else if (path == "/healthz" && ex.method == "GET") {

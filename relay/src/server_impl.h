@@ -190,6 +190,7 @@ struct Server::Impl {
   void refuse(RefuseReason reason);
   void reloadTlsNow();
   bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
+  bool routeStatus(HttpExchange& ex);    // GET /status and its files (status.cpp)
   [[nodiscard]] std::string renderMetrics() const;
   // A database write probe on a worker every kDatabaseProbeUs (admin.cpp).
   void probeDatabase(std::int64_t now);
