@@ -2,7 +2,9 @@
 # Installs the Debian 12 packages the project builds, tests and runs with.
 # Safe to run again: apt-get skips what is already installed.
 #   tools/setup-debian.sh           build + test dependencies (the tests run
-#                                    nginx and Caddy in front of a relay)
+#                                    nginx and Caddy in front of a relay,
+#                                    drive the status page in headless
+#                                    chromium, read the dashboard with jq)
 #   tools/setup-debian.sh --runtime runtime libraries only (container image)
 #   tools/setup-debian.sh --promtool promtool, which the metrics test runs
 #                                    (package prometheus: large, and on a

@@ -198,6 +198,24 @@ TEST(Metrics, TokenProtectsThePage) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_NE(ok.body.find("mesh_relay_connections "), std::string::npos);
   EXPECT_EQ(httpRequest(relay.port(), "POST", "/metrics").status, 405);
+  // No admin token configured: an empty bearer opens nothing.
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/metrics", {}, {"Authorization: Bearer "}).status,
+            401);
+}
+
+// The status page reads /metrics with the admin token.
+TEST(Metrics, AdminTokenOpensThePageToo) {
+  TestRelay relay([](relay::Config& c) {
+    c.metricsToken = "metrics-token-123";
+    c.adminToken = "admin-token-4567890123";
+  });
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/metrics", {},
+                        {"Authorization: Bearer admin-token-4567890123"})
+                .status,
+            200);
+  EXPECT_EQ(
+      httpRequest(relay.port(), "GET", "/metrics", {}, {"Authorization: Bearer admin"}).status,
+      401);
 }
 
 TEST(Metrics, PromtoolAcceptsThePage) {

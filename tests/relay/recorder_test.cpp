@@ -340,6 +340,34 @@ TEST(RecorderRoute, SlowConsumerIsRecordedOnBothSides) {
   expectRelayStillServes(relay);
 }
 
+TEST(RecorderRoute, MeshListCarriesFramesAndTheLastRefusal) {
+  TestRelay relay(withAdminToken);
+  auto a = relay.join("rec-listed");
+  ASSERT_EQ(relay.registerMesh("rec-quiet", TestRelay::secretFor("rec-quiet"), "Q"), 201);
+  a->sendText(R"({"type":"gateway_relay","id":"x"})");
+  a->expectType("error");
+  const auto r = httpRequest(relay.port(), "GET", "/meshes", {},
+                             {std::string("Authorization: Bearer ") + kToken});
+  ASSERT_EQ(r.status, 200);
+  const auto doc = json(r.body);
+  bool sawListed = false;
+  for (const auto& m : doc["meshes"].GetArray()) {
+    const std::string id = m["meshId"].GetString();
+    if (id == "rec-quiet") {
+      EXPECT_FALSE(m.HasMember("since"));
+      EXPECT_FALSE(m.HasMember("frames"));
+      EXPECT_FALSE(m.HasMember("lastRefusal"));
+      continue;
+    }
+    sawListed = true;
+    EXPECT_TRUE(m["since"].IsString());
+    EXPECT_EQ(m["frames"].GetUint(), 2u);  // the auth and the refused frame
+    EXPECT_EQ(str(m["lastRefusal"], "code"), "invalid_frame");
+    EXPECT_TRUE(m["lastRefusal"]["time"].IsString());
+  }
+  EXPECT_TRUE(sawListed);
+}
+
 TEST(RecorderRoute, ZeroFramesTurnsItOff) {
   TestRelay relay([](relay::Config& c) {
     withAdminToken(c);
