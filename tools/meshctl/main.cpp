@@ -17,7 +17,7 @@
 //
 // Every subcommand takes --url (or MESH_GATEWAY_URL); the ones that connect
 // take --mesh-id/--secret (or MESH_ID/MESH_SECRET). Results go to stdout as
-// JSON (a table for `meshes` and `recent`, env lines for new secrets), problems to stderr
+// JSON (a table for `meshes`, env lines for new secrets), problems to stderr
 // as one line; the exit code says which kind. The admin token is never
 // printed.
 #include <rapidjson/document.h>
@@ -703,19 +703,19 @@ int main(int argc, char** argv) {
   addAdminToken(remove);
   remove->add_option("id", s.meshId, "The meshId")->required();
 
-  auto* rotate = app.add_subcommand(
-      "rotate", "Admin: set a new secret for a mesh, closing its session; prints env lines");
-  addUrl(rotate);
-  addAdminToken(rotate);
-  rotate->add_option("id", s.meshId, "The meshId")->required();
-  rotate->add_option("--secret", s.newSecret, "New secret (default: a strong random one)");
-
   auto* recent = app.add_subcommand(
       "recent", "Admin: the mesh's last frames from the relay's flight recorder, as a table");
   addUrl(recent);
   addAdminToken(recent);
   recent->add_option("id", s.meshId, "The meshId")->required();
   recent->add_flag("--json", s.asJson, "Print the relay's JSON answer instead of a table");
+
+  auto* rotate = app.add_subcommand(
+      "rotate", "Admin: set a new secret for a mesh, closing its session; prints env lines");
+  addUrl(rotate);
+  addAdminToken(rotate);
+  rotate->add_option("id", s.meshId, "The meshId")->required();
+  rotate->add_option("--secret", s.newSecret, "New secret (default: a strong random one)");
 
   try {
     app.parse(argc, argv);
