@@ -119,6 +119,9 @@ class Recorder {
   // Opens the record of one node frame; it is written when the scope ends,
   // with what the hooks below learned meanwhile. Only an authenticated
   // session's frames are recorded (auth frames are recorded by auth()).
+  // Scopes nest (auth replays queued frames inside another frame's
+  // handling). The session outlives the scope (sessions are freed outside
+  // frame handling), and with it the log the scope writes to.
   class Inbound {
    public:
     Inbound(Recorder& r, Session& s, std::size_t size, std::int64_t atUs);
