@@ -179,7 +179,7 @@ TEST(RecorderRoute, NeedsTheAdminTokenAndAKnownMesh) {
   EXPECT_EQ(httpRequest(relay.port(), "GET", "/meshes/rec-known/recent").status, 401);
   EXPECT_EQ(recent(relay, "rec-known", "wrong-token").status, 401);
   EXPECT_EQ(recent(relay, "nobody-here").status, 404);
-  EXPECT_EQ(recent(relay, "bad id!").status, 404);
+  EXPECT_EQ(recent(relay, "bad*id").status, 404);  // not a meshId
   EXPECT_EQ(httpRequest(relay.port(), "POST", "/meshes/rec-known/recent", {},
                         {std::string("Authorization: Bearer ") + kToken})
                 .status,
