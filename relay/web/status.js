@@ -252,14 +252,22 @@
   }
 
   // ---- polling
+  // The meshes come from the admin API; the figures from /metrics, which a
+  // proxy may keep from this address (the table still updates then).
   async function poll() {
     try {
-      const [text, list] = await Promise.all([api('/metrics', true), api('/meshes')]);
-      showMetrics(parseMetrics(text));
-      meshes = list.meshes;
+      const [metrics, list] = await Promise.allSettled([api('/metrics', true), api('/meshes')]);
+      if (list.status === 'rejected') throw list.reason;
+      meshes = list.value.meshes;
       showMeshes();
       await showRecorder();
-      $('live').textContent = 'Updated ' + new Date().toLocaleTimeString([], { hour12: false }) + '; every ' + POLL_MS / 1000 + ' s.';
+      const time = new Date().toLocaleTimeString([], { hour12: false });
+      if (metrics.status === 'fulfilled') {
+        showMetrics(parseMetrics(metrics.value));
+        $('live').textContent = 'Updated ' + time + '; every ' + POLL_MS / 1000 + ' s.';
+      } else {
+        $('live').textContent = 'Meshes updated ' + time + '; figures unavailable (' + metrics.reason.message + ').';
+      }
     } catch (e) {
       failed(e);
       if (e instanceof Refused) return;

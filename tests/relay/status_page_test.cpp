@@ -124,6 +124,21 @@ class DevTools {
 
   // Sends a command and returns its answer's "result" as JSON text.
   std::string call(const std::string& method, const std::string& params = "{}") {
+    // Requests held by Fetch.enable are answered first, with `blockedStatus`.
+    while (!paused_.empty()) {
+      const std::string request = paused_.back();
+      paused_.pop_back();
+      send("Fetch.fulfillRequest", "{\"requestId\":" + quoteJs(request) +
+                                       ",\"responseCode\":" + std::to_string(blockedStatus) + "}");
+    }
+    return send(method, params);
+  }
+
+  // The status a request held by Fetch.enable is answered with.
+  int blockedStatus = 403;
+
+ private:
+  std::string send(const std::string& method, const std::string& params) {
     const int id = nextId_++;
     ws_->sendText("{\"id\":" + std::to_string(id) + ",\"method\":\"" + method +
                   "\",\"params\":" + params + "}");
@@ -147,6 +162,7 @@ class DevTools {
     throw std::runtime_error(method + ": no answer from chromium");
   }
 
+ public:
   // The value of a JavaScript expression in the page, as JSON text.
   std::string eval(const std::string& expression) {
     const std::string result = call(
@@ -203,6 +219,8 @@ class DevTools {
       const std::string type = p["type"].GetString();
       if (type == "error" || type == "assert")
         errors.push_back("console." + type + ": " + jsonText(p["args"]));
+    } else if (method == "Fetch.requestPaused") {
+      paused_.push_back(p["requestId"].GetString());
     } else if (method == "Runtime.exceptionThrown") {
       errors.push_back("exception: " + jsonText(p["exceptionDetails"]));
     } else if (method == "Log.entryAdded") {
@@ -219,6 +237,7 @@ class DevTools {
 
   std::unique_ptr<WsClient> ws_;
   int nextId_ = 1;
+  std::vector<std::string> paused_;  // Fetch.requestPaused ids not answered yet
 };
 
 class StatusPage : public ::testing::Test {
@@ -349,6 +368,26 @@ TEST_F(StatusPage, RefusesAWrongToken) {
   ASSERT_TRUE(page->waitFor("document.getElementById('dashboard').hidden"));
   EXPECT_EQ(page->eval("sessionStorage.length"), "0");
   EXPECT_TRUE(page->errors.empty()) << ::testing::PrintToString(page->errors);
+}
+
+// A proxy that keeps /metrics from the browser's address (the nginx
+// example does) leaves the figures out but the meshes updating.
+TEST_F(StatusPage, KeepsShowingMeshesWhenMetricsAreRefused) {
+  page->call("Fetch.enable", R"({"patterns":[{"urlPattern":"*/metrics"}]})");
+  ASSERT_NO_FATAL_FAILURE(open());
+  login(kToken);
+  ASSERT_TRUE(page->waitFor("!document.getElementById('dashboard').hidden"));
+  auto node = relay->join("metrics-blocked");
+  ASSERT_TRUE(page->waitFor(
+      "(document.querySelector(\"#meshes tr[data-mesh='metrics-blocked'] td:nth-child(2)\") || "
+      "{}).textContent === 'yes'"));
+  ASSERT_TRUE(
+      page->waitFor("document.getElementById('live').textContent.includes('figures unavailable')"));
+  EXPECT_EQ(text("#f-online"), "\"-\"");
+  EXPECT_TRUE(page->errors.empty()) << ::testing::PrintToString(page->errors);
+  for (const auto& failure : page->failedRequests) {
+    EXPECT_NE(failure.find("403"), std::string::npos) << failure;
+  }
 }
 
 TEST(StatusRoute, ServesThePageItsScriptAndStyle) {
