@@ -80,7 +80,7 @@ std::string_view FrameRecord::textView() const {
 
 MeshLog::MeshLog(std::string meshId, std::size_t maxRecords)
     : meshId_(std::move(meshId)),
-      max_(static_cast<std::uint32_t>(std::min<std::size_t>(maxRecords, 1u << 20))) {}
+      max_(static_cast<std::uint32_t>(std::clamp<std::size_t>(maxRecords, 1, 1u << 20))) {}
 
 void MeshLog::grow() {
   const std::uint32_t next = std::min(max_, capacity_ == 0 ? kFirstCapacity : capacity_ * 2);
@@ -91,18 +91,19 @@ void MeshLog::grow() {
   capacity_ = next;
 }
 
-void MeshLog::push(const FrameRecord& r) {
+FrameRecord& MeshLog::append(std::int64_t atUs) {
   ++total_;
-  lastUs_ = r.atUs;
-  if (r.outcome == Outcome::Refused) lastRefusal_ = r;
+  lastUs_ = atUs;
   if (count_ == capacity_ && capacity_ < max_) grow();
-  if (capacity_ == 0) return;
-  if (count_ < capacity_) {
-    ring_[count_++] = r;
-  } else {
-    ring_[head_] = r;
-    head_ = (head_ + 1) % capacity_;
-  }
+  if (count_ < capacity_) return ring_[count_++];
+  FrameRecord& slot = ring_[head_];
+  if (++head_ == capacity_) head_ = 0;
+  return slot;
+}
+
+void MeshLog::push(const FrameRecord& r) {
+  if (r.outcome == Outcome::Refused) lastRefusal_ = r;
+  append(r.atUs) = r;
 }
 
 const FrameRecord& MeshLog::at(std::size_t i) const {
@@ -155,15 +156,19 @@ void Recorder::relayed(const Session& from, std::string_view target, Session* to
   if (!to || dropped) return;
   MeshLog* log = logOf(*to);
   if (!log) return;
-  FrameRecord r;
+  // Written in place: this runs for every relayed frame.
+  FrameRecord& r = log->append(atUs);
   r.atUs = atUs;
   r.size = static_cast<std::uint32_t>(std::min<std::size_t>(size, UINT32_MAX));
+  r.recipients = 0;
   r.direction = Direction::Out;
   r.kind = static_cast<std::uint8_t>(OutFrameKind::Incoming);
   r.outcome = Outcome::Delivered;
+  r.code = 0;
+  r.cut = false;
+  r.hasId = false;
   if (current_ && current_->record_.hasId) r.setId(current_->record_.idView());
   r.setText(FrameRecord::Text::From, from.meshId);
-  push(*log, r);
 }
 
 void Recorder::broadcast(std::size_t recipients) {

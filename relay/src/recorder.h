@@ -60,8 +60,10 @@ struct FrameRecord {
   std::uint8_t textLen = 0;
   bool hasId = false;
   bool cut = false;  // the id or the text was longer than its array
-  char id[kIdChars]{};
-  char text[kTextChars]{};
+  // Only the first idLen / textLen bytes are ever read: not zeroed, since a
+  // record is made for every frame.
+  char id[kIdChars];
+  char text[kTextChars];
 
   void setId(std::string_view v);
   void setCode(proto::ErrorCode c) { code = static_cast<std::uint8_t>(c); }
@@ -79,6 +81,9 @@ class MeshLog {
  public:
   MeshLog(std::string meshId, std::size_t maxRecords);
   void push(const FrameRecord& r);
+  // The slot the next record goes to, counted as pushed; the caller fills
+  // it in (no refusal: those go through push()).
+  FrameRecord& append(std::int64_t atUs);
   [[nodiscard]] const std::string& meshId() const { return meshId_; }
   [[nodiscard]] std::size_t size() const { return count_; }
   [[nodiscard]] std::size_t capacity() const { return capacity_; }
