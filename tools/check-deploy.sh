@@ -8,7 +8,10 @@
 #   - the systemd unit passes systemd-analyze verify (when available);
 #   - the nginx example loads in Debian's nginx (nginx -t) and the Caddyfile
 #     adapts in Debian's Caddy, each moved to loopback with a throwaway
-#     certificate by tools/proxy-test-config.sh.
+#     certificate by tools/proxy-test-config.sh;
+#   - the Prometheus alert rules pass promtool check rules and their unit
+#     tests (promtool test rules), and the Grafana dashboard is JSON whose
+#     every metric name is one the relay exports (names from relay/src).
 # Usage: tools/check-deploy.sh [path/to/mesh-relay]
 set -eu
 cd "$(dirname "$0")/.."
@@ -69,6 +72,33 @@ if ! tools/proxy-test-config.sh caddy "$proxies/caddy" 4000 8443 8080 ||
   ! out=$(HOME="$proxies/caddy" XDG_DATA_HOME="$proxies/caddy" XDG_CONFIG_HOME="$proxies/caddy" \
     caddy adapt --config "$proxies/caddy/Caddyfile" --adapter caddyfile 2>&1 >/dev/null); then
   echo "check-deploy: deploy/caddy/Caddyfile does not adapt: ${out:-}" >&2
+  fail=1
+fi
+
+# Monitoring: promtool is Debian's prometheus package (tools/test.sh installs it).
+if ! out=$(promtool check rules deploy/prometheus/alerts.yml 2>&1); then
+  echo "check-deploy: promtool check rules: $out" >&2
+  fail=1
+fi
+if ! out=$(cd deploy/prometheus && promtool test rules alerts_test.yml 2>&1); then
+  echo "check-deploy: promtool test rules: $out" >&2
+  fail=1
+fi
+dashboard=deploy/grafana/mesh-relay.json
+if ! jq -e '.panels | length > 0' "$dashboard" >/dev/null 2>&1; then
+  echo "check-deploy: $dashboard is not JSON with panels" >&2
+  fail=1
+fi
+# Every name the relay renders appears in its source as a string literal;
+# histograms add _bucket, _sum and _count.
+grep -ho '"mesh_relay_[a-z0-9_]*"' relay/src/*.cpp | tr -d '"' | sort -u >"$proxies/exported"
+{
+  jq -r '.. | .expr? // empty' "$dashboard"
+  grep -E '^ *expr:' deploy/prometheus/alerts.yml
+} | grep -o 'mesh_relay_[a-z0-9_]*' | sed -E 's/_(bucket|sum|count)$//' | sort -u >"$proxies/used"
+unknown=$(comm -23 "$proxies/used" "$proxies/exported")
+if [ -n "$unknown" ]; then
+  echo "check-deploy: dashboard or alerts name metrics the relay does not export:" $unknown >&2
   fail=1
 fi
 

@@ -2,7 +2,9 @@
 # Installs the Debian 12 packages the project builds, tests and runs with.
 # Safe to run again: apt-get skips what is already installed.
 #   tools/setup-debian.sh           build + test dependencies (the tests run
-#                                    nginx and Caddy in front of a relay)
+#                                    nginx and Caddy in front of a relay,
+#                                    drive the status page in headless
+#                                    chromium, read the dashboard with jq)
 #   tools/setup-debian.sh --runtime runtime libraries only (container image)
 #   tools/setup-debian.sh --promtool promtool, which the metrics test runs
 #                                    (package prometheus: large, and on a
@@ -16,6 +18,9 @@ build_pkgs="build-essential cmake pkg-config git ca-certificates curl
   libgtest-dev libssl-dev clang libclang-rt-14-dev
   nginx-light caddy"
 runtime_pkgs="libwebsockets17 libwebsockets-evlib-ev libev4 libsqlite3-0 libsodium23 libssl3 ca-certificates curl"
+
+# The dashboard check (jq) and the status page's browser test (chromium).
+build_pkgs="$build_pkgs jq chromium"
 
 if [ "${1:-}" = "--runtime" ]; then
   pkgs=$runtime_pkgs

@@ -18,6 +18,9 @@ namespace {
 constexpr std::string_view kMeshesPath = "/meshes";
 constexpr std::size_t kMinSecretBytes = 16;
 constexpr std::size_t kMaxSecretBytes = 256;
+// How often the database's writability is probed for the readiness gauge
+// (an alert fires on minutes of failure; a probe is one tiny write).
+constexpr std::int64_t kDatabaseProbeUs = 15'000'000;
 
 std::string errorJson(std::string_view message) {
   std::string out = "{\"error\":";
@@ -43,7 +46,10 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
 
 // `session` is the mesh's connection when it is online: its address is the
 // client's as the relay sees it (after a trusted proxy's forwarded header).
-void appendMesh(std::string& out, const MeshRecord& m, const Session* session) {
+// `log` is its flight recorder log, if it has one; `nowUs`/`nowMs` map the
+// loop's steady times to wall time.
+void appendMesh(std::string& out, const MeshRecord& m, const Session* session, const MeshLog* log,
+                std::int64_t nowUs, std::int64_t nowMs) {
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
@@ -52,6 +58,18 @@ void appendMesh(std::string& out, const MeshRecord& m, const Session* session) {
   if (session) {
     out += ",\"address\":";
     proto::appendJsonString(out, session->peer);
+    out += ",\"since\":";
+    appendIsoTime(out, nowMs - (nowUs - session->connectedUs) / 1000);
+  }
+  if (log) {
+    out += ",\"frames\":" + std::to_string(log->total());
+    if (const auto& refusal = log->lastRefusal()) {
+      out += ",\"lastRefusal\":{\"time\":";
+      appendIsoTime(out, nowMs - (nowUs - refusal->atUs) / 1000);
+      out += ",\"code\":";
+      proto::appendJsonString(out, proto::codeText(refusal->errorCode()));
+      out += '}';
+    }
   }
   out += ",\"createdAt\":";
   appendIsoTime(out, m.createdAtMs);
@@ -105,7 +123,8 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     if (ex.method != "GET") {
       respond(ex, 405, errorJson("Method not allowed"));
     } else if (!config.metricsToken.empty() &&
-               !bearerMatches(ex.authorization, config.metricsToken)) {
+               !bearerMatches(ex.authorization, config.metricsToken) &&
+               !bearerMatches(ex.authorization, config.adminToken)) {  // the status page's
       respond(ex, 401, errorJson("Metrics need Authorization: Bearer <metrics token>"));
     } else {
       ex.contentType = "text/plain; version=0.0.4; charset=utf-8";
@@ -168,10 +187,11 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     }
     std::string out = "{\"meshes\":[";
     bool first = true;
+    const std::int64_t us = nowUs(), ms = nowMs();
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, onlineSession(m.meshId));
+      appendMesh(out, m, onlineSession(m.meshId), recorder.find(m.meshId), us, ms);
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -183,9 +203,26 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
   const bool secretRoute = rest.size() > kSecretSuffix.size() &&
                            rest.substr(rest.size() - kSecretSuffix.size()) == kSecretSuffix;
   if (secretRoute) rest.remove_suffix(kSecretSuffix.size());
+  constexpr std::string_view kRecentSuffix = "/recent";
+  const bool recentRoute = !secretRoute && rest.size() > kRecentSuffix.size() &&
+                           rest.substr(rest.size() - kRecentSuffix.size()) == kRecentSuffix;
+  if (recentRoute) rest.remove_suffix(kRecentSuffix.size());
   const std::string meshId(rest);
   if (!proto::isValidMeshId(meshId)) {
     respond(ex, 404, errorJson("No such mesh"));
+    return true;
+  }
+
+  if (recentRoute) {
+    // The flight recorder: also for ids that only failed to authenticate.
+    const MeshLog* log = recorder.find(meshId);
+    if (ex.method != "GET") {
+      respond(ex, 405, errorJson("Method not allowed"));
+    } else if (!log && !registry.find(meshId)) {
+      respond(ex, 404, errorJson("No such mesh"));
+    } else {
+      respond(ex, 200, recorder.renderJson(log, meshId, nowUs(), nowMs()));
+    }
     return true;
   }
 
@@ -221,7 +258,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, onlineSession(meshId));
+    appendMesh(out, *record, onlineSession(meshId), recorder.find(meshId), nowUs(), nowMs());
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
@@ -316,6 +353,21 @@ void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view
   closeSession(s, 1008, reason, false);
 }
 
+// Blocking SQLite on a worker; the answer comes back to the loop. The next
+// probe is scheduled only once this one is back, so a stuck database gets
+// one probe at a time.
+void Server::Impl::probeDatabase(std::int64_t now) {
+  if (nextDatabaseProbeUs < 0 || now < nextDatabaseProbeUs || shuttingDown) return;
+  nextDatabaseProbeUs = -1;  // one in flight
+  workers.post([this] {
+    const bool writable = registry.checkWritable();
+    post([this, writable] {
+      counters.databaseWritable = writable ? 1 : 0;
+      nextDatabaseProbeUs = nowUs() + kDatabaseProbeUs;
+    });
+  });
+}
+
 std::string Server::Impl::renderMetrics() const {
   std::string out;
   out.reserve(8192);
@@ -401,6 +453,7 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_slow_consumers_total", "counter",
            "Connections closed because their send queue was full.");
   w.sample("mesh_relay_slow_consumers_total", "", c.slowConsumers);
+  recorder.renderMetrics(w);
 
   std::uint64_t queued = 0;
   for (const auto& [id, s] : sessions) queued += s->queuedBytes;
@@ -417,6 +470,9 @@ std::string Server::Impl::renderMetrics() const {
   w.sample("mesh_relay_tls_reloads_total", "result=\"ok\"", c.tlsReloads);
   w.sample("mesh_relay_tls_reloads_total", "result=\"error\"", c.tlsReloadFailures);
 
+  w.family("mesh_relay_database_writable", "gauge",
+           "Last database write probe (/readyz or every 15 s): 1 ok, 0 failed, -1 none yet.");
+  w.sample("mesh_relay_database_writable", "", static_cast<double>(c.databaseWritable));
   w.family("mesh_relay_start_time_seconds", "gauge", "Unix time the relay started.");
   w.sample("mesh_relay_start_time_seconds", "", static_cast<double>(startTimeMs) / 1000.0);
   w.family("mesh_relay_build_info", "gauge", "Always 1; the labels name the build.");

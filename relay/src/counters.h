@@ -47,6 +47,9 @@ struct Counters {
   std::uint64_t secretsRotated = 0;
   std::uint64_t tlsReloads = 0;
   std::uint64_t tlsReloadFailures = 0;
+  // The last database write probe (/readyz, or the periodic one): 1 ok,
+  // 0 failed, -1 none finished yet.
+  int databaseWritable = -1;
   // From a node frame's arrival to the write that sent its last copy.
   Histogram deliverySeconds;
 };

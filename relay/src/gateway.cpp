@@ -160,6 +160,7 @@ int Server::Impl::onReceive(Session& s, const char* data, std::size_t len, bool 
 void Server::Impl::handleMessage(Session& s, std::string_view text, bool binary) {
   ++counters.framesIn;
   counters.bytesIn += text.size();
+  const auto record = recorder.inbound(s, text.size(), frameArrivalUs);
   if (s.state == SessionState::Closing) return;
   if (s.rxOversize) {
     s.rxOversize = false;
@@ -224,6 +225,7 @@ bool Server::Impl::takeRate(Session& s, bool messageFrame) {
 void Server::Impl::handleFrame(Session& s, proto::DecodedFrame& decoded) {
   auto& frame = decoded.frame;
   const auto& id = decoded.id;
+  recorder.decoded(static_cast<InFrameKind>(frame.index()), id);
   if (auto* auth = std::get_if<proto::AuthFrame>(&frame)) {
     startAuth(s, *auth, id);
     return;
@@ -388,6 +390,7 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   if (!name) {
     ++counters.authFailed;
     authBudget.noteFailure(s.peer, meshId, registry.find(meshId).has_value(), nowUs());
+    recorder.auth(s, meshId, false, nowUs());
     LOG_INFO("conn=" << s.id << " auth failed meshId=" << meshId << " peer=" << s.peer);
     s.pendingDuringAuth.clear();
     sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", s.authId);
@@ -416,6 +419,7 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   if (s.wantsPresence) presenceWatchers.insert(&s);
   if (s.participantCount > 0) withParticipants.insert(&s);
   ++counters.authOk;
+  recorder.auth(s, meshId, true, nowUs());
   LOG_INFO("conn=" << s.id << " auth ok meshId=" << s.meshId << " peer=" << s.peer);
 
   const auto now = nowMs();
@@ -458,6 +462,7 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
   auto it = online.find(f.targetMeshId);
   if (it == online.end() || it->second->state != SessionState::Authenticated) {
     ++counters.relaysOffline;
+    recorder.relayed(s, f.targetMeshId, nullptr, f.payloadJson.size(), frameArrivalUs);
     if (id)
       enqueue(s, makeFrame([&](std::string& out) {
                 proto::encodeAck(out, *id, proto::AckStatus::Offline, 0);
@@ -476,6 +481,7 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
               [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
               frameArrivalUs));
   ++counters.relaysDelivered;
+  recorder.relayed(s, f.targetMeshId, &target, f.payloadJson.size(), frameArrivalUs);
   if (id)
     enqueue(s, makeFrame([&](std::string& out) {
               proto::encodeAck(out, *id, proto::AckStatus::Delivered, 1);
@@ -501,6 +507,7 @@ void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
   }
   for (Session* r : recipients) enqueue(*r, frame);
   counters.broadcastRecipients += recipients.size();
+  recorder.broadcast(recipients.size());
   if (id)
     enqueue(s, makeFrame([&](std::string& out) {
               proto::encodeAck(out, *id, proto::AckStatus::Delivered,
@@ -547,6 +554,7 @@ void Server::Impl::sendError(Session& s, proto::ErrorCode code, std::string_view
                              const std::optional<std::string>& id) {
   std::optional<std::string_view> idView;
   if (id) idView = *id;
+  recorder.error(s, code, id, nowUs());
   enqueue(s, makeFrame([&](std::string& out) { proto::encodeError(out, code, message, idView); }));
 }
 
@@ -555,6 +563,7 @@ void Server::Impl::enqueue(Session& s, const OutFramePtr& frame) {
   const std::size_t size = frame->textSize();
   if (s.queuedBytes + size > config.maxSendQueueBytes) {
     ++counters.slowConsumers;
+    recorder.slowConsumer(s, *frame, nowUs());
     LOG_WARN("conn=" << s.id << " meshId=" << s.meshId << " closing: slow consumer ("
                      << s.queuedBytes << " bytes queued)");
     // The backlog is dropped; the node still learns why (PROTOCOL.md).
@@ -898,6 +907,8 @@ void Server::Impl::sweepSessions() {
   }
   for (Session* s : expired) killSession(*s);
   sweepUpgrades(now);
+  recorder.expire(now);
+  probeDatabase(now);
 }
 
 void Server::Impl::schedulePersist() {

@@ -201,7 +201,7 @@ int Server::Impl::onHttpUpgrade(lws* wsi, const char* upgrade) {
 void Server::Impl::route(HttpExchange& ex) {
   ex.routed = true;
   const std::string_view path = ex.path;
-  if (routeOperator(ex)) return;
+  if (routeOperator(ex) || routeStatus(ex)) return;
   if (path == "/health" && ex.method == "GET") {
     respond(ex, 200, "{\"ok\":true,\"connected\":" + std::to_string(online.size()) + "}");
   } else if (path == "/healthz" && ex.method == "GET") {
@@ -214,6 +214,7 @@ void Server::Impl::route(HttpExchange& ex) {
     workers.post([this, id = ex.id] {
       const bool writable = registry.checkWritable();
       post([this, id, writable] {
+        counters.databaseWritable = writable ? 1 : 0;
         respondLater(id, writable ? 200 : 503,
                      writable ? "{\"ok\":true}" : errorBody("database not writable"));
       });

@@ -157,6 +157,10 @@ void bindOptions(CLI::App& app, Config& c) {
                  "Bearer token for GET /metrics (empty = metrics are public)")
       ->envname("MESH_METRICS_TOKEN")
       ->capture_default_str();
+  app.add_option("--recorder-frames", c.recorderFrames,
+                 "Frames the flight recorder keeps per mesh (0 = off)")
+      ->envname("MESH_RECORDER_FRAMES")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{65536}));
   app.add_option("--log-level", c.logLevel, "error, warn, info or debug")
       ->envname("LOG_LEVEL")
       ->transform(

@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "net_policy.h"
 #include "rate_limiter.h"
+#include "recorder.h"
 #include "registry.h"
 #include "session.h"
 #include "worker_pool.h"
@@ -214,7 +215,11 @@ struct Server::Impl {
   void refuse(RefuseReason reason);
   void reloadTlsNow();
   bool routeOperator(HttpExchange& ex);  // true when the path was one of ours
+  bool routeStatus(HttpExchange& ex);    // GET /status and its files (status.cpp)
   [[nodiscard]] std::string renderMetrics() const;
+  // A database write probe on a worker every kDatabaseProbeUs (admin.cpp).
+  void probeDatabase(std::int64_t now);
+  std::int64_t nextDatabaseProbeUs = 0;
   void closeMeshSessions(const std::string& meshId, std::string_view reason);
   void rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
                     std::optional<std::string> currentSecret, bool reveal);
@@ -293,6 +298,7 @@ struct Server::Impl {
   std::string pendingHandshakePeer;  // between FILTER_NETWORK_CONNECTION and WSI_CREATE
   std::vector<char> readBuffer;
   Counters counters;
+  Recorder recorder{config.recorderFrames};  // the last frames of every mesh
 
   NetPolicy netPolicy;
   // The vhost's OpenSSL SSL_CTX, handed over by lws while the context is

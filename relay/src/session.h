@@ -21,6 +21,8 @@ struct lws;
 
 namespace mesh::relay {
 
+class MeshLog;
+
 // One server frame as it goes on the wire: the WebSocket header is written
 // once, right in front of the text, when the frame is made. Immutable once
 // queued and shared by every recipient of a broadcast, so the relay can put
@@ -149,6 +151,8 @@ struct Session {
 
   TokenBucket controlBucket;
   unsigned refusedInARow = 0;
+  // This mesh's flight recorder log, once it has one (recorder.h).
+  std::shared_ptr<MeshLog> recorderLog;
 
   // ---- plain sockets only (wsi == nullptr)
   ev_io io{};                       // the socket (io.fd) and its watcher; io.data is this session

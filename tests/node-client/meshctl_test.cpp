@@ -167,7 +167,8 @@ TEST_F(MeshctlAdmin, AdminSubcommandsNeedTheRightToken) {
   const std::vector<std::vector<std::string>> commands{
       {"meshes"},          {"meshes", "--json"},
       {"mesh", "hotel"},   {"delete", "hotel"},
-      {"rotate", "hotel"}, {"rotate", "hotel", "--secret", "chosen-secret-0123456789"}};
+      {"rotate", "hotel"}, {"rotate", "hotel", "--secret", "chosen-secret-0123456789"},
+      {"recent", "hotel"}};
   for (const auto& command : commands) {
     const CtlRun none = admin(command, "");
     EXPECT_EQ(none.code, 2) << command[0] << ": " << none.err;
@@ -271,6 +272,43 @@ TEST_F(MeshctlAdmin, ListsMeshesAsTableAndJson) {
 
   ::kill(listener, SIGINT);
   EXPECT_EQ(waitProcess(listener, std::chrono::seconds(10)), 0);
+}
+
+TEST_F(MeshctlAdmin, RecentPrintsTheFlightRecorder) {
+  relay->registerMesh("oscar", "oscar-secret-0123456789", "Oscar");
+  // A relay to a mesh that is not there, and a wrong secret from elsewhere.
+  const CtlRun sent = run(withCredentials({"send", "papa", R"({"text":"not recorded"})"}, "oscar",
+                                          "oscar-secret-0123456789"));
+  EXPECT_EQ(sent.code, 5) << sent.err;
+  EXPECT_EQ(discoverAs("oscar", "wrong-secret-0123456789"), 4);
+
+  const CtlRun table = admin({"recent", "oscar"}, kAdminToken);
+  ASSERT_EQ(table.code, 0) << table.err;
+  std::vector<std::string> lines;
+  std::istringstream in(table.out);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  // Header; auth, relay (offline); the failed auth.
+  ASSERT_EQ(lines.size(), 4u) << table.out;
+  EXPECT_EQ(lines[0].rfind("TIME", 0), 0u) << table.out;
+  const auto outcomeColumn = lines[0].find("OUTCOME");
+  EXPECT_EQ(lines[1].find("ok"), outcomeColumn) << table.out;
+  EXPECT_NE(lines[2].find("gateway_relay"), std::string::npos) << table.out;
+  EXPECT_NE(lines[2].find("to papa"), std::string::npos) << table.out;
+  EXPECT_EQ(lines[2].find("offline"), outcomeColumn) << table.out;
+  EXPECT_NE(lines[3].find("127.0.0.1"), std::string::npos) << table.out;
+  EXPECT_EQ(lines[3].find("invalid_credentials"), outcomeColumn) << table.out;
+  EXPECT_EQ(table.out.find("not recorded"), std::string::npos) << table.out;
+
+  const CtlRun json = admin({"recent", "oscar", "--json"}, kAdminToken);
+  ASSERT_EQ(json.code, 0) << json.err;
+  rapidjson::Document doc;
+  doc.Parse(json.out.c_str());
+  ASSERT_TRUE(!doc.HasParseError() && doc.IsObject()) << json.out;
+  EXPECT_EQ(doc["records"].Size(), 3u) << json.out;
+
+  const CtlRun missing = admin({"recent", "quebec"}, kAdminToken);
+  EXPECT_EQ(missing.code, 7) << missing.err;
+  EXPECT_EQ(admin({"recent", "bad/id"}, kAdminToken).code, 2);
 }
 
 TEST_F(MeshctlAdmin, RotateReplacesTheSecret) {

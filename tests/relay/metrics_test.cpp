@@ -1,10 +1,15 @@
 // GET /metrics: values after a scripted sequence, the optional token, and
 // the output checked by promtool (Debian package prometheus).
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
 
 #include "support/test_relay.h"
 
@@ -101,6 +106,13 @@ TEST(Metrics, ValuesFollowAScriptedSequence) {
   EXPECT_EQ(metric(page, "mesh_relay_slow_consumers_total"), 0);
   // The binary frame is refused as a frame; the connection stays.
   EXPECT_EQ(metric(page, "mesh_relay_websocket_protocol_errors_total"), 0);
+  // Refusals by the code sent, the wrong secret's included.
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"unsupported_frame\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"invalid_credentials\"}"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"rate_limited\"}"), 0);
+  // The flight recorder holds the two meshes' logs.
+  EXPECT_EQ(metric(page, "mesh_relay_recorder_meshes"), 2);
+  EXPECT_GT(metric(page, "mesh_relay_recorder_bytes"), 0);
 }
 
 TEST(Metrics, RateLimitAndRefusalsAreCounted) {
@@ -117,7 +129,62 @@ TEST(Metrics, RateLimitAndRefusalsAreCounted) {
   EXPECT_EQ(denied->expectClose(3000ms), 1008);
   const std::string page = scrape(relay);
   EXPECT_EQ(metric(page, "mesh_relay_rate_limited_total"), 1);
+  EXPECT_EQ(metric(page, "mesh_relay_errors_sent_total{code=\"rate_limited\"}"), 1);
   EXPECT_EQ(metric(page, "mesh_relay_connections_refused_total{reason=\"denied\"}"), 1);
+}
+
+// The readiness gauge alerts key on: the periodic probe sets it soon after
+// start, /readyz sets it too, and a database another process holds locked
+// reads as not writable.
+TEST(Metrics, DatabaseWritableGaugeFollowsTheProbe) {
+  TestRelay relay;
+  double value = -1;
+  for (int i = 0; i < 100 && value != 1; ++i) {
+    value = metric(scrape(relay), "mesh_relay_database_writable");
+    if (value != 1) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(value, 1);
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(relay.config().dbPath.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  // The probe waits out the relay's busy timeout (5 s), then fails.
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/readyz", {}, {}, "127.0.0.1", 15000ms).status, 503);
+  EXPECT_EQ(metric(scrape(relay), "mesh_relay_database_writable"), 0);
+  ASSERT_EQ(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/readyz").status, 200);
+  EXPECT_EQ(metric(scrape(relay), "mesh_relay_database_writable"), 1);
+  expectRelayStillServes(relay);
+}
+
+// deploy/grafana and deploy/prometheus name only series a running relay
+// exports (histograms by their _bucket, _sum, _count, or family name).
+TEST(Metrics, DashboardAndAlertsNameOnlyExportedMetrics) {
+  TestRelay relay;
+  auto a = relay.join("names-a");
+  const std::string page = scrape(relay);
+  std::set<std::string> exported;
+  // Sample names, and family names (a histogram's, in descriptions).
+  const std::regex sample(R"(^(?:# TYPE )?(mesh_relay_[a-z0-9_]+)[{ ])");
+  std::istringstream lines(page);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch m;
+    if (std::regex_search(line, m, sample)) exported.insert(m[1]);
+  }
+  ASSERT_GT(exported.size(), 20u);
+  for (const char* file : {"/deploy/grafana/mesh-relay.json", "/deploy/prometheus/alerts.yml"}) {
+    std::ifstream in(std::string(MESH_SOURCE_DIR) + file);
+    ASSERT_TRUE(in) << file;
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::regex name(R"(mesh_relay_[a-z0-9_]+)");
+    std::size_t seen = 0;
+    for (auto it = std::sregex_iterator(text.begin(), text.end(), name);
+         it != std::sregex_iterator(); ++it, ++seen) {
+      EXPECT_TRUE(exported.count(it->str())) << file << " names " << it->str();
+    }
+    EXPECT_GT(seen, 5u) << file;
+  }
 }
 
 TEST(Metrics, TokenProtectsThePage) {
@@ -131,6 +198,24 @@ TEST(Metrics, TokenProtectsThePage) {
   EXPECT_EQ(ok.status, 200);
   EXPECT_NE(ok.body.find("mesh_relay_connections "), std::string::npos);
   EXPECT_EQ(httpRequest(relay.port(), "POST", "/metrics").status, 405);
+  // No admin token configured: an empty bearer opens nothing.
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/metrics", {}, {"Authorization: Bearer "}).status,
+            401);
+}
+
+// The status page reads /metrics with the admin token.
+TEST(Metrics, AdminTokenOpensThePageToo) {
+  TestRelay relay([](relay::Config& c) {
+    c.metricsToken = "metrics-token-123";
+    c.adminToken = "admin-token-4567890123";
+  });
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/metrics", {},
+                        {"Authorization: Bearer admin-token-4567890123"})
+                .status,
+            200);
+  EXPECT_EQ(
+      httpRequest(relay.port(), "GET", "/metrics", {}, {"Authorization: Bearer admin"}).status,
+      401);
 }
 
 TEST(Metrics, PromtoolAcceptsThePage) {
@@ -142,6 +227,8 @@ TEST(Metrics, PromtoolAcceptsThePage) {
   auto b = relay.join("prom-b");
   a->sendText(R"({"type":"gateway_broadcast","payload":{}})");
   b->expectType("gateway_incoming");
+  a->sendText(R"({"type":"gateway_relay"})");  // a refusal, for the errors family
+  a->expectType("error");
   TempDir dir;
   const auto file = dir.path() / "metrics.txt";
   { std::ofstream(file) << scrape(relay); }

@@ -15,6 +15,7 @@
 //   meshctl mesh ID
 //   meshctl delete ID
 //   meshctl rotate ID [--secret NEW]
+//   meshctl recent ID [--json]
 //
 // Every subcommand takes --url (or MESH_GATEWAY_URL); register and the ones
 // that connect take --mesh-id/--secret (or MESH_ID/MESH_SECRET). Results go to stdout as
@@ -477,6 +478,8 @@ std::string stringField(const rapidjson::Value& object, const char* name, const 
   return "?";
 }
 
+void printRows(const std::vector<std::vector<std::string>>& rows);
+
 void printTable(const rapidjson::Value& meshes) {
   std::vector<std::vector<std::string>> rows{{"MESH ID", "NAME", "ONLINE", "CREATED", "LAST SEEN"}};
   for (const auto& m : meshes.GetArray()) {
@@ -484,6 +487,10 @@ void printTable(const rapidjson::Value& meshes) {
                     stringField(m, "online", "?"), stringField(m, "createdAt", "-"),
                     stringField(m, "lastSeen", "never")});
   }
+  printRows(rows);
+}
+
+void printRows(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths(rows.front().size(), 0);
   for (const auto& row : rows) {
     for (std::size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], widthOf(row[i]));
@@ -521,6 +528,56 @@ int runMeshes(const Settings& s) {
   } else {
     printTable(meshes->value);
   }
+  return kOk;
+}
+
+// A flight recorder record's other party: the target of a relay, the sender
+// of a delivered frame, the address of an auth, or a broadcast's count.
+std::string partyOf(const rapidjson::Value& r) {
+  if (r.HasMember("target")) return "to " + stringField(r, "target", "");
+  if (r.HasMember("from")) return "from " + stringField(r, "from", "");
+  if (r.HasMember("address")) return stringField(r, "address", "");
+  const auto n = r.FindMember("recipients");
+  if (n != r.MemberEnd() && n->value.IsUint())
+    return std::to_string(n->value.GetUint()) + " meshes";
+  return "-";
+}
+
+int runRecent(const Settings& s) {
+  if (auto bad = checkMeshId(s.meshId)) return *bad;
+  if (auto bad = checkAdminToken(s)) return *bad;
+  const std::string path = "/meshes/" + s.meshId + "/recent";
+  int failure = kOk;
+  const auto body = askRelay(s, "GET", path, "", true, failure);
+  if (!body) return failure;
+  rapidjson::Document doc;
+  doc.Parse<rapidjson::kParseIterativeFlag>(body->data(), body->size());
+  if (doc.HasParseError() || !doc.IsObject()) return failProtocol("GET " + path);
+  const auto records = doc.FindMember("records");
+  if (records == doc.MemberEnd() || !records->value.IsArray()) return failProtocol("GET " + path);
+  if (s.asJson) {
+    std::cout << oneLine(*body) << std::endl;
+    return kOk;
+  }
+  std::vector<std::vector<std::string>> rows{
+      {"TIME", "DIR", "TYPE", "ID", "SIZE", "PEER", "OUTCOME"}};
+  for (const auto& r : records->value.GetArray()) {
+    if (!r.IsObject()) return failProtocol("GET " + path);
+    const auto size = r.FindMember("size");
+    std::string id = stringField(r, "id", "-");
+    if (r.HasMember("truncated")) id += "~";
+    rows.push_back({stringField(r, "time", "?"), stringField(r, "direction", "?"),
+                    stringField(r, "type", "?"), id,
+                    size != r.MemberEnd() && size->value.IsUint()
+                        ? std::to_string(size->value.GetUint())
+                        : "-",
+                    partyOf(r), stringField(r, "outcome", "?")});
+  }
+  if (rows.size() == 1) {
+    std::cerr << "no frames recorded for " << s.meshId << "\n";
+    return kOk;
+  }
+  printRows(rows);
   return kOk;
 }
 
@@ -709,6 +766,13 @@ int main(int argc, char** argv) {
   addAdminToken(remove);
   remove->add_option("id", s.meshId, "The meshId")->required();
 
+  auto* recent = app.add_subcommand(
+      "recent", "Admin: the mesh's last frames from the relay's flight recorder, as a table");
+  addUrl(recent);
+  addAdminToken(recent);
+  recent->add_option("id", s.meshId, "The meshId")->required();
+  recent->add_flag("--json", s.asJson, "Print the relay's JSON answer instead of a table");
+
   auto* rotate = app.add_subcommand(
       "rotate", "Admin: set a new secret for a mesh, closing its session; prints env lines");
   addUrl(rotate);
@@ -755,6 +819,7 @@ int main(int argc, char** argv) {
     if (meshInfo->parsed()) return runMesh(s);
     if (remove->parsed()) return runDelete(s);
     if (rotate->parsed()) return runRotate(s);
+    if (recent->parsed()) return runRecent(s);
   } catch (const std::exception& e) {
     std::cerr << "meshctl: " << e.what() << "\n";
     return kFailed;

@@ -116,6 +116,10 @@ struct Config {
   // on a private network or behind a proxy that hides the path.
   std::string metricsToken;
 
+  // Frames kept per mesh by the flight recorder (GET /meshes/{id}/recent);
+  // 0 turns it off. 256 covers a few minutes of a busy mesh in 22 KiB.
+  std::size_t recorderFrames = 256;
+
   // On SIGTERM: how long queued frames may take to drain before exit.
   double drainTimeoutSeconds = 5;
   LogLevel logLevel = LogLevel::Info;
