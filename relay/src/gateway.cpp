@@ -376,6 +376,7 @@ void Server::Impl::refuseAuth(Session& s, const std::string& meshId, AuthBudget:
   LOG_INFO("conn=" << s.id << " auth refused meshId=" << meshId << " peer=" << s.peer << ": "
                    << (address ? "too many failed authentications from this address"
                                : "too many failed authentications for this mesh"));
+  recorder.auth(s, meshId, false, nowUs(), proto::ErrorCode::RateLimited);
   s.pendingDuringAuth.clear();
   sendError(s, proto::ErrorCode::RateLimited, "Too many failed authentications; try again later",
             s.authId);

@@ -224,7 +224,8 @@ void Recorder::slowConsumer(Session& s, const OutFrame& frame, std::int64_t atUs
   push(*log, r);
 }
 
-void Recorder::auth(Session& s, const std::string& meshId, bool ok, std::int64_t atUs) {
+void Recorder::auth(Session& s, const std::string& meshId, bool ok, std::int64_t atUs,
+                    proto::ErrorCode refusal) {
   if (!enabled() || !proto::isValidMeshId(meshId)) return;
   std::shared_ptr<MeshLog> log = logFor(meshId);
   FrameRecord r;
@@ -232,7 +233,7 @@ void Recorder::auth(Session& s, const std::string& meshId, bool ok, std::int64_t
   r.direction = Direction::In;
   r.kind = static_cast<std::uint8_t>(InFrameKind::Auth);
   r.outcome = ok ? Outcome::Ok : Outcome::Refused;
-  r.setCode(proto::ErrorCode::InvalidCredentials);
+  r.setCode(refusal);
   r.setText(FrameRecord::Text::Address, s.peer);
   push(*log, r);
   if (ok) s.recorderLog = std::move(log);

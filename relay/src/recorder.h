@@ -157,8 +157,10 @@ class Recorder {
   // `frame` did not fit in the session's send queue: it is closed.
   void slowConsumer(Session& s, const OutFrame& frame, std::int64_t atUs);
   // An auth decided; a failure is recorded against the claimed id (when it
-  // is a well-formed one), with the client's address.
-  void auth(Session& s, const std::string& meshId, bool ok, std::int64_t atUs);
+  // is a well-formed one), with the client's address and the code that
+  // refused it (wrong credentials, or a spent budget of failed auths).
+  void auth(Session& s, const std::string& meshId, bool ok, std::int64_t atUs,
+            proto::ErrorCode refusal = proto::ErrorCode::InvalidCredentials);
   // Drops logs of meshes with no connection past the limits (once a tick).
   void expire(std::int64_t nowUs);
 

@@ -309,6 +309,27 @@ TEST(RecorderRoute, AuthFailureIsRecordedAgainstTheClaimedIdWithItsAddress) {
   expectRelayStillServes(relay);
 }
 
+TEST(RecorderRoute, AuthRefusedByASpentBudgetIsRecordedAsRateLimited) {
+  TestRelay relay([](relay::Config& c) {
+    withAdminToken(c);
+    c.authFailureBurst = 1;
+    c.authFailureRate = 0.001;
+  });
+  ASSERT_EQ(relay.registerMesh("rec-guarded", TestRelay::secretFor("rec-guarded"), "G"), 201);
+  for (int i = 0; i < 2; ++i) {
+    auto c = WsClient::connect(relay.port(), fromAddress("127.0.0.4"));
+    c->sendText(
+        R"({"type":"gateway_auth","meshId":"rec-guarded","secret":"guessed-secret-0123456789"})");
+    EXPECT_EQ(c->expectClose(3000ms), 1008);
+  }
+  const auto doc = records(relay, "rec-guarded");
+  ASSERT_EQ(doc["records"].Size(), 2u);
+  EXPECT_EQ(str(doc["records"][0], "outcome"), "invalid_credentials");
+  EXPECT_EQ(str(doc["records"][1], "outcome"), "rate_limited");
+  EXPECT_EQ(str(doc["records"][1], "address"), "127.0.0.4");
+  expectRelayStillServes(relay);
+}
+
 TEST(RecorderRoute, SlowConsumerIsRecordedOnBothSides) {
   TestRelay relay([](relay::Config& c) {
     withAdminToken(c);
