@@ -7,7 +7,7 @@
 FROM debian:12-slim AS build
 WORKDIR /src
 COPY tools/setup-debian.sh tools/setup-debian.sh
-RUN tools/setup-debian.sh && rm -rf /var/lib/apt/lists/*
+RUN tools/setup-debian.sh --build && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 RUN cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target mesh-relay

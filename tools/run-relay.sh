@@ -3,7 +3,7 @@
 # Extra arguments go to mesh-relay (see build/relay/mesh-relay --help).
 set -eu
 cd "$(dirname "$0")/.."
-tools/setup-debian.sh
+tools/setup-debian.sh --build
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j "$(nproc 2>/dev/null || echo 2)" --target mesh-relay
 mkdir -p data

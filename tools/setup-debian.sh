@@ -1,10 +1,14 @@
 #!/bin/sh
 # Installs the Debian 12 packages the project builds, tests and runs with.
 # Safe to run again: apt-get skips what is already installed.
-#   tools/setup-debian.sh           build + test dependencies (the tests run
-#                                    nginx and Caddy in front of a relay,
-#                                    drive the status page in headless
-#                                    chromium, read the dashboard with jq)
+#   tools/setup-debian.sh           build + test dependencies (tools/test.sh:
+#                                    the tests also run nginx and Caddy in
+#                                    front of a relay, drive the status page
+#                                    in headless chromium, read the dashboard
+#                                    with jq, and fuzz with clang)
+#   tools/setup-debian.sh --build   what building needs, nothing more
+#                                    (tools/run-relay.sh, the container's
+#                                    build stage)
 #   tools/setup-debian.sh --runtime runtime libraries only (container image)
 #   tools/setup-debian.sh --promtool promtool, which the metrics test runs
 #                                    (package prometheus: large, and on a
@@ -15,19 +19,18 @@ set -eu
 
 build_pkgs="build-essential cmake pkg-config git ca-certificates curl
   libwebsockets-dev libwebsockets-evlib-ev libev-dev libsqlite3-dev rapidjson-dev libsodium-dev libcli11-dev
-  libgtest-dev libssl-dev clang libclang-rt-14-dev
-  nginx-light caddy"
+  libgtest-dev libssl-dev"
+test_pkgs="clang libclang-rt-14-dev nginx-light caddy jq chromium"
 runtime_pkgs="libwebsockets17 libwebsockets-evlib-ev libev4 libsqlite3-0 libsodium23 libssl3 ca-certificates curl"
 
-# The dashboard check (jq) and the status page's browser test (chromium).
-build_pkgs="$build_pkgs jq chromium"
-
-if [ "${1:-}" = "--runtime" ]; then
+if [ "${1:-}" = "--build" ]; then
+  pkgs=$build_pkgs
+elif [ "${1:-}" = "--runtime" ]; then
   pkgs=$runtime_pkgs
 elif [ "${1:-}" = "--promtool" ]; then
   pkgs="prometheus"
 else
-  pkgs=$build_pkgs
+  pkgs="$build_pkgs $test_pkgs"
 fi
 
 missing=""
