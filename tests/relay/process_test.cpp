@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <string>
 #include <thread>
 
 #include "support/relay_process.h"
@@ -135,6 +138,26 @@ int idleConnection(std::uint16_t port) {
   if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
   if (fd >= 0) ::close(fd);
   return -1;
+}
+
+// The kernel grows a descriptor table in powers of two, and in a process
+// with threads each growth waits for an RCU grace period inside the call
+// that opened the descriptor: accept(), on the loop. The relay grows its
+// table once at start instead (for --max-connections, within the limit).
+TEST(RelayProcess, DescriptorTableIsGrownAtStart) {
+  TempDir dir;
+  RelayProcess relay(MESH_RELAY_BIN,
+                     {"--db", (dir.path() / "mesh.db").string(), "--max-connections", "3000"});
+  std::ifstream status("/proc/" + std::to_string(relay.pid()) + "/status");
+  std::string line;
+  long fdSize = -1;
+  while (std::getline(status, line)) {
+    if (line.rfind("FDSize:", 0) == 0) fdSize = std::stol(line.substr(7));
+  }
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  const long expected = static_cast<long>(std::min<rlim_t>(rl.rlim_cur, 3000));
+  EXPECT_GE(fdSize, expected) << "the table grows later, inside accept()";
 }
 
 TEST(RelayProcess, RunningOutOfFileDescriptorsPausesAcceptsAndRecovers) {
