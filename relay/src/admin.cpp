@@ -8,6 +8,7 @@
 
 #include <ctime>
 
+#include "iso_time.h"
 #include "log.h"
 #include "server_impl.h"
 #include "sqlite_util.h"
@@ -34,14 +35,9 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
     out += "null";
     return;
   }
-  const auto secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char full[48];
-  std::snprintf(full, sizeof full, "\"%s.%03dZ\"", buf, static_cast<int>(ms % 1000));
-  out += full;
+  out += '"';
+  out += isoTimeMs(ms);
+  out += '"';
 }
 
 // `session` is the mesh's connection when it is online: its address is the

@@ -6,23 +6,13 @@
 #include <ctime>
 #include <variant>
 
+#include "iso_time.h"
 #include "log.h"
 #include "server_impl.h"
 #include "ws_codec.h"
 
 namespace mesh::relay {
 namespace {
-
-std::string isoTimeMs(std::int64_t ms) {
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
-  return out;
-}
 
 static_assert(OutFrame::kHeadroom >= LWS_PRE, "lws_write needs LWS_PRE bytes in front");
 

@@ -6,6 +6,8 @@
 #include <ctime>
 #include <mutex>
 
+#include "iso_time.h"
+
 namespace mesh::relay::log {
 namespace {
 
@@ -38,16 +40,10 @@ bool enabled(LogLevel level) {
 
 void write(LogLevel level, const std::string& line) {
   using namespace std::chrono;
-  const auto now = system_clock::now();
-  const std::time_t secs = system_clock::to_time_t(now);
-  const auto millis = duration_cast<milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  const std::string stamp =
+      isoTimeMs(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
   std::lock_guard lock(gWriteMutex);
-  std::fprintf(stderr, "%s.%03dZ %-5s %s\n", stamp, static_cast<int>(millis), levelName(level),
-               line.c_str());
+  std::fprintf(stderr, "%s %-5s %s\n", stamp.c_str(), levelName(level), line.c_str());
 }
 
 }  // namespace mesh::relay::log

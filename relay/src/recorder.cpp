@@ -5,6 +5,7 @@
 #include <ctime>
 #include <vector>
 
+#include "iso_time.h"
 #include "mesh/proto/codec.h"
 #include "session.h"
 
@@ -26,17 +27,6 @@ std::size_t copyCut(char* dst, std::size_t room, std::string_view v) {
 constexpr std::uint32_t kFirstCapacity = 8;
 // How often expire() looks at the table.
 constexpr std::int64_t kExpireEveryUs = 10'000'000;
-
-void appendIso(std::string& out, std::int64_t ms) {
-  const auto secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  char full[48];
-  std::snprintf(full, sizeof full, "\"%s.%03dZ\"", buf, static_cast<int>(ms % 1000));
-  out += full;
-}
 
 }  // namespace
 
@@ -299,7 +289,9 @@ const MeshLog* Recorder::find(const std::string& meshId) const {
 void Recorder::appendRecord(std::string& out, const FrameRecord& r, std::int64_t nowUs,
                             std::int64_t nowMs) {
   out += "{\"time\":";
-  appendIso(out, nowMs - (nowUs - r.atUs) / 1000);
+  out += '"';
+  out += isoTimeMs(nowMs - (nowUs - r.atUs) / 1000);
+  out += '"';
   out += r.direction == Direction::In ? ",\"direction\":\"in\",\"type\":"
                                       : ",\"direction\":\"out\",\"type\":";
   proto::appendJsonString(out, r.direction == Direction::In
