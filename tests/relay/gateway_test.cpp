@@ -464,18 +464,7 @@ TEST(GatewayErrors, SlowConsumerIsClosedWith1013) {
   auto fast = relay.join("mesh-fast");
   auto slow = relay.join("mesh-slow");
   // mesh-slow never reads; fill its socket buffers and then its queue.
-  const std::string frame =
-      R"({"type":"gateway_relay","targetMeshId":"mesh-slow","payload":{"p":")" +
-      std::string(16000, 'x') + "\"}}";
-  bool closed = false;
-  for (int i = 0; i < 2000 && !closed; ++i) {
-    fast->sendText(frame);
-    if (i % 50 == 49) {
-      auto health = httpRequest(relay.port(), "GET", "/health");
-      closed = health.body == R"({"ok":true,"connected":1})";
-    }
-  }
-  EXPECT_TRUE(closed);
+  EXPECT_TRUE(relayUntilSlowConsumerIsClosed(relay, *fast, "mesh-slow"));
   // What was queued is dropped; the last frame before the close says why.
   std::string lastText;
   WsMessage m;

@@ -338,17 +338,7 @@ TEST(RecorderRoute, SlowConsumerIsRecordedOnBothSides) {
   });
   auto fast = relay.join("rec-fast");
   auto slow = relay.join("rec-slow");
-  const std::string frame =
-      R"({"type":"gateway_relay","targetMeshId":"rec-slow","payload":{"p":")" +
-      std::string(16000, 'x') + "\"}}";
-  bool closed = false;
-  for (int i = 0; i < 2000 && !closed; ++i) {
-    fast->sendText(frame);
-    if (i % 50 == 49) {
-      closed = httpRequest(relay.port(), "GET", "/health").body == R"({"ok":true,"connected":1})";
-    }
-  }
-  ASSERT_TRUE(closed);
+  ASSERT_TRUE(relayUntilSlowConsumerIsClosed(relay, *fast, "rec-slow"));
   const auto sender = records(relay, "rec-fast");
   EXPECT_NE(newest(sender, [](const auto& r) { return str(r, "outcome") == "slow_consumer"; }),
             nullptr);

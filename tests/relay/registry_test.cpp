@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "registry.h"
+#include "registry_fixtures.h"
 
 namespace mesh::relay {
 namespace {
@@ -21,16 +22,7 @@ namespace fs = std::filesystem;
 
 constexpr std::int64_t kNow = 1'700'000'000'000;
 constexpr std::int64_t kDay = 24 * 60 * 60 * 1000;
-const std::string kSecret = "correct horse battery staple";
-const std::string kOtherSecret = "another secret of decent length";
-
-// Argon2id at its minimum cost: the tests check behaviour, not strength.
-Argon2Params fastParams() {
-  Argon2Params p;
-  p.opsLimit = crypto_pwhash_OPSLIMIT_MIN;
-  p.memLimit = crypto_pwhash_MEMLIMIT_MIN;
-  return p;
-}
+using namespace test_fixtures;
 
 // A fresh folder per test, removed with everything in it at the end. The
 // database goes one level deeper so the registry has to create its folder.

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "registry.h"
+#include "registry_fixtures.h"
 #include "support/temp_dir.h"
 
 namespace mesh::relay {
@@ -21,15 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-const std::string kSecret = "correct horse battery staple";
-const std::string kOtherSecret = "another secret of decent length";
-
-Argon2Params fastParams() {
-  Argon2Params p;
-  p.opsLimit = crypto_pwhash_OPSLIMIT_MIN;
-  p.memLimit = crypto_pwhash_MEMLIMIT_MIN;
-  return p;
-}
+using namespace test_fixtures;
 
 // Meshes whose row holds a verifier, read from the file itself.
 int verifierRows(const std::string& dbPath) {

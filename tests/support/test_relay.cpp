@@ -113,6 +113,20 @@ std::vector<std::string> framesUntilProbe(WsClient& c, const std::string& probeI
   }
 }
 
+bool relayUntilSlowConsumerIsClosed(TestRelay& relay, WsClient& sender,
+                                    const std::string& targetMeshId) {
+  const std::string frame = R"({"type":"gateway_relay","targetMeshId":")" + targetMeshId +
+                            R"(","payload":{"p":")" + std::string(16000, 'x') + "\"}}";
+  for (int i = 0; i < 2000; ++i) {
+    sender.sendText(frame);
+    if (i % 50 == 49 &&
+        httpRequest(relay.port(), "GET", "/health").body == R"({"ok":true,"connected":1})") {
+      return true;
+    }
+  }
+  return false;
+}
+
 void expectRelayStillServes(TestRelay& relay) {
   static int round = 0;
   const std::string a = "healthy-a-" + std::to_string(round);

@@ -71,6 +71,12 @@ rapidjson::Document json(const std::string& text);
 // before its answer: a barrier proving the relay processed what came before.
 std::vector<std::string> framesUntilProbe(WsClient& c, const std::string& probeId = "probe");
 
+// `sender` relays frames of 16 KB to `targetMeshId`, which never reads,
+// until the relay closes the target as a slow consumer (its send queue full:
+// /health counts one mesh online again). False if that never happens.
+[[nodiscard]] bool relayUntilSlowConsumerIsClosed(TestRelay& relay, WsClient& sender,
+                                                  const std::string& targetMeshId);
+
 // Two fresh meshes exchange a relay: after a failure case, proof that the
 // relay still serves everyone else (a gtest failure if it does not).
 void expectRelayStillServes(TestRelay& relay);
