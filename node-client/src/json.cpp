@@ -29,9 +29,14 @@ bool withinDepth(const rapidjson::Value& root) {
   return true;
 }
 
+// Numbers stay text: participant lists carry none the node reads, and
+// RapidJSON 1.1's conversion to double reaches undefined behaviour on some
+// exponents (signed overflow on "0.0001e-2147483638"), which a list
+// forwarded from another mesh must never reach.
 std::optional<rapidjson::Document> parse(std::string_view text) {
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
+  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseNumbersAsStringsFlag>(text.data(),
+                                                                                    text.size());
   if (doc.HasParseError() || !withinDepth(doc)) return std::nullopt;
   return doc;
 }
