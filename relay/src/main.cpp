@@ -167,8 +167,6 @@ void bindOptions(CLI::App& app, Config& c) {
       ->delimiter(',');
   app.add_option("--nats-creds", c.natsCredsPath, "NATS credentials file (.creds)")
       ->envname("MESH_NATS_CREDS");
-  app.add_option("--nats-nkey", c.natsNkeySeedPath, "NATS NKey seed file")
-      ->envname("MESH_NATS_NKEY");
   app.add_option("--nats-ca", c.natsCaPath, "PEM CA of the NATS servers' certificates")
       ->envname("MESH_NATS_CA");
   app.add_option("--relay-id", c.relayId,

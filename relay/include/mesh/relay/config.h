@@ -124,10 +124,9 @@ struct Config {
   // "nats://[user:pass@]host:port" or tls://. Empty: a single relay, nothing
   // else changes. Several relays on one NATS cluster behave as one relay.
   std::vector<std::string> natsUrls;
-  // A NATS credentials file (JWT + NKey seed, .creds) or an NKey seed file;
-  // user and password go in the URL.
+  // A NATS credentials file (.creds: a user JWT and its NKey seed, as nsc
+  // writes it); user and password go in the URL instead.
   std::string natsCredsPath;
-  std::string natsNkeySeedPath;
   // PEM CA that signs the NATS servers' certificates (tls:// URLs).
   std::string natsCaPath;
   // This relay's name in the cluster, unique per relay. Empty: hostname and
