@@ -173,8 +173,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     return true;
   }
   auto onlineSession = [this](const std::string& meshId) -> const Session* {
-    auto it = online.find(meshId);
-    return it == online.end() ? nullptr : it->second;
+    return static_cast<const Session*>(router.localConn(meshId));
   };
   if (path == kMeshesPath) {
     if (ex.method != "GET") {
@@ -341,9 +340,9 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
 
 void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view reason) {
   meshBuckets.erase(meshId);
-  auto it = online.find(meshId);
-  if (it == online.end()) return;
-  Session& s = *it->second;
+  const LocalConn conn = router.localConn(meshId);
+  if (!conn) return;
+  Session& s = *static_cast<Session*>(conn);
   sendError(s, proto::ErrorCode::InvalidCredentials,
             "Credentials revoked (" + std::string(reason) + ")", std::nullopt);
   closeSession(s, 1008, reason, false);
@@ -384,7 +383,7 @@ std::string Server::Impl::renderMetrics() const {
   }
 
   w.family("mesh_relay_meshes_online", "gauge", "Authenticated meshes connected now.");
-  w.sample("mesh_relay_meshes_online", "", static_cast<std::uint64_t>(online.size()));
+  w.sample("mesh_relay_meshes_online", "", static_cast<std::uint64_t>(router.localCount()));
   w.family("mesh_relay_meshes_registered", "gauge", "Meshes in the registry.");
   w.sample("mesh_relay_meshes_registered", "", static_cast<std::uint64_t>(registry.size()));
   w.family("mesh_relay_registrations_total", "counter", "POST /register answers, by result.");
