@@ -30,6 +30,8 @@ std::string_view codeText(ErrorCode code) {
       return "slow_consumer";
     case ErrorCode::ShuttingDown:
       return "shutting_down";
+    case ErrorCode::ClusterUnavailable:
+      return "cluster_unavailable";
     case ErrorCode::InvalidUtf8:
       return "invalid_utf8";
   }
@@ -65,6 +67,8 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Send queue full";
     case ErrorCode::ShuttingDown:
       return "Relay shutting down";
+    case ErrorCode::ClusterUnavailable:
+      return "The relay holding the target cannot be reached";
     case ErrorCode::InvalidUtf8:
       return "Text frame is not valid UTF-8";
   }

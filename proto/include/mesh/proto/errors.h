@@ -20,6 +20,9 @@ enum class ErrorCode {
   SessionReplaced,
   SlowConsumer,
   ShuttingDown,
+  // Cluster mode: the target is held by another relay, which cannot be
+  // reached now (NATS unreachable, or that relay did not answer).
+  ClusterUnavailable,
   // Not sent as a frame: a text frame that is not UTF-8 closes with 1007.
   InvalidUtf8,
 };
