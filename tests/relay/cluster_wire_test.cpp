@@ -1,0 +1,134 @@
+// What relays of a cluster say to each other (cluster_wire.h): subjects and
+// message bodies, encoded and read back.
+#include "cluster_wire.h"
+
+#include <gtest/gtest.h>
+
+#include "support/test_relay.h"
+
+namespace mesh::relay::cluster {
+namespace {
+
+MeshInfo sampleMesh(const std::string& id) {
+  MeshInfo m;
+  m.meshId = id;
+  m.name = "Name \"quoted\" \xc3\xa9";
+  m.roomsJson = R"([{"id":"r1","n":1.50}])";
+  m.participantsJson = R"([{"id":"u","big":12345678901234567890123}])";
+  m.participantCount = 1;
+  return m;
+}
+
+TEST(ClusterWire, MeshIdsBecomeOneSubjectTokenAndBack) {
+  EXPECT_EQ(meshToken("plain-id_1"), "plain-id_1");
+  EXPECT_EQ(meshToken("a.b..c."), "a%2Eb%2E%2Ec%2E");
+  for (const std::string id : {"a", "a.b", ".x.", "..", "A-b_c.9"}) {
+    EXPECT_EQ(meshFromToken(meshToken(id)), id);
+    EXPECT_EQ(deliverSubject(id).find('.', 13), std::string::npos) << id;
+    EXPECT_EQ(meshOfDeliverSubject(deliverSubject(id)), id);
+  }
+  EXPECT_EQ(deliverSubject("a.b"), "mesh.deliver.a%2Eb");
+  EXPECT_FALSE(meshOfDeliverSubject("mesh.cluster.directory"));
+  EXPECT_FALSE(meshOfDeliverSubject("mesh.deliver."));
+  EXPECT_FALSE(meshOfDeliverSubject("mesh.deliver.a.b"));
+}
+
+TEST(ClusterWire, HeartbeatCarriesEveryMeshByteForByte) {
+  DirectoryMessage m;
+  m.type = DirectoryType::Heartbeat;
+  m.relayId = "relay-1.example:4000";
+  m.meshes = {sampleMesh("one"), sampleMesh("two.x")};
+  const auto back = decodeDirectory(encodeDirectory(m));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->type, DirectoryType::Heartbeat);
+  EXPECT_EQ(back->relayId, m.relayId);
+  ASSERT_EQ(back->meshes.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back->meshes[i].meshId, m.meshes[i].meshId);
+    EXPECT_EQ(back->meshes[i].name, m.meshes[i].name);
+    // Numbers are not reformatted: the arrays are the node's own text.
+    EXPECT_EQ(back->meshes[i].roomsJson, m.meshes[i].roomsJson);
+    EXPECT_EQ(back->meshes[i].participantsJson, m.meshes[i].participantsJson);
+    EXPECT_EQ(back->meshes[i].participantCount, 1u);
+  }
+  m.meshes.clear();
+  const auto empty = decodeDirectory(encodeDirectory(m));
+  ASSERT_TRUE(empty);
+  EXPECT_TRUE(empty->meshes.empty());
+}
+
+TEST(ClusterWire, DeltasRoundTrip) {
+  DirectoryMessage online{DirectoryType::Online, "r1", {sampleMesh("m")}, "", MeshChange::Rooms};
+  auto back = decodeDirectory(encodeDirectory(online));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->type, DirectoryType::Online);
+  EXPECT_EQ(back->meshes.at(0).meshId, "m");
+
+  DirectoryMessage offline{DirectoryType::Offline, "r1", {}, "gone.mesh", MeshChange::Rooms};
+  back = decodeDirectory(encodeDirectory(offline));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->type, DirectoryType::Offline);
+  EXPECT_EQ(back->meshId, "gone.mesh");
+
+  DirectoryMessage updated{
+      DirectoryType::Updated, "r2", {sampleMesh("u")}, "", MeshChange::Participants};
+  back = decodeDirectory(encodeDirectory(updated));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->type, DirectoryType::Updated);
+  EXPECT_EQ(back->change, MeshChange::Participants);
+
+  for (auto type : {DirectoryType::Hello, DirectoryType::Bye}) {
+    back = decodeDirectory(encodeDirectory({type, "r3", {}, "", MeshChange::Rooms}));
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->type, type);
+    EXPECT_EQ(back->relayId, "r3");
+  }
+}
+
+TEST(ClusterWire, MalformedDirectoryMessagesAreRefused) {
+  for (const char* text :
+       {"", "[]", "{", R"({"type":"heartbeat"})", R"({"type":"nope","relay":"r"})",
+        R"({"type":"heartbeat","relay":""})", R"({"type":"heartbeat","relay":"r"})",
+        R"({"type":"online","relay":"r","meshes":[]})",
+        R"({"type":"heartbeat","relay":"r","meshes":[{"meshId":"m"}]})",
+        R"({"type":"offline","relay":"r"})",
+        R"({"type":"updated","relay":"r","meshes":[{"meshId":"m","name":"n","rooms":"[]",)"
+        R"("participants":"[]","participantCount":0}],"change":"colour"})"}) {
+    EXPECT_FALSE(decodeDirectory(text)) << text;
+  }
+}
+
+TEST(ClusterWire, TakeoverBroadcastAndCountsRoundTrip) {
+  const auto t = decodeTakeover(encodeTakeover({"m.1", "r1", "r2"}));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->meshId, "m.1");
+  EXPECT_EQ(t->fromRelayId, "r1");
+  EXPECT_EQ(t->toRelayId, "r2");
+  EXPECT_FALSE(decodeTakeover(R"({"meshId":"m"})"));
+
+  const std::string frame = "{\"type\":\"gateway_incoming\",\"payload\":\"a\\nb\"}\n{tail";
+  const auto b = decodeBroadcast(encodeBroadcast({"r1", "sender", frame}));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->relayId, "r1");
+  EXPECT_EQ(b->fromMeshId, "sender");
+  EXPECT_EQ(b->incomingText, frame);
+  EXPECT_FALSE(decodeBroadcast("no header line"));
+
+  EXPECT_EQ(decodeCount("0"), 0u);
+  EXPECT_EQ(decodeCount("4096"), 4096u);
+  EXPECT_FALSE(decodeCount(""));
+  EXPECT_FALSE(decodeCount("12x"));
+  EXPECT_FALSE(decodeCount("-1"));
+}
+
+TEST(ClusterWire, SessionEventsAreJsonWithMeshRelayAndTime) {
+  const std::string e = encodeSessionEvent("m.1", "r1", 1'700'000'000'123, "replaced");
+  EXPECT_EQ(test::jsonString(e, "meshId"), "m.1");
+  EXPECT_EQ(test::jsonString(e, "relay"), "r1");
+  EXPECT_EQ(test::jsonString(e, "time"), "2023-11-14T22:13:20.123Z");
+  EXPECT_EQ(test::jsonString(e, "reason"), "replaced");
+  EXPECT_FALSE(test::jsonHas(encodeSessionEvent("m", "r", 0), "reason"));
+}
+
+}  // namespace
+}  // namespace mesh::relay::cluster
