@@ -104,6 +104,32 @@ std::optional<std::string> stringMember(const rapidjson::Document& d, const char
   return std::string(it->value.GetString(), it->value.GetStringLength());
 }
 
+// Cluster mode: what the link to the other relays sees and carries.
+void renderClusterMetrics(MetricsWriter& w, const NatsClusterLink& link) {
+  const ClusterStats& st = link.stats();
+  w.family("mesh_relay_cluster_connected", "gauge",
+           "Cluster mode: 1 while connected to NATS, 0 while not.");
+  w.sample("mesh_relay_cluster_connected", "", std::uint64_t{link.connected() ? 1u : 0u});
+  w.family("mesh_relay_cluster_relays", "gauge",
+           "Cluster mode: other relays heard from in the last 2.5 s.");
+  w.sample("mesh_relay_cluster_relays", "", static_cast<std::uint64_t>(link.relaysSeen()));
+  w.family("mesh_relay_cluster_frames_total", "counter",
+           "Cluster mode: relays and broadcasts to (out) and from (in) other relays.");
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"out\"", st.relaysOut);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"in\"", st.relaysIn);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"broadcast\",direction=\"out\"",
+           st.broadcastsOut);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"broadcast\",direction=\"in\"",
+           st.broadcastsIn);
+  w.family("mesh_relay_cluster_takeovers_total", "counter",
+           "Cluster mode: meshes taken from another relay (out) or by one (in).");
+  w.sample("mesh_relay_cluster_takeovers_total", "direction=\"out\"", st.takeoversOut);
+  w.sample("mesh_relay_cluster_takeovers_total", "direction=\"in\"", st.takeoversIn);
+  w.family("mesh_relay_cluster_relays_lost_total", "counter",
+           "Cluster mode: relays dropped with their meshes after their heartbeats stopped.");
+  w.sample("mesh_relay_cluster_relays_lost_total", "", st.relaysLost);
+}
+
 std::string labelValue(std::string_view text) {
   std::string out;
   for (char c : text) {
@@ -452,6 +478,9 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_slow_consumers_total", "counter",
            "Connections closed because their send queue was full.");
   w.sample("mesh_relay_slow_consumers_total", "", c.slowConsumers);
+  w.sample("mesh_relay_relays_total", "result=\"cluster_unavailable\"",
+           clusterLink ? clusterLink->stats().unavailable : 0);
+  if (clusterLink) renderClusterMetrics(w, *clusterLink);
   recorder.renderMetrics(w);
 
   std::uint64_t queued = 0;
