@@ -46,17 +46,19 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
 // relay of a cluster names that relay instead.
 // `log` is its flight recorder log, if it has one; `nowUs`/`nowMs` map the
 // loop's steady times to wall time.
+// `thisRelay` is this relay's id in a cluster (empty when single): a mesh
+// held here names it too.
 void appendMesh(std::string& out, const MeshRecord& m, const MeshEntry* online, const MeshLog* log,
-                std::int64_t nowUs, std::int64_t nowMs) {
+                std::int64_t nowUs, std::int64_t nowMs, std::string_view thisRelay) {
   const auto* session = online ? static_cast<const Session*>(online->conn) : nullptr;
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
   proto::appendJsonString(out, m.name);
   out += online ? ",\"online\":true" : ",\"online\":false";
-  if (online && !online->local()) {
+  if (online && (!online->local() || !thisRelay.empty())) {
     out += ",\"relay\":";
-    proto::appendJsonString(out, online->relayId);
+    proto::appendJsonString(out, online->local() ? thisRelay : online->relayId);
   }
   if (session) {
     out += ",\"address\":";
@@ -212,11 +214,12 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     }
     std::string out = "{\"meshes\":[";
     bool first = true;
+    const std::string_view thisRelay = clusterLink ? clusterLink->relayId() : std::string_view();
     const std::int64_t us = nowUs(), ms = nowMs();
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms);
+      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms, thisRelay);
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -283,7 +286,8 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs());
+    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs(),
+               clusterLink ? clusterLink->relayId() : std::string_view());
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
