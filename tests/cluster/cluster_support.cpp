@@ -43,6 +43,7 @@ RelayCluster::RelayCluster(int count, bool shared) : nats(3) {
       c.controlRate = 1000;
       c.controlBurst = 1000;
       c.rateLimit = 0;
+      c.adminToken = kAdminToken;
     }));
   }
   // Every relay has heard every other one before a test starts.

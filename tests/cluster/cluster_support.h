@@ -15,6 +15,9 @@
 
 namespace mesh::test {
 
+// The admin token of every relay of a RelayCluster.
+inline constexpr const char* kAdminToken = "cluster-admin-token-0123456789";
+
 // A number from GET /metrics: the sample whose line starts with `series`
 // and a space (e.g. "mesh_relay_cluster_relays"); -1 when absent.
 double metricValue(std::uint16_t port, const std::string& series);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -99,6 +100,32 @@ TEST(ClusterRouting, RelayCrossesRelaysInOrderAndAcksAfterTheOwnerQueuedIt) {
   EXPECT_GE(metricValue(cluster.relay(1).port(),
                         "mesh_relay_cluster_frames_total{kind=\"relay\",direction=\"in\"}"),
             kCount + 1);
+}
+
+// Not a benchmark (tools/mesh-bench is): a quick figure of what one frame
+// across two relays and a NATS route costs, printed with the test's output.
+TEST(ClusterRouting, CrossRelayRoundTripsAndABurstAreMeasured) {
+  RelayCluster cluster;
+  auto a = cluster.join(0, "alpha");
+  auto b = cluster.join(1, "bravo");
+  ASSERT_TRUE(cluster.waitListed(0, "bravo"));
+  std::vector<double> rttUs;
+  for (int i = 0; i < 500; ++i) {
+    const auto t0 = Clock::now();
+    a->sendText(relayFrame("bravo", R"({"n":1})", "q" + std::to_string(i)));
+    ASSERT_EQ(jsonString(nextAck(*a), "status"), "delivered");
+    rttUs.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    b->expectType("gateway_incoming");
+  }
+  std::sort(rttUs.begin(), rttUs.end());
+  constexpr int kBurst = 5000;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kBurst; ++i) a->sendText(relayFrame("bravo", R"({"n":2})"));
+  for (int i = 0; i < kBurst; ++i) b->expectType("gateway_incoming");
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::cout << "[ measure  ] cross-relay relay, send to ack: median " << rttUs[rttUs.size() / 2]
+            << " us, p99 " << rttUs[rttUs.size() * 99 / 100] << " us; a burst of " << kBurst
+            << " frames: " << static_cast<int>(kBurst / seconds) << " frames/s\n";
 }
 
 TEST(ClusterRouting, RelayToAMeshNobodyHoldsIsOfflineAtOnce) {
@@ -324,6 +351,22 @@ TEST(ClusterRouting, MetricsReadyzAndAdminShowTheCluster) {
   const auto ready = httpRequest(port, "GET", "/readyz");
   EXPECT_EQ(ready.status, 200);
   EXPECT_TRUE(jsonBool(ready.body, "cluster"));
+
+  // The admin API of any relay names the relay holding each online mesh.
+  const std::vector<std::string> auth{std::string("Authorization: Bearer ") + kAdminToken};
+  const auto list = httpRequest(port, "GET", "/meshes", {}, auth);
+  ASSERT_EQ(list.status, 200) << list.body;
+  std::map<std::string, std::string> holder;
+  const auto d = json(list.body);
+  for (const auto& m : d["meshes"].GetArray()) {
+    if (m["online"].GetBool()) holder[m["meshId"].GetString()] = m["relay"].GetString();
+  }
+  EXPECT_EQ(holder["bravo"], "r1");
+  EXPECT_EQ(holder["probe-0"], "r0");
+  EXPECT_EQ(holder["probe-2"], "r2");
+  const auto one = httpRequest(cluster.relay(2).port(), "GET", "/meshes/bravo", {}, auth);
+  EXPECT_EQ(jsonString(one.body, "relay"), "r1") << one.body;
+  EXPECT_TRUE(jsonBool(one.body, "online"));
 }
 
 // Every NATS server gone: each relay still serves its own meshes; frames
