@@ -214,6 +214,12 @@ void Server::Impl::releaseLoop() {
 }
 
 Server::Impl::~Impl() {
+  // run() normally closes the cluster link; if it did not get that far, the
+  // link goes first, while lws's context (post()) is still there.
+  if (clusterLink) {
+    router.setClusterLink(noCluster);
+    clusterLink.reset();
+  }
   // Finish blocking work first: it may still post to the inbox, which only
   // needs the context to be alive for lws_cancel_service.
   workers.drain();
