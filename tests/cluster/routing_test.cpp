@@ -3,6 +3,7 @@
 // its own server of a real three-server NATS cluster.
 #include <gtest/gtest.h>
 #include <nats/nats.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -470,6 +471,40 @@ TEST(ClusterRouting, RoutingGoesOnWhenOneNatsServerIsKilled) {
   EXPECT_TRUE(discoverIds(*c).contains("alpha"));
   std::cout << "[ measure  ] one NATS server killed: " << delivered << " delivered, " << refused
             << " cluster_unavailable, " << offline << " offline in 4 s\n";
+}
+
+}  // namespace
+}  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// Without --relay-id a relay of a cluster is "<hostname>:<port>".
+TEST(ClusterRouting, RelayIdDefaultsToHostnameAndPort) {
+  NatsCluster nats(1);
+  TestRelay relay([&](relay::Config& c) {
+    c.natsUrls = {nats.url(0)};
+    c.adminToken = kAdminToken;
+  });
+  auto a = relay.join("solo");
+  char host[256] = {0};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  const auto one = httpRequest(relay.port(), "GET", "/meshes/solo", {},
+                               {std::string("Authorization: Bearer ") + kAdminToken});
+  EXPECT_EQ(jsonString(one.body, "relay"), std::string(host) + ":" + std::to_string(relay.port()))
+      << one.body;
+  EXPECT_EQ(metricValue(relay.port(), "mesh_relay_cluster_connected"), 1);
+}
+
+// A single relay has no cluster figures and no relay field.
+TEST(ClusterRouting, WithoutNatsThereIsNoClusterLink) {
+  TestRelay relay([](relay::Config& c) { c.adminToken = kAdminToken; });
+  auto a = relay.join("alone");
+  EXPECT_EQ(metricValue(relay.port(), "mesh_relay_cluster_connected"), -1);
+  const auto one = httpRequest(relay.port(), "GET", "/meshes/alone", {},
+                               {std::string("Authorization: Bearer ") + kAdminToken});
+  EXPECT_FALSE(jsonHas(one.body, "relay")) << one.body;
+  EXPECT_EQ(httpRequest(relay.port(), "GET", "/readyz").body, R"({"ok":true})");
 }
 
 }  // namespace
