@@ -13,30 +13,54 @@
 
 namespace mesh::relay {
 
-// One message as a libnats thread saw it, copied for the loop.
+// One message or connection event as a libnats thread saw it, copied for
+// the loop.
 struct NatsClusterLink::Inbound {
+  enum class Kind { Message, Connected, Disconnected };
+  Kind kind = Kind::Message;
   std::string subject;
   std::string reply;
   std::string data;
   bool noResponders = false;
 };
 
-// What libnats's threads may touch: the way to the loop, while the link
-// exists. The link closes it before it goes; a callback that runs later
+// What libnats's threads may touch: a queue to the loop, while the link
+// exists. Callbacks append to it; the loop is woken once per batch (one
+// post() for however many messages arrived meanwhile), not once per
+// message. The link closes it before it goes; a callback that runs later
 // (libnats may still be finishing one) finds it closed and drops what it
 // has. Kept alive by every link ever made (see retired()), so a late
 // callback never reads freed memory.
 struct NatsClusterLink::Shared {
   std::mutex mutex;
   bool open = true;
+  bool scheduled = false;  // a drain is posted and has not run yet
+  std::vector<Inbound> queue;
   Post post;
   NatsClusterLink* link = nullptr;
 
-  void toLoop(std::function<void(NatsClusterLink&)> job) {
+  void push(Inbound in) {
     std::lock_guard lock(mutex);
     if (!open) return;
-    NatsClusterLink* l = link;
-    post([l, job = std::move(job)] { job(*l); });
+    queue.push_back(std::move(in));
+    if (scheduled) return;
+    scheduled = true;
+    post([this] { drain(); });
+  }
+
+  // On the loop thread, where the link lives and dies: while it is open,
+  // `link` is alive.
+  void drain() {
+    std::vector<Inbound> batch;
+    NatsClusterLink* l;
+    {
+      std::lock_guard lock(mutex);
+      scheduled = false;
+      if (!open) return;
+      batch.swap(queue);
+      l = link;
+    }
+    for (Inbound& in : batch) l->handleInbound(in);
   }
 };
 
@@ -53,25 +77,27 @@ std::vector<std::shared_ptr<Link::Shared>>& retired() {
 std::mutex retiredMutex;
 
 void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-  auto in = std::make_shared<Link::Inbound>();
-  in->subject = natsMsg_GetSubject(msg);
-  if (const char* reply = natsMsg_GetReply(msg)) in->reply = reply;
+  Link::Inbound in;
+  in.subject = natsMsg_GetSubject(msg);
+  if (const char* reply = natsMsg_GetReply(msg)) in.reply = reply;
   if (const char* data = natsMsg_GetData(msg)) {
-    in->data.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    in.data.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
   }
-  in->noResponders = natsMsg_IsNoResponders(msg);
+  in.noResponders = natsMsg_IsNoResponders(msg);
   natsMsg_Destroy(msg);
-  static_cast<Link::Shared*>(closure)->toLoop([in](Link& link) { link.handleInbound(*in); });
+  static_cast<Link::Shared*>(closure)->push(std::move(in));
 }
 
 void onConnected(natsConnection*, void* closure) {
-  static_cast<Link::Shared*>(closure)->toLoop(
-      [](Link& link) { link.connectionChangedInbound(true); });
+  Link::Inbound in;
+  in.kind = Link::Inbound::Kind::Connected;
+  static_cast<Link::Shared*>(closure)->push(std::move(in));
 }
 
 void onDisconnected(natsConnection*, void* closure) {
-  static_cast<Link::Shared*>(closure)->toLoop(
-      [](Link& link) { link.connectionChangedInbound(false); });
+  Link::Inbound in;
+  in.kind = Link::Inbound::Kind::Disconnected;
+  static_cast<Link::Shared*>(closure)->push(std::move(in));
 }
 
 void onError(natsConnection*, natsSubscription*, natsStatus err, void*) {
@@ -138,7 +164,7 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
         "broadcast subscription");
   LOG_INFO("cluster: relay " << relayId_
                              << (s == NATS_OK ? " starts" : " starts, waiting for NATS"));
-  if (s == NATS_OK) connectionChangedInbound(true);
+  if (s == NATS_OK) connectionChanged(true);
 }
 
 NatsClusterLink::~NatsClusterLink() {
@@ -324,6 +350,10 @@ bool NatsClusterLink::mayTakeOver(std::string_view meshId) const {
 // ---- from NATS (on the loop thread)
 
 void NatsClusterLink::handleInbound(Inbound& in) {
+  if (in.kind != Inbound::Kind::Message) {
+    connectionChanged(in.kind == Inbound::Kind::Connected);
+    return;
+  }
   if (in.subject.size() > inbox_.size() && in.subject.compare(0, inbox_.size(), inbox_) == 0) {
     onReply(in);
   } else if (auto meshId = cluster::meshOfDeliverSubject(in.subject)) {
@@ -341,7 +371,7 @@ void NatsClusterLink::handleInbound(Inbound& in) {
   }
 }
 
-void NatsClusterLink::connectionChangedInbound(bool up) {
+void NatsClusterLink::connectionChanged(bool up) {
   if (up == connected_) return;
   connected_ = up;
   if (!up) {

@@ -95,11 +95,11 @@ class NatsClusterLink final : public ClusterLink {
   // What a libnats callback hands to the loop (cluster_link.cpp).
   struct Inbound;
   struct Shared;
-  // Called on the loop with what a libnats callback posted.
+  // Called on the loop with what a libnats callback queued.
   void handleInbound(Inbound& in);
-  void connectionChangedInbound(bool up);
 
  private:
+  void connectionChanged(bool up);
   void onDeliver(const std::string& meshId, Inbound& in);
   void onReply(Inbound& in);
   void onDirectory(const cluster::DirectoryMessage& m);
