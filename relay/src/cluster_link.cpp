@@ -219,12 +219,12 @@ void NatsClusterLink::publishDirectory(const cluster::DirectoryMessage& m) {
 }
 
 void NatsClusterLink::sendHeartbeat() {
-  cluster::DirectoryMessage hb;
-  hb.type = cluster::DirectoryType::Heartbeat;
-  hb.relayId = relayId_;
-  hb.meshes.reserve(local_.size());
-  for (const auto& [meshId, info] : local_) hb.meshes.push_back(info);
-  publishDirectory(hb);
+  std::vector<MeshInfo> meshes;
+  meshes.reserve(local_.size());
+  for (const auto& [meshId, info] : local_) meshes.push_back(info);
+  for (const auto& part : cluster::heartbeatParts(relayId_, std::move(meshes))) {
+    publishDirectory(part);
+  }
   lastHeartbeatUs = nowUs();
 }
 
@@ -467,9 +467,18 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
       sendHeartbeat();
       break;
     case DirectoryType::Heartbeat: {
-      std::unordered_set<std::string> now;
+      // The parts of one heartbeat arrive in order; a part missing (this
+      // relay was cut off meanwhile) makes it wait for the next whole one.
+      if (m.part == 0) {
+        r.assembling.clear();
+      } else if (m.part != r.nextPart) {
+        r.nextPart = 0;
+        r.assembling.clear();
+        break;
+      }
+      r.nextPart = m.part + 1;
       for (const MeshInfo& info : m.meshes) {
-        now.insert(info.meshId);
+        r.assembling.insert(info.meshId);
         const MeshEntry* e = router_.find(info.meshId);
         if (!e) {
           // Deltas keep the table current; a heartbeat only fills in what
@@ -484,10 +493,13 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
           }
         }
       }
+      if (r.nextPart < m.parts) break;
       for (const std::string& meshId : r.meshes) {
-        if (!now.contains(meshId)) router_.remoteOffline(meshId, m.relayId);
+        if (!r.assembling.contains(meshId)) router_.remoteOffline(meshId, m.relayId);
       }
-      r.meshes = std::move(now);
+      r.meshes = std::move(r.assembling);
+      r.assembling.clear();
+      r.nextPart = 0;
       break;
     }
     case DirectoryType::Online:

@@ -133,6 +133,9 @@ class NatsClusterLink final : public ClusterLink {
   struct RelayState {
     std::int64_t lastHeardUs = 0;
     std::unordered_set<std::string> meshes;  // as its heartbeats and deltas say
+    // A heartbeat in several parts, as far as it arrived.
+    std::unordered_set<std::string> assembling;
+    std::uint32_t nextPart = 0;
   };
   std::unordered_map<std::string, RelayState> relays_;
 

@@ -146,6 +146,9 @@ std::string encodeDirectory(const DirectoryMessage& m) {
         appendMesh(out, m.meshes[i]);
       }
       out += ']';
+      if (m.type == DirectoryType::Heartbeat && m.parts > 1) {
+        out += ",\"part\":" + std::to_string(m.part) + ",\"parts\":" + std::to_string(m.parts);
+      }
       if (m.type == DirectoryType::Updated) {
         out += ',';
         appendField(out, "change", m.change == MeshChange::Rooms ? "rooms" : "participants");
@@ -186,6 +189,18 @@ std::optional<DirectoryMessage> decodeDirectory(std::string_view text) {
         m.meshes.push_back(std::move(*mesh));
       }
       if (m.type != DirectoryType::Heartbeat && m.meshes.size() != 1) return std::nullopt;
+      if (m.type == DirectoryType::Heartbeat) {
+        auto part = d.FindMember("part");
+        auto parts = d.FindMember("parts");
+        if (part != d.MemberEnd() || parts != d.MemberEnd()) {
+          if (part == d.MemberEnd() || parts == d.MemberEnd() || !part->value.IsUint() ||
+              !parts->value.IsUint() || part->value.GetUint() >= parts->value.GetUint()) {
+            return std::nullopt;
+          }
+          m.part = part->value.GetUint();
+          m.parts = parts->value.GetUint();
+        }
+      }
       if (m.type == DirectoryType::Updated) {
         auto change = stringOf(d, "change");
         if (change == "rooms") {
@@ -209,6 +224,38 @@ std::optional<DirectoryMessage> decodeDirectory(std::string_view text) {
       break;
   }
   return m;
+}
+
+std::vector<DirectoryMessage> heartbeatParts(std::string_view relayId,
+                                             std::vector<MeshInfo> meshes) {
+  std::vector<DirectoryMessage> out;
+  DirectoryMessage part;
+  part.type = DirectoryType::Heartbeat;
+  part.relayId.assign(relayId);
+  std::size_t bytes = 0;
+  for (MeshInfo& m : meshes) {
+    // JSON escaping can double a string; the field names and numbers take
+    // less than 100 bytes.
+    const std::size_t size =
+        2 * (m.meshId.size() + m.name.size() + m.roomsJson.size() + m.participantsJson.size()) +
+        100;
+    if (!part.meshes.empty() && bytes + size > kHeartbeatPartBytes) {
+      out.push_back(std::move(part));
+      part = DirectoryMessage{};
+      part.type = DirectoryType::Heartbeat;
+      part.relayId.assign(relayId);
+      bytes = 0;
+    }
+    bytes += size;
+    part.meshes.push_back(std::move(m));
+  }
+  out.push_back(std::move(part));
+  const auto parts = static_cast<std::uint32_t>(out.size());
+  for (std::uint32_t i = 0; i < parts; ++i) {
+    out[i].part = i;
+    out[i].parts = parts;
+  }
+  return out;
 }
 
 std::string encodeTakeover(const Takeover& t) {

@@ -53,10 +53,21 @@ enum class DirectoryType {
 struct DirectoryMessage {
   DirectoryType type = DirectoryType::Heartbeat;
   std::string relayId;
-  std::vector<MeshInfo> meshes;           // Heartbeat: all; Online/Updated: one
+  std::vector<MeshInfo> meshes;           // Heartbeat: all (of this part); Online/Updated: one
   std::string meshId;                     // Offline
   MeshChange change = MeshChange::Rooms;  // Updated
+  // Heartbeat: a relay with many meshes sends its list in several parts,
+  // one after the other, so that no message exceeds NATS's max_payload.
+  std::uint32_t part = 0;
+  std::uint32_t parts = 1;
 };
+
+// Meshes per heartbeat part are chosen so that a part stays under this.
+inline constexpr std::size_t kHeartbeatPartBytes = 256 * 1024;
+// A heartbeat of `meshes` in parts of at most kHeartbeatPartBytes each (at
+// least one part, empty when there are no meshes).
+[[nodiscard]] std::vector<DirectoryMessage> heartbeatParts(std::string_view relayId,
+                                                           std::vector<MeshInfo> meshes);
 
 [[nodiscard]] std::string encodeDirectory(const DirectoryMessage& m);
 // Nullopt for anything malformed (the message is ignored).

@@ -509,3 +509,44 @@ TEST(ClusterRouting, WithoutNatsThereIsNoClusterLink) {
 
 }  // namespace
 }  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// A relay that joins late learns the meshes already online from the others'
+// heartbeats; with long participant lists a heartbeat comes in several parts.
+TEST(ClusterRouting, ARelayJoiningLaterLearnsEveryMeshFromHeartbeatsInParts) {
+  NatsCluster nats(3);
+  auto tweak = [&](int i) {
+    return [&nats, i](relay::Config& c) {
+      c.natsUrls = {nats.url(i)};
+      c.relayId = "late-r" + std::to_string(i);
+      c.controlRate = 1000;
+      c.controlBurst = 1000;
+    };
+  };
+  TestRelay first(tweak(0));
+  // 24 x 50 KB: more than NATS's default max_payload (1 MiB) in one message.
+  constexpr int kBig = 24;
+  const std::string participants =
+      R"("participants":[{"id":")" + std::string(50'000, 'p') + R"("}])";
+  std::vector<std::unique_ptr<WsClient>> meshes;
+  for (int i = 0; i < kBig; ++i)
+    meshes.push_back(first.join("big-" + std::to_string(i), participants));
+
+  TestRelay late(tweak(1));
+  auto observer = late.join("observer");
+  ASSERT_TRUE(eventually([&] {
+    const auto ids = discoverIds(*observer);
+    for (int i = 0; i < kBig; ++i) {
+      if (!ids.contains("big-" + std::to_string(i))) return false;
+    }
+    return true;
+  }));
+  // And it keeps them: whole heartbeats keep arriving, none drops a mesh.
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_EQ(discoverIds(*observer).size(), kBig + 1u);
+}
+
+}  // namespace
+}  // namespace mesh::test

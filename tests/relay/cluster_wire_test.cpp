@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "support/test_relay.h"
 
 namespace mesh::relay::cluster {
@@ -57,32 +59,74 @@ TEST(ClusterWire, HeartbeatCarriesEveryMeshByteForByte) {
   EXPECT_TRUE(empty->meshes.empty());
 }
 
+DirectoryMessage message(DirectoryType type, const std::string& relay) {
+  DirectoryMessage m;
+  m.type = type;
+  m.relayId = relay;
+  return m;
+}
+
 TEST(ClusterWire, DeltasRoundTrip) {
-  DirectoryMessage online{DirectoryType::Online, "r1", {sampleMesh("m")}, "", MeshChange::Rooms};
+  DirectoryMessage online = message(DirectoryType::Online, "r1");
+  online.meshes = {sampleMesh("m")};
   auto back = decodeDirectory(encodeDirectory(online));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->type, DirectoryType::Online);
   EXPECT_EQ(back->meshes.at(0).meshId, "m");
 
-  DirectoryMessage offline{DirectoryType::Offline, "r1", {}, "gone.mesh", MeshChange::Rooms};
+  DirectoryMessage offline = message(DirectoryType::Offline, "r1");
+  offline.meshId = "gone.mesh";
   back = decodeDirectory(encodeDirectory(offline));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->type, DirectoryType::Offline);
   EXPECT_EQ(back->meshId, "gone.mesh");
 
-  DirectoryMessage updated{
-      DirectoryType::Updated, "r2", {sampleMesh("u")}, "", MeshChange::Participants};
+  DirectoryMessage updated = message(DirectoryType::Updated, "r2");
+  updated.meshes = {sampleMesh("u")};
+  updated.change = MeshChange::Participants;
   back = decodeDirectory(encodeDirectory(updated));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->type, DirectoryType::Updated);
   EXPECT_EQ(back->change, MeshChange::Participants);
 
   for (auto type : {DirectoryType::Hello, DirectoryType::Bye}) {
-    back = decodeDirectory(encodeDirectory({type, "r3", {}, "", MeshChange::Rooms}));
+    back = decodeDirectory(encodeDirectory(message(type, "r3")));
     ASSERT_TRUE(back);
     EXPECT_EQ(back->type, type);
     EXPECT_EQ(back->relayId, "r3");
   }
+}
+
+// A relay with many meshes, or meshes with long lists, sends its heartbeat
+// in parts that each fit NATS's default max_payload (1 MiB).
+TEST(ClusterWire, LargeHeartbeatsAreSentInPartsThatFitAMessage) {
+  std::vector<MeshInfo> meshes;
+  for (int i = 0; i < 3000; ++i) {
+    MeshInfo m = sampleMesh("mesh-" + std::to_string(i));
+    m.participantsJson = "[\"" + std::string(400, 'p') + "\"]";
+    meshes.push_back(std::move(m));
+  }
+  const auto parts = heartbeatParts("r1", meshes);
+  ASSERT_GT(parts.size(), 1u);
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const std::string text = encodeDirectory(parts[i]);
+    EXPECT_LE(text.size(), kHeartbeatPartBytes);
+    const auto back = decodeDirectory(text);
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->part, i);
+    EXPECT_EQ(back->parts, parts.size());
+    for (const auto& m : back->meshes) seen.insert(m.meshId);
+  }
+  EXPECT_EQ(seen.size(), meshes.size());
+
+  // No meshes: one empty part, without part numbers on the wire.
+  const auto none = heartbeatParts("r1", {});
+  ASSERT_EQ(none.size(), 1u);
+  EXPECT_EQ(encodeDirectory(none[0]).find("parts"), std::string::npos);
+  EXPECT_FALSE(
+      decodeDirectory(R"({"type":"heartbeat","relay":"r","meshes":[],"part":2,"parts":2})"));
+  EXPECT_FALSE(decodeDirectory(R"({"type":"heartbeat","relay":"r","meshes":[],"part":0})"));
 }
 
 TEST(ClusterWire, MalformedDirectoryMessagesAreRefused) {
