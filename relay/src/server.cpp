@@ -126,7 +126,8 @@ Server::Impl::Impl(const Config& cfg)
   protocols[1] = lws_protocols{};  // terminator
 
   // Without TLS the relay listens itself and serves /gateway WebSockets
-  // without lws (plain_gateway.cpp); lws gets every other connection.
+  // without lws (plain_listener.cpp and the plain_*.cpp beside it); lws gets every other
+  // connection.
   const bool plain = config.tlsCertPath.empty() && config.tlsKeyPath.empty();
   lws_context_creation_info info{};
   info.port = plain ? CONTEXT_PORT_NO_LISTEN_SERVER : config.port;

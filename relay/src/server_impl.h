@@ -150,7 +150,9 @@ struct Server::Impl {
   void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
 
-  // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
+  // ---- WebSocket on plain TCP, served without lws: the listener
+  // (plain_listener.cpp), the request head and upgrade (plain_upgrade.cpp),
+  // the frame reader (plain_reader.cpp) and batched writes (plain_writer.cpp)
   // A connection whose request is still being read.
   struct Upgrade {
     ev_io io{};
@@ -283,7 +285,7 @@ struct Server::Impl {
   const std::string& coalesce(const Session& s, std::size_t count);
 
   // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
-  // and hands every other connection to lws (plain_gateway.cpp).
+  // and hands every other connection to lws (plain_listener.cpp).
   int listenFd = -1;
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later

@@ -90,7 +90,7 @@ enum class SessionState {
 struct Session {
   std::uint64_t id = 0;
   // An lws connection (TLS, HTTP/2), or null for a WebSocket the relay
-  // serves itself on a plain TCP socket (see plain_gateway.cpp).
+  // serves itself on a plain TCP socket (plain_listener.cpp and beside it).
   lws* wsi = nullptr;
   std::string peer;  // client address, for logs and per-address limits
   SessionState state = SessionState::Unauthenticated;
