@@ -21,6 +21,7 @@
 #include <stdexcept>
 
 #include "log.h"
+#include "plain_connection.h"
 #include "plain_io.h"
 #include "server_impl.h"
 #include "ws_handshake.h"
@@ -70,11 +71,13 @@ void onUpgradeEvent(struct ev_loop* /*loop*/, ev_io* w, int /*revents*/) {
 
 void onSessionEvent(struct ev_loop* /*loop*/, ev_io* w, int revents) {
   try {
-    owner->onPlainEvent(*static_cast<Session*>(w->data), revents);
+    auto& s = *static_cast<Session*>(w->data);
+    PlainConnection::of(s).onEvent(s, revents);
   } catch (const std::exception& e) {
     // As for lws connections: this one is dropped, the relay goes on.
     LOG_ERROR("internal error on a connection, closing it: " << e.what());
-    owner->closePlain(*static_cast<Session*>(w->data));
+    auto& s = *static_cast<Session*>(w->data);
+    s.conn->kill(s);
   }
 }
 
@@ -167,11 +170,7 @@ void Server::Impl::closeListener() {
   for (Upgrade* u : pending) dropUpgrade(*u, {});
   // Sessions left after the drain timeout: their sockets close with the
   // relay.
-  for (auto& [id, s] : sessions) {
-    if (!s->plainSocket() || !ev_is_active(&s->io)) continue;
-    ev_io_stop(evLoop, &s->io);
-    ::close(s->io.fd);
-  }
+  for (auto& [id, s] : sessions) s->conn->abandon();
 }
 
 void Server::Impl::onAccept() {

@@ -12,6 +12,7 @@
 
 #include "http_head.h"
 #include "log.h"
+#include "plain_connection.h"
 #include "plain_io.h"
 #include "server_impl.h"
 #include "ws_handshake.h"
@@ -91,11 +92,8 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
 
-  Session& s = openSession(nullptr, std::move(peer));
-  ev_io_init(&s.io, plain::onSessionEvent, fd, EV_READ);
-  s.io.data = &s;
-  ev_io_start(evLoop, &s.io);
-  if (!early.empty()) handleBytes(s, early.data(), early.size());
+  Session& s = openSession(std::make_unique<PlainConnection>(*this), std::move(peer));
+  PlainConnection::of(s).start(s, fd, std::move(early));
 }
 
 void Server::Impl::handOverToLws(Upgrade& u) {

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 
+#include "plain_connection.h"
 #include "server_impl.h"
 
 namespace mesh::relay {
@@ -22,18 +23,23 @@ constexpr std::size_t kCoalesceBytes = 16 * 1024;
 
 }  // namespace
 
+void PlainConnection::flush(Session& s) {
+  // After the peer's close frame only our answer to it is still queued.
+  if (!write(s)) close(s);
+}
+
 // Writes queued frames, several per write, until the queue is empty or the
 // socket is full (then the watcher waits for EV_WRITE too): small ones copied
 // into one buffer (coalesce()), larger ones by sendmsg() straight from their
-// shared buffers. Failed: the connection is done and must close.
-Server::Impl::WriteResult Server::Impl::writePlain(Session& s) {
+// shared buffers.
+bool PlainConnection::write(Session& s) {
   iovec iov[kMaxIov];
   while (!s.queue.empty()) {
     std::size_t count = 0;
     std::size_t total = 0;
     for (; count < s.queue.size() && count < kMaxIov && total < kWriteBatchBytes; ++count) {
       const OutFrame& f = *s.queue.at(count);
-      const std::size_t skip = count == 0 ? s.sentOfFront : 0;
+      const std::size_t skip = count == 0 ? sentOfFront_ : 0;
       iov[count].iov_base = const_cast<char*>(f.wire() + skip);
       iov[count].iov_len = f.wireSize() - skip;
       total += iov[count].iov_len;
@@ -41,59 +47,65 @@ Server::Impl::WriteResult Server::Impl::writePlain(Session& s) {
     ssize_t n;
     // After a partial write (rare: the socket was full) the rest goes from
     // the frames themselves.
-    if (count > 1 && total <= kCoalesceBytes && s.sentOfFront == 0) {
-      const std::string& bytes = coalesce(s, count);
-      n = ::send(s.io.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (count > 1 && total <= kCoalesceBytes && sentOfFront_ == 0) {
+      const std::string& bytes = server_.coalesce(s, count);
+      n = ::send(io_.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     } else {
       msghdr msg{};
       msg.msg_iov = iov;
       msg.msg_iovlen = count;
-      n = ::sendmsg(s.io.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      n = ::sendmsg(io_.fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        watchWritable(s, true);
-        return WriteResult::Ok;
+        watchWritable(true);
+        return true;
       }
-      return WriteResult::Failed;
+      return false;
     }
     std::size_t left = static_cast<std::size_t>(n);
     std::int64_t now = 0;
     while (left > 0) {
-      const std::size_t rest = s.queue.front()->wireSize() - s.sentOfFront;
+      const std::size_t rest = s.queue.front()->wireSize() - sentOfFront_;
       if (left < rest) {
-        s.sentOfFront += left;
+        sentOfFront_ += left;
         break;
       }
       left -= rest;
-      s.sentOfFront = 0;
+      sentOfFront_ = 0;
       OutFramePtr frame = s.queue.pop();
-      frameWritten(s, frame, now);
+      server_.frameWritten(s, frame, now);
       // Our answer to the peer's close frame is out: the connection is done.
-      if (frame->isClose && s.peerClosed) return WriteResult::Failed;
+      if (frame->isClose && s.peerClosed) return false;
     }
     if (static_cast<std::size_t>(n) < total) {
-      watchWritable(s, true);
-      return WriteResult::Ok;
+      watchWritable(true);
+      return true;
     }
   }
-  watchWritable(s, false);
-  return WriteResult::Ok;
+  watchWritable(false);
+  return true;
 }
 
-void Server::Impl::watchWritable(Session& s, bool on) {
-  if (s.waitingWritable == on) return;
-  s.waitingWritable = on;
-  ev_io_stop(evLoop, &s.io);
-  ev_io_set(&s.io, s.io.fd, on ? EV_READ | EV_WRITE : EV_READ);
-  ev_io_start(evLoop, &s.io);
+void PlainConnection::watchWritable(bool on) {
+  if (waitingWritable_ == on) return;
+  waitingWritable_ = on;
+  ev_io_stop(server_.evLoop, &io_);
+  ev_io_set(&io_, io_.fd, on ? EV_READ | EV_WRITE : EV_READ);
+  ev_io_start(server_.evLoop, &io_);
 }
 
-void Server::Impl::closePlain(Session& s) {
-  ev_io_stop(evLoop, &s.io);
-  ::close(s.io.fd);
-  onClosed(s);
+void PlainConnection::close(Session& s) {
+  ev_io_stop(server_.evLoop, &io_);
+  ::close(io_.fd);
+  server_.onClosed(s);  // frees the session and this connection
+}
+
+void PlainConnection::abandon() {
+  if (!ev_is_active(&io_)) return;
+  ev_io_stop(server_.evLoop, &io_);
+  ::close(io_.fd);
 }
 
 }  // namespace mesh::relay

@@ -11,6 +11,7 @@
 
 #include "http_head.h"
 #include "log.h"
+#include "lws_connection.h"
 #include "server_impl.h"
 #include "tls.h"
 
@@ -367,13 +368,14 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
                        lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0);
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!pss || !pss->session) return 0;
-      return onWriteable(*pss->session);
+      return LwsConnection::of(*pss->session).onWriteable(*pss->session);
     case LWS_CALLBACK_RECEIVE_PONG:
       if (pss && pss->session) heardFrom(*pss->session);
       return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (!pss || !pss->session) return 0;
-      return onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
+      return LwsConnection::of(*pss->session)
+          .onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
     case LWS_CALLBACK_CLOSED:
       onClosed(pss);
       return 0;
