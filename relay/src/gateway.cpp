@@ -433,46 +433,41 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
   }
   const auto result =
       router.relay({s.meshId, s.name, &s}, f.targetMeshId, payload, id, frameArrivalUs, [&] {
-        // The target is on another relay: the ack
-        // waits for its answer.
+        // The target is on another relay: the ack waits for its answer.
         return RelayAnswer([this, sessionId = s.id, id](RelayOutcome outcome) {
-          relayAnswered(sessionId, id, outcome);
+          if (Session* sp = findSession(sessionId)) {
+            relayAnswered(*sp, id, outcome);
+          } else {
+            countRelay(outcome);  // the sender is gone: nobody to ack
+          }
         });
       });
   if (!result.outcome) return;
-  if (*result.outcome == RelayOutcome::Delivered) {
-    ++counters.relaysDelivered;
-  } else {
-    ++counters.relaysOffline;
-  }
   recorder.relayed(s, f.targetMeshId, static_cast<Session*>(result.to), f.payloadJson.size(),
                    frameArrivalUs);
-  if (id) {
-    const bool delivered = *result.outcome == RelayOutcome::Delivered;
-    enqueue(s, makeFrame([&](std::string& out) {
-              proto::encodeAck(out, *id,
-                               delivered ? proto::AckStatus::Delivered : proto::AckStatus::Offline,
-                               delivered ? 1 : 0);
-            }));
-  }
+  relayAnswered(s, id, *result.outcome);
 }
 
-// The answer of another relay to a relay frame sent there.
-void Server::Impl::relayAnswered(std::uint64_t sessionId, const std::optional<std::string>& id,
+void Server::Impl::relayAnswered(Session& s, const std::optional<std::string>& id,
                                  RelayOutcome outcome) {
+  countRelay(outcome);
+  if (!id || s.state != SessionState::Authenticated) return;
+  // A relay that cannot be reached answers offline until the protocol has a
+  // code of its own for it.
+  const bool delivered = outcome == RelayOutcome::Delivered;
+  enqueue(s, makeFrame([&](std::string& out) {
+            proto::encodeAck(out, *id,
+                             delivered ? proto::AckStatus::Delivered : proto::AckStatus::Offline,
+                             delivered ? 1 : 0);
+          }));
+}
+
+void Server::Impl::countRelay(RelayOutcome outcome) {
   if (outcome == RelayOutcome::Delivered) {
     ++counters.relaysDelivered;
   } else {
     ++counters.relaysOffline;
   }
-  Session* s = findSession(sessionId);
-  if (!id || !s || s->state != SessionState::Authenticated) return;
-  // Unreachable relays answer offline until the protocol has a code for it.
-  const bool delivered = outcome == RelayOutcome::Delivered;
-  enqueue(*s, makeFrame([&](std::string& out) {
-    proto::encodeAck(out, *id, delivered ? proto::AckStatus::Delivered : proto::AckStatus::Offline,
-                     delivered ? 1 : 0);
-  }));
 }
 
 void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,

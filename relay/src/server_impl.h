@@ -124,8 +124,10 @@ struct Server::Impl final : LocalDelivery {
   void handleRelay(Session& s, const proto::RelayFrame& f, const std::optional<std::string>& id);
   void handleBroadcast(Session& s, const proto::BroadcastFrame& f,
                        const std::optional<std::string>& id);
-  void relayAnswered(std::uint64_t sessionId, const std::optional<std::string>& id,
-                     RelayOutcome outcome);
+  // Counts the outcome of a relay (here, or the answer of another relay)
+  // and acks it to its sender when it carried an id.
+  void relayAnswered(Session& s, const std::optional<std::string>& id, RelayOutcome outcome);
+  void countRelay(RelayOutcome outcome);
   void handleDiscover(Session& s, const std::optional<std::string>& id);
   // LocalDelivery: a LocalConn is a Session*.
   void deliver(std::span<const LocalConn> to, Encoder encode, std::int64_t arrivalUs) override;
