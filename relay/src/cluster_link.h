@@ -50,7 +50,7 @@ class NatsClusterLink final : public ClusterLink {
   // (at most 3 s after its last sign of life, with the 200 ms tick).
   static constexpr std::int64_t kSilenceUs = 2'500'000;
   // A relay answers a gateway_relay within this, or it counts as unreachable.
-  static constexpr std::int64_t kRelayTimeoutUs = 5'000'000;
+  static constexpr std::int64_t kRelayTimeoutUs = 2'000'000;
   // Broadcast counts from the other relays are awaited this long at most.
   static constexpr std::int64_t kBroadcastWaitUs = 1'000'000;
   // A mesh taken over by one relay is not taken back by another sooner.
