@@ -435,6 +435,13 @@ void NatsClusterLink::onReply(Inbound& in) {
 void NatsClusterLink::onDeliver(const std::string& meshId, Inbound& in) {
   ++stats_.relaysIn;
   const RelayOutcome outcome = router_.deliverRelay(meshId, in.data);
+  if (outcome != RelayOutcome::Delivered) {
+    // Sent while this relay still held the mesh, which another relay has
+    // taken since: that one answers (both were subscribed for a moment),
+    // and an "offline" from here must not beat its "delivered".
+    const MeshEntry* e = router_.find(meshId);
+    if (e && !e->local()) return;
+  }
   if (!in.reply.empty()) {
     publish(in.reply,
             outcome == RelayOutcome::Delivered ? cluster::kDeliveredReply : cluster::kOfflineReply);
