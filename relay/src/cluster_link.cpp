@@ -132,36 +132,50 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     std::lock_guard lock(retiredMutex);
     retired().push_back(shared_);
   }
-  NatsOptionsPtr opts = makeNatsOptions(config, "mesh-relay " + relayId_);
-  check(natsOptions_SetRetryOnFailedConnect(opts.get(), true, onConnected, shared_.get()),
-        "retry at start");
-  check(natsOptions_SetReconnectedCB(opts.get(), onConnected, shared_.get()), "reconnected");
-  check(natsOptions_SetDisconnectedCB(opts.get(), onDisconnected, shared_.get()), "disconnected");
-  check(natsOptions_SetErrorHandler(opts.get(), onError, shared_.get()), "error handler");
+  natsStatus s = NATS_OK;
+  try {
+    NatsOptionsPtr opts = makeNatsOptions(config, "mesh-relay " + relayId_);
+    check(natsOptions_SetRetryOnFailedConnect(opts.get(), true, onConnected, shared_.get()),
+          "retry at start");
+    check(natsOptions_SetReconnectedCB(opts.get(), onConnected, shared_.get()), "reconnected");
+    check(natsOptions_SetDisconnectedCB(opts.get(), onDisconnected, shared_.get()), "disconnected");
+    check(natsOptions_SetErrorHandler(opts.get(), onError, shared_.get()), "error handler");
 
-  natsInbox* inbox = nullptr;
-  check(natsInbox_Create(&inbox), "inbox");
-  inbox_ = inbox;
-  natsInbox_Destroy(inbox);
+    natsInbox* inbox = nullptr;
+    check(natsInbox_Create(&inbox), "inbox");
+    inbox_ = inbox;
+    natsInbox_Destroy(inbox);
 
-  const natsStatus s = natsConnection_Connect(&nc_, opts.get());
-  if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
-    check(s, "connect");
+    s = natsConnection_Connect(&nc_, opts.get());
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+      check(s, "connect");
+    }
+    const std::string inboxAll = inbox_ + ".*";
+    check(natsConnection_Subscribe(&inboxSub_, nc_, inboxAll.c_str(), onMessage, shared_.get()),
+          "inbox subscription");
+    const std::string control(cluster::kDirectorySubject);
+    check(natsConnection_Subscribe(&controlSub_, nc_, control.c_str(), onMessage, shared_.get()),
+          "directory subscription");
+    const std::string takeoverSubject(cluster::kTakeoverSubject);
+    check(natsConnection_Subscribe(&takeoverSub_, nc_, takeoverSubject.c_str(), onMessage,
+                                   shared_.get()),
+          "takeover subscription");
+    const std::string broadcastSubject(cluster::kBroadcastSubject);
+    check(natsConnection_Subscribe(&broadcastSub_, nc_, broadcastSubject.c_str(), onMessage,
+                                   shared_.get()),
+          "broadcast subscription");
+  } catch (...) {
+    // No destructor runs for a constructor that throws: undo what it did.
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->open = false;
+    }
+    for (natsSubscription* sub : {inboxSub_, controlSub_, takeoverSub_, broadcastSub_}) {
+      if (sub) natsSubscription_Destroy(sub);
+    }
+    if (nc_) natsConnection_Destroy(nc_);
+    throw;
   }
-  const std::string inboxAll = inbox_ + ".*";
-  check(natsConnection_Subscribe(&inboxSub_, nc_, inboxAll.c_str(), onMessage, shared_.get()),
-        "inbox subscription");
-  const std::string control(cluster::kDirectorySubject);
-  check(natsConnection_Subscribe(&controlSub_, nc_, control.c_str(), onMessage, shared_.get()),
-        "directory subscription");
-  const std::string takeoverSubject(cluster::kTakeoverSubject);
-  check(natsConnection_Subscribe(&takeoverSub_, nc_, takeoverSubject.c_str(), onMessage,
-                                 shared_.get()),
-        "takeover subscription");
-  const std::string broadcastSubject(cluster::kBroadcastSubject);
-  check(natsConnection_Subscribe(&broadcastSub_, nc_, broadcastSubject.c_str(), onMessage,
-                                 shared_.get()),
-        "broadcast subscription");
   LOG_INFO("cluster: relay " << relayId_
                              << (s == NATS_OK ? " starts" : " starts, waiting for NATS"));
   if (s == NATS_OK) connectionChanged(true);

@@ -274,11 +274,12 @@ void Server::Impl::requestStop() {
 }
 
 int Server::Impl::run() {
+  // Settings NATS refuses stop the relay here, before it says it listens.
+  startCluster();
   LOG_INFO("listening on " << (config.host.empty() ? "0.0.0.0" : config.host) << ":" << boundPort
                            << " db=" << config.dbPath << " meshes=" << registry.size());
   lws_sul_schedule(context, 0, &sweepTimer.sul, sweepBuckets, 60 * LWS_US_PER_SEC);
   lws_sul_schedule(context, 0, &livenessTimer.sul, livenessTick, kLivenessTick);
-  startCluster();
 
   servePlainOnThisThread();
   // One turn of the loop per ev_run; what the turn queued is written before

@@ -550,3 +550,26 @@ TEST(ClusterRouting, ARelayJoiningLaterLearnsEveryMeshFromHeartbeatsInParts) {
 
 }  // namespace
 }  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// A NATS setting the client refuses (here a CA file that is not there) stops
+// the relay at start with a message naming the flag, rather than a relay
+// that looks clustered and is not.
+TEST(ClusterRouting, ANatsSettingTheClientRefusesStopsTheRelayAtStart) {
+  TempDir dir;
+  relay::Config c = testConfig(dir.path() / "mesh.db");
+  c.natsUrls = {"tls://127.0.0.1:1"};
+  c.natsCaPath = (dir.path() / "missing-ca.pem").string();
+  relay::Server server(c);
+  try {
+    server.run();
+    ADD_FAILURE() << "the relay ran without its CA file";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("--nats-ca"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace mesh::test
