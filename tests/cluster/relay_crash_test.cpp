@@ -31,9 +31,12 @@ std::unique_ptr<RelayProcess> startRelay(const TempDir& dir, const NatsCluster& 
                           "--control-rate", "1000", "--control-burst", "1000"});
 }
 
-std::unique_ptr<WsClient> connectMesh(std::uint16_t port, const std::string& meshId) {
+std::unique_ptr<WsClient> connectMesh(std::uint16_t port, const std::string& meshId,
+                                      bool presence = false) {
   auto c = WsClient::connect(port);
-  c->sendText(TestRelay::authFrameFor(meshId));
+  std::string auth = TestRelay::authFrameFor(meshId);
+  if (presence) auth.insert(auth.rfind('}'), R"(,"presence":true)");
+  c->sendText(auth);
   c->expectType("gateway_auth_ok");
   return c;
 }
@@ -55,7 +58,7 @@ TEST(ClusterCrash, KilledRelaysMeshesGoOfflineWithin3sAndReconnectElsewhere) {
   }
   auto sender = connectMesh(relays[0]->port(), "sender");
   auto victim = connectMesh(relays[1]->port(), "victim");
-  auto bystander = connectMesh(relays[2]->port(), "bystander");
+  auto bystander = connectMesh(relays[2]->port(), "bystander", true);
   ASSERT_TRUE(eventually([&] { return discoverIds(*sender).contains("victim"); }));
 
   relays[1]->signal(SIGKILL);
@@ -82,6 +85,10 @@ TEST(ClusterCrash, KilledRelaysMeshesGoOfflineWithin3sAndReconnectElsewhere) {
             << std::chrono::duration_cast<std::chrono::milliseconds>(gone).count() << " ms\n";
   EXPECT_TRUE(
       eventually([&] { return metricValue(relays[0]->port(), "mesh_relay_cluster_relays") == 1; }));
+  // A mesh watching presence on a third relay saw the victim go offline.
+  const std::string presence = bystander->expectType("gateway_presence");
+  EXPECT_EQ(jsonString(presence, "meshId"), "victim");
+  EXPECT_EQ(jsonString(presence, "status"), "offline");
 
   // The victim's node reconnects to relay 2; the sender's retry arrives.
   auto moved = connectMesh(relays[2]->port(), "victim");
