@@ -234,9 +234,15 @@ void NatsClusterLink::publishDirectory(const cluster::DirectoryMessage& m) {
 
 void NatsClusterLink::sendHeartbeat() {
   std::vector<MeshInfo> meshes;
+  std::vector<std::uint64_t> epochs;
   meshes.reserve(local_.size());
-  for (const auto& [meshId, info] : local_) meshes.push_back(info);
-  for (const auto& part : cluster::heartbeatParts(relayId_, std::move(meshes))) {
+  epochs.reserve(local_.size());
+  for (const auto& [meshId, info] : local_) {
+    meshes.push_back(info);
+    auto c = claims_.find(meshId);
+    epochs.push_back(c == claims_.end() ? 0 : c->second.epoch);
+  }
+  for (const auto& part : cluster::heartbeatParts(relayId_, std::move(meshes), std::move(epochs))) {
     publishDirectory(part);
   }
   lastHeartbeatUs = nowUs();
@@ -248,6 +254,13 @@ void NatsClusterLink::meshOnline(const MeshEntry& mesh) {
   MeshInfo info = mesh;
   info.wantsPresence = false;  // a local choice, not the cluster's business
   local_[mesh.meshId] = info;
+  // A new claim, unless takeover() just made it for this authentication.
+  Claim& claim = claims_[mesh.meshId];
+  if (!claim.justMade) {
+    claim.epoch = nextEpoch(claim.epoch);
+    claim.relayId.clear();
+  }
+  claim.justMade = false;
   if (!deliverSubs_.contains(mesh.meshId)) {
     natsSubscription* sub = nullptr;
     const std::string subject = cluster::deliverSubject(mesh.meshId);
@@ -263,6 +276,7 @@ void NatsClusterLink::meshOnline(const MeshEntry& mesh) {
   m.type = cluster::DirectoryType::Online;
   m.relayId = relayId_;
   m.meshes.push_back(std::move(info));
+  m.epochs.push_back(claim.epoch);
   publishDirectory(m);
   publish(cluster::kConnectedSubject, cluster::encodeSessionEvent(mesh.meshId, relayId_, unixMs()));
 }
@@ -270,6 +284,9 @@ void NatsClusterLink::meshOnline(const MeshEntry& mesh) {
 void NatsClusterLink::meshOffline(std::string_view meshId) {
   const std::string id(meshId);
   local_.erase(id);
+  if (auto c = claims_.find(id); c != claims_.end() && c->second.relayId.empty()) {
+    claims_.erase(c);
+  }
   if (auto it = deliverSubs_.find(id); it != deliverSubs_.end()) {
     natsSubscription_Unsubscribe(it->second);
     natsSubscription_Destroy(it->second);
@@ -295,6 +312,8 @@ void NatsClusterLink::meshUpdated(const MeshEntry& mesh, MeshChange what) {
   m.relayId = relayId_;
   m.change = what;
   m.meshes.push_back(it->second);
+  auto c = claims_.find(mesh.meshId);
+  m.epochs.push_back(c == claims_.end() ? 0 : c->second.epoch);
   publishDirectory(m);
 }
 
@@ -346,8 +365,14 @@ void NatsClusterLink::broadcast(std::string incomingText, std::string_view fromM
 void NatsClusterLink::takeover(std::string_view ownerRelayId, std::string_view meshId) {
   ++stats_.takeoversOut;
   moves_[std::string(meshId)] = Move{nowUs(), relayId_};
+  // The claim of the authentication that meshOnline() announces next.
+  Claim& claim = claims_[std::string(meshId)];
+  claim.epoch = nextEpoch(claim.epoch);
+  claim.relayId.clear();
+  claim.justMade = true;
   publish(cluster::kTakeoverSubject,
-          cluster::encodeTakeover({std::string(meshId), std::string(ownerRelayId), relayId_}));
+          cluster::encodeTakeover(
+              {std::string(meshId), std::string(ownerRelayId), relayId_, claim.epoch}));
 }
 
 bool NatsClusterLink::mayTakeOver(std::string_view meshId) const {
@@ -475,8 +500,7 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
   if (m.relayId == relayId_) return;
   if (m.type == DirectoryType::Bye) {
     LOG_INFO("cluster: relay " << m.relayId << " left");
-    relays_.erase(m.relayId);
-    router_.relayGone(m.relayId);
+    relayGone(m.relayId);
     return;
   }
   auto [it, isNew] = relays_.try_emplace(m.relayId);
@@ -498,14 +522,25 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
         break;
       }
       r.nextPart = m.part + 1;
-      for (const MeshInfo& info : m.meshes) {
+      for (std::size_t i = 0; i < m.meshes.size(); ++i) {
+        const MeshInfo& info = m.meshes[i];
         r.assembling.insert(info.meshId);
         const MeshEntry* e = router_.find(info.meshId);
         if (!e) {
           // Deltas keep the table current; a heartbeat only fills in what
           // this relay missed, and never overrides another holder (a
           // takeover may be on its way).
-          router_.remoteOnline(info, m.relayId);
+          if (acceptClaim(info.meshId, m.relayId, m.epochs[i])) {
+            router_.remoteOnline(info, m.relayId);
+          }
+        } else if (e->local()) {
+          // Both relays hold it: two claims that crossed, or one made by a
+          // relay that had not heard of the other yet. Both sides compare
+          // the same two claims; the loser yields.
+          if (acceptClaim(info.meshId, m.relayId, m.epochs[i])) {
+            movedAway(info.meshId, m.relayId);
+            router_.remoteOnline(info, m.relayId);
+          }
         } else if (!e->local() && e->relayId == m.relayId) {
           if (e->participantsJson != info.participantsJson) {
             router_.remoteUpdated(info, m.relayId, MeshChange::Participants);
@@ -516,7 +551,7 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
       }
       if (r.nextPart < m.parts) break;
       for (const std::string& meshId : r.meshes) {
-        if (!r.assembling.contains(meshId)) router_.remoteOffline(meshId, m.relayId);
+        if (!r.assembling.contains(meshId)) remoteOffline(meshId, m.relayId);
       }
       r.meshes = std::move(r.assembling);
       r.assembling.clear();
@@ -524,6 +559,9 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
       break;
     }
     case DirectoryType::Online:
+      // An older claim than the one this relay knows (delayed), or the
+      // losing one of two at once, changes nothing.
+      if (!acceptClaim(m.meshes.front().meshId, m.relayId, m.epochs.front())) break;
       r.meshes.insert(m.meshes.front().meshId);
       // remoteOnline closes a connection here that held it.
       movedAway(m.meshes.front().meshId, m.relayId);
@@ -533,7 +571,7 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
       r.meshes.erase(m.meshId);
       if (auto mv = moves_.find(m.meshId); mv != moves_.end() && mv->second.toRelayId == m.relayId)
         moves_.erase(mv);
-      router_.remoteOffline(m.meshId, m.relayId);
+      remoteOffline(m.meshId, m.relayId);
       break;
     case DirectoryType::Updated:
       router_.remoteUpdated(m.meshes.front(), m.relayId, m.change);
@@ -545,9 +583,52 @@ void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
 
 void NatsClusterLink::onTakeover(const cluster::Takeover& t) {
   if (t.toRelayId == relayId_) return;
+  // The new holder's "online" delta, right behind, updates the claims.
+  if (auto c = claims_.find(t.meshId); c != claims_.end()) {
+    const std::string& holder = c->second.relayId.empty() ? relayId_ : c->second.relayId;
+    if (holder != t.toRelayId &&
+        !cluster::claimWins(t.epoch, t.toRelayId, c->second.epoch, holder)) {
+      return;
+    }
+  }
   moves_[t.meshId] = Move{nowUs(), t.toRelayId};
   if (t.fromRelayId != relayId_) return;
   if (movedAway(t.meshId, t.toRelayId)) router_.takenOver(t.meshId);
+}
+
+// A claim made now: after every claim this relay knows of, and, when the
+// relays' clocks agree, after every claim made before now anywhere (so that
+// the latest authentication wins even on a relay that has not heard of an
+// earlier one yet).
+std::uint64_t NatsClusterLink::nextEpoch(std::uint64_t known) {
+  return std::max(known + 1, static_cast<std::uint64_t>(unixMs()));
+}
+
+bool NatsClusterLink::acceptClaim(const std::string& meshId, const std::string& relayId,
+                                  std::uint64_t epoch) {
+  auto [it, fresh] = claims_.try_emplace(meshId);
+  Claim& c = it->second;
+  if (!fresh) {
+    const std::string& holder = c.relayId.empty() ? relayId_ : c.relayId;
+    if (holder != relayId && !cluster::claimWins(epoch, relayId, c.epoch, holder)) return false;
+  }
+  c.relayId = relayId;
+  c.epoch = std::max(c.epoch, epoch);
+  c.justMade = false;
+  return true;
+}
+
+void NatsClusterLink::remoteOffline(const std::string& meshId, const std::string& relayId) {
+  if (auto c = claims_.find(meshId); c != claims_.end() && c->second.relayId == relayId) {
+    claims_.erase(c);
+  }
+  router_.remoteOffline(meshId, relayId);
+}
+
+void NatsClusterLink::relayGone(const std::string& relayId) {
+  relays_.erase(relayId);
+  std::erase_if(claims_, [&](const auto& kv) { return kv.second.relayId == relayId; });
+  router_.relayGone(relayId);
 }
 
 // A mesh held here was taken by another relay (its takeover or its online
@@ -580,8 +661,7 @@ void NatsClusterLink::tick() {
       LOG_WARN("cluster: relay " << id << " silent for " << kSilenceUs / 1000
                                  << " ms; its meshes are offline");
       ++stats_.relaysLost;
-      relays_.erase(id);
-      router_.relayGone(id);
+      relayGone(id);
     }
   }
   std::vector<std::uint64_t> late;

@@ -111,6 +111,12 @@ class NatsClusterLink final : public ClusterLink {
   void failPending();
   void finishBroadcast(std::uint64_t n);
   bool movedAway(const std::string& meshId, const std::string& toRelayId);
+  // Records `relayId`'s claim on `meshId` unless the claim this relay
+  // knows wins over it (cluster::claimWins); false when it does.
+  bool acceptClaim(const std::string& meshId, const std::string& relayId, std::uint64_t epoch);
+  void remoteOffline(const std::string& meshId, const std::string& relayId);
+  void relayGone(const std::string& relayId);
+  static std::uint64_t nextEpoch(std::uint64_t known);
   static std::int64_t nowUs();
   static std::int64_t unixMs();
 
@@ -159,6 +165,15 @@ class NatsClusterLink final : public ClusterLink {
     std::string toRelayId;
   };
   std::unordered_map<std::string, Move> moves_;  // meshId -> its last move between relays
+
+  // Who holds each online mesh by the highest claim this relay knows
+  // (cluster_wire.h, claimWins): relayId empty for this relay.
+  struct Claim {
+    std::string relayId;
+    std::uint64_t epoch = 0;
+    bool justMade = false;  // by takeover(), for the meshOnline() that follows
+  };
+  std::unordered_map<std::string, Claim> claims_;
 
   std::int64_t lastHeartbeatUs = 0;
   ClusterStats stats_;

@@ -46,7 +46,7 @@ void appendField(std::string& out, std::string_view name, std::string_view value
 
 // Rooms and participants travel as JSON strings holding the node's array
 // text, so that they arrive byte for byte as the node sent them.
-void appendMesh(std::string& out, const MeshInfo& m) {
+void appendMesh(std::string& out, const MeshInfo& m, std::uint64_t epoch) {
   out += '{';
   appendField(out, "meshId", m.meshId);
   out += ',';
@@ -55,7 +55,8 @@ void appendMesh(std::string& out, const MeshInfo& m) {
   appendField(out, "rooms", m.roomsJson);
   out += ',';
   appendField(out, "participants", m.participantsJson);
-  out += ",\"participantCount\":" + std::to_string(m.participantCount) + '}';
+  out += ",\"participantCount\":" + std::to_string(m.participantCount) +
+         ",\"epoch\":" + std::to_string(epoch) + '}';
 }
 
 std::optional<std::string> stringOf(const rapidjson::Value& o, const char* name) {
@@ -143,7 +144,7 @@ std::string encodeDirectory(const DirectoryMessage& m) {
       out += ",\"meshes\":[";
       for (std::size_t i = 0; i < m.meshes.size(); ++i) {
         if (i > 0) out += ',';
-        appendMesh(out, m.meshes[i]);
+        appendMesh(out, m.meshes[i], i < m.epochs.size() ? m.epochs[i] : 0);
       }
       out += ']';
       if (m.type == DirectoryType::Heartbeat && m.parts > 1) {
@@ -186,7 +187,10 @@ std::optional<DirectoryMessage> decodeDirectory(std::string_view text) {
       for (const auto& v : it->value.GetArray()) {
         auto mesh = meshOf(v);
         if (!mesh) return std::nullopt;
+        auto epoch = v.FindMember("epoch");
+        if (epoch == v.MemberEnd() || !epoch->value.IsUint64()) return std::nullopt;
         m.meshes.push_back(std::move(*mesh));
+        m.epochs.push_back(epoch->value.GetUint64());
       }
       if (m.type != DirectoryType::Heartbeat && m.meshes.size() != 1) return std::nullopt;
       if (m.type == DirectoryType::Heartbeat) {
@@ -226,14 +230,15 @@ std::optional<DirectoryMessage> decodeDirectory(std::string_view text) {
   return m;
 }
 
-std::vector<DirectoryMessage> heartbeatParts(std::string_view relayId,
-                                             std::vector<MeshInfo> meshes) {
+std::vector<DirectoryMessage> heartbeatParts(std::string_view relayId, std::vector<MeshInfo> meshes,
+                                             std::vector<std::uint64_t> epochs) {
   std::vector<DirectoryMessage> out;
   DirectoryMessage part;
   part.type = DirectoryType::Heartbeat;
   part.relayId.assign(relayId);
   std::size_t bytes = 0;
-  for (MeshInfo& m : meshes) {
+  for (std::size_t i = 0; i < meshes.size(); ++i) {
+    MeshInfo& m = meshes[i];
     // JSON escaping can double a string; the field names and numbers take
     // less than 100 bytes.
     const std::size_t size =
@@ -248,6 +253,7 @@ std::vector<DirectoryMessage> heartbeatParts(std::string_view relayId,
     }
     bytes += size;
     part.meshes.push_back(std::move(m));
+    part.epochs.push_back(i < epochs.size() ? epochs[i] : 0);
   }
   out.push_back(std::move(part));
   const auto parts = static_cast<std::uint32_t>(out.size());
@@ -265,7 +271,7 @@ std::string encodeTakeover(const Takeover& t) {
   appendField(out, "from", t.fromRelayId);
   out += ',';
   appendField(out, "to", t.toRelayId);
-  out += '}';
+  out += ",\"epoch\":" + std::to_string(t.epoch) + '}';
   return out;
 }
 
@@ -275,8 +281,17 @@ std::optional<Takeover> decodeTakeover(std::string_view text) {
   auto meshId = stringOf(d, "meshId");
   auto from = stringOf(d, "from");
   auto to = stringOf(d, "to");
-  if (!meshId || !from || !to) return std::nullopt;
-  return Takeover{std::move(*meshId), std::move(*from), std::move(*to)};
+  auto epoch = d.FindMember("epoch");
+  if (!meshId || !from || !to || epoch == d.MemberEnd() || !epoch->value.IsUint64()) {
+    return std::nullopt;
+  }
+  return Takeover{std::move(*meshId), std::move(*from), std::move(*to), epoch->value.GetUint64()};
+}
+
+bool claimWins(std::uint64_t epoch, std::string_view relayId, std::uint64_t otherEpoch,
+               std::string_view otherRelayId) {
+  if (epoch != otherEpoch) return epoch > otherEpoch;
+  return relayId > otherRelayId;
 }
 
 std::string encodeBroadcast(const Broadcast& b) {

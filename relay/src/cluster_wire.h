@@ -53,7 +53,9 @@ enum class DirectoryType {
 struct DirectoryMessage {
   DirectoryType type = DirectoryType::Heartbeat;
   std::string relayId;
-  std::vector<MeshInfo> meshes;           // Heartbeat: all (of this part); Online/Updated: one
+  std::vector<MeshInfo> meshes;  // Heartbeat: all (of this part); Online/Updated: one
+  // The claim of each mesh in `meshes` (same order; see Claims below).
+  std::vector<std::uint64_t> epochs;
   std::string meshId;                     // Offline
   MeshChange change = MeshChange::Rooms;  // Updated
   // Heartbeat: a relay with many meshes sends its list in several parts,
@@ -67,7 +69,8 @@ inline constexpr std::size_t kHeartbeatPartBytes = 256 * 1024;
 // A heartbeat of `meshes` in parts of at most kHeartbeatPartBytes each (at
 // least one part, empty when there are no meshes).
 [[nodiscard]] std::vector<DirectoryMessage> heartbeatParts(std::string_view relayId,
-                                                           std::vector<MeshInfo> meshes);
+                                                           std::vector<MeshInfo> meshes,
+                                                           std::vector<std::uint64_t> epochs);
 
 [[nodiscard]] std::string encodeDirectory(const DirectoryMessage& m);
 // Nullopt for anything malformed (the message is ignored).
@@ -79,7 +82,21 @@ struct Takeover {
   std::string meshId;
   std::string fromRelayId;  // held it
   std::string toRelayId;    // holds it now
+  std::uint64_t epoch = 0;  // of the new holder's claim
 };
+
+// ---- claims: who holds a mesh when two relays say they do
+
+// Every authentication of a mesh is a claim with an epoch: above the
+// highest epoch the relay knows for that mesh, and at least the time of the
+// claim in unix ms (so the latest authentication wins also on a relay that
+// had not heard of an earlier one). A relay that holds a mesh yields to a
+// claim with a higher epoch, or with the same epoch from a relay whose id
+// sorts higher; a lower epoch is an older claim and changes nothing. Every
+// relay compares the same two numbers, so all agree on the holder even when
+// their clocks do not.
+[[nodiscard]] bool claimWins(std::uint64_t epoch, std::string_view relayId,
+                             std::uint64_t otherEpoch, std::string_view otherRelayId);
 [[nodiscard]] std::string encodeTakeover(const Takeover& t);
 [[nodiscard]] std::optional<Takeover> decodeTakeover(std::string_view text);
 

@@ -573,3 +573,50 @@ TEST(ClusterRouting, ANatsSettingTheClientRefusesStopsTheRelayAtStart) {
 
 }  // namespace
 }  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// Two connections of one meshId authenticating on two relays at the same
+// moment: each relay announces its claim before it hears the other's. They
+// must agree: exactly one connection keeps the mesh, the other is replaced,
+// and every relay routes to the one that kept it.
+TEST(ClusterRouting, TwoAuthenticationsAtOnceOnTwoRelaysLeaveExactlyOneHolder) {
+  RelayCluster cluster;
+  constexpr int kPairs = 8;
+  std::vector<std::unique_ptr<WsClient>> first, second;
+  for (int i = 0; i < kPairs; ++i) {
+    const std::string id = "twin-" + std::to_string(i);
+    cluster.registerEverywhere(id);
+    first.push_back(WsClient::connect(cluster.relay(0).port()));
+    second.push_back(WsClient::connect(cluster.relay(1).port()));
+  }
+  for (int i = 0; i < kPairs; ++i) {
+    const std::string auth = TestRelay::authFrameFor("twin-" + std::to_string(i));
+    first[static_cast<std::size_t>(i)]->sendText(auth);
+    second[static_cast<std::size_t>(i)]->sendText(auth);
+  }
+  for (int i = 0; i < kPairs; ++i) {
+    first[static_cast<std::size_t>(i)]->expectType("gateway_auth_ok");
+    second[static_cast<std::size_t>(i)]->expectType("gateway_auth_ok");
+  }
+  // Heartbeats settle any disagreement within a second.
+  std::this_thread::sleep_for(1500ms);
+  for (int i = 0; i < kPairs; ++i) {
+    const std::string id = "twin-" + std::to_string(i);
+    const int a = first[static_cast<std::size_t>(i)]->expectClose(100ms);
+    const int b = second[static_cast<std::size_t>(i)]->expectClose(100ms);
+    EXPECT_TRUE((a == 4000 && b == 0) || (a == 0 && b == 4000))
+        << id << ": close codes " << a << " and " << b << " (0: still open)";
+    WsClient& holder =
+        a == 0 ? *first[static_cast<std::size_t>(i)] : *second[static_cast<std::size_t>(i)];
+    // Relay 2 routes to the holder.
+    cluster.probes[2]->sendText(relayFrame(id, R"({"to":"holder"})", "h" + std::to_string(i)));
+    EXPECT_EQ(jsonString(nextAck(*cluster.probes[2]), "status"), "delivered") << id;
+    EXPECT_EQ(jsonString(holder.expectType("gateway_incoming", 2000ms), "fromMeshId"), "probe-2")
+        << id;
+  }
+}
+
+}  // namespace
+}  // namespace mesh::test

@@ -69,9 +69,11 @@ DirectoryMessage message(DirectoryType type, const std::string& relay) {
 TEST(ClusterWire, DeltasRoundTrip) {
   DirectoryMessage online = message(DirectoryType::Online, "r1");
   online.meshes = {sampleMesh("m")};
+  online.epochs = {42};
   auto back = decodeDirectory(encodeDirectory(online));
   ASSERT_TRUE(back);
   EXPECT_EQ(back->type, DirectoryType::Online);
+  EXPECT_EQ(back->epochs, std::vector<std::uint64_t>{42});
   EXPECT_EQ(back->meshes.at(0).meshId, "m");
 
   DirectoryMessage offline = message(DirectoryType::Offline, "r1");
@@ -101,12 +103,14 @@ TEST(ClusterWire, DeltasRoundTrip) {
 // in parts that each fit NATS's default max_payload (1 MiB).
 TEST(ClusterWire, LargeHeartbeatsAreSentInPartsThatFitAMessage) {
   std::vector<MeshInfo> meshes;
+  std::vector<std::uint64_t> epochs;
   for (int i = 0; i < 3000; ++i) {
+    epochs.push_back(1000 + static_cast<std::uint64_t>(i));
     MeshInfo m = sampleMesh("mesh-" + std::to_string(i));
     m.participantsJson = "[\"" + std::string(400, 'p') + "\"]";
     meshes.push_back(std::move(m));
   }
-  const auto parts = heartbeatParts("r1", meshes);
+  const auto parts = heartbeatParts("r1", meshes, epochs);
   ASSERT_GT(parts.size(), 1u);
   std::set<std::string> seen;
   for (std::size_t i = 0; i < parts.size(); ++i) {
@@ -116,12 +120,17 @@ TEST(ClusterWire, LargeHeartbeatsAreSentInPartsThatFitAMessage) {
     ASSERT_TRUE(back);
     EXPECT_EQ(back->part, i);
     EXPECT_EQ(back->parts, parts.size());
-    for (const auto& m : back->meshes) seen.insert(m.meshId);
+    ASSERT_EQ(back->epochs.size(), back->meshes.size());
+    for (std::size_t j = 0; j < back->meshes.size(); ++j) {
+      const std::string& id = back->meshes[j].meshId;
+      seen.insert(id);
+      EXPECT_EQ(back->epochs[j], 1000 + std::stoul(id.substr(5))) << id;
+    }
   }
   EXPECT_EQ(seen.size(), meshes.size());
 
   // No meshes: one empty part, without part numbers on the wire.
-  const auto none = heartbeatParts("r1", {});
+  const auto none = heartbeatParts("r1", {}, {});
   ASSERT_EQ(none.size(), 1u);
   EXPECT_EQ(encodeDirectory(none[0]).find("parts"), std::string::npos);
   EXPECT_FALSE(
@@ -143,12 +152,14 @@ TEST(ClusterWire, MalformedDirectoryMessagesAreRefused) {
 }
 
 TEST(ClusterWire, TakeoverBroadcastAndCountsRoundTrip) {
-  const auto t = decodeTakeover(encodeTakeover({"m.1", "r1", "r2"}));
+  const auto t = decodeTakeover(encodeTakeover({"m.1", "r1", "r2", 1'765'000'000'000}));
   ASSERT_TRUE(t);
   EXPECT_EQ(t->meshId, "m.1");
   EXPECT_EQ(t->fromRelayId, "r1");
   EXPECT_EQ(t->toRelayId, "r2");
+  EXPECT_EQ(t->epoch, 1'765'000'000'000u);
   EXPECT_FALSE(decodeTakeover(R"({"meshId":"m"})"));
+  EXPECT_FALSE(decodeTakeover(R"({"meshId":"m","from":"a","to":"b"})"));
 
   const std::string frame = "{\"type\":\"gateway_incoming\",\"payload\":\"a\\nb\"}\n{tail";
   const auto b = decodeBroadcast(encodeBroadcast({"r1", "sender", frame}));
@@ -163,6 +174,15 @@ TEST(ClusterWire, TakeoverBroadcastAndCountsRoundTrip) {
   EXPECT_FALSE(decodeCount(""));
   EXPECT_FALSE(decodeCount("12x"));
   EXPECT_FALSE(decodeCount("-1"));
+}
+
+// Two relays comparing the same two claims reach the same answer.
+TEST(ClusterWire, OfTwoClaimsTheHigherEpochWinsThenTheHigherRelayId) {
+  EXPECT_TRUE(claimWins(5, "a", 4, "b"));
+  EXPECT_FALSE(claimWins(4, "b", 5, "a"));
+  EXPECT_TRUE(claimWins(5, "r2", 5, "r1"));
+  EXPECT_FALSE(claimWins(5, "r1", 5, "r2"));
+  EXPECT_FALSE(claimWins(5, "r1", 5, "r1"));
 }
 
 TEST(ClusterWire, SessionEventsAreJsonWithMeshRelayAndTime) {
