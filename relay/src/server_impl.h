@@ -19,6 +19,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include "auth_guard.h"
@@ -158,6 +159,17 @@ struct Server::Impl {
   // fetch it caused, once.
   void checkToken(Session& s, const std::string& token, const std::string& claimedMeshId,
                   bool mayWait);
+  // The relay's rules once a token verified (any way of presenting one
+  // calls this after TokenAuthority::verify): a meshId the node claimed
+  // must be the token's, and the mesh must be registered, or is registered
+  // now with --jwt-auto-register (by a worker). `done` runs on the loop,
+  // now or later, with the mesh's name or the refusal.
+  using TokenAdmission = std::variant<std::string, jwt::Refusal>;
+  using TokenAdmitted = std::function<void(const VerifiedToken&, const TokenAdmission&)>;
+  void admitToken(const VerifiedToken& verified, const std::string& claimedMeshId,
+                  TokenAdmitted done);
+  // mesh_relay_token_refusals_total{reason}: every refused token counts once.
+  void countTokenRefusal(jwt::Refusal why);
   void refuseToken(Session& s, jwt::Refusal why, std::string_view detail,
                    const std::string& meshId);
   void acceptToken(Session& s, const VerifiedToken& token, std::string name);

@@ -57,24 +57,42 @@ void Server::Impl::checkToken(Session& s, const std::string& token,
     refuseToken(s, refused->reason, refused->detail, claimedMeshId);
     return;
   }
-  const VerifiedToken& verified = std::get<VerifiedToken>(result);
+  // Decided now, or by a worker when the mesh is registered first: the
+  // session waits like one whose secret is being checked.
+  s.state = SessionState::Authenticating;
+  admitToken(std::get<VerifiedToken>(result), claimedMeshId,
+             [this, sessionId = s.id, claimedMeshId](const VerifiedToken& verified,
+                                                     const TokenAdmission& admission) {
+               Session* sp = findSession(sessionId);
+               if (!sp || sp->state != SessionState::Authenticating) return;
+               sp->state = SessionState::Unauthenticated;
+               if (const auto* name = std::get_if<std::string>(&admission)) {
+                 acceptToken(*sp, verified, *name);
+               } else {
+                 const jwt::Refusal why = std::get<jwt::Refusal>(admission);
+                 refuseToken(*sp, why, jwt::refusalLabel(why),
+                             why == jwt::Refusal::MeshMismatch ? claimedMeshId : verified.meshId);
+               }
+             });
+}
+
+void Server::Impl::admitToken(const VerifiedToken& verified, const std::string& claimedMeshId,
+                              TokenAdmitted done) {
   if (!claimedMeshId.empty() && claimedMeshId != verified.meshId) {
-    refuseToken(s, jwt::Refusal::MeshMismatch, "gateway_auth names another meshId than the token",
-                claimedMeshId);
+    done(verified, jwt::Refusal::MeshMismatch);
     return;
   }
   if (auto record = registry.find(verified.meshId)) {
-    acceptToken(s, verified, record->name);
+    done(verified, record->name);
     return;
   }
   if (!config.jwtAutoRegister) {
-    refuseToken(s, jwt::Refusal::UnknownMesh, "not registered", verified.meshId);
+    done(verified, jwt::Refusal::UnknownMesh);
     return;
   }
-  // Registered now, by a worker (a database write), then accepted.
-  s.state = SessionState::Authenticating;
+  // Registered by a worker (a database write), then answered on the loop.
   const std::string name = verified.name.value_or(verified.meshId);
-  workers.post([this, sessionId = s.id, verified, name] {
+  workers.post([this, verified, name, done = std::move(done)]() mutable {
     bool created = false;
     std::string error;
     try {
@@ -82,23 +100,24 @@ void Server::Impl::checkToken(Session& s, const std::string& token,
     } catch (const std::exception& e) {
       error = e.what();
     }
-    post([this, sessionId, verified, created, error] {
+    post([this, verified, created, error, done = std::move(done)] {
       if (created) {
         ++tokenCounters.autoRegistered;
         LOG_INFO("meshId=" << verified.meshId << " registered by its first token");
       } else if (!error.empty()) {
         LOG_ERROR("meshId=" << verified.meshId << " could not be registered: " << error);
       }
-      Session* sp = findSession(sessionId);
-      if (!sp || sp->state != SessionState::Authenticating) return;
-      sp->state = SessionState::Unauthenticated;
       if (auto record = registry.find(verified.meshId)) {
-        acceptToken(*sp, verified, record->name);
+        done(verified, record->name);
       } else {
-        refuseToken(*sp, jwt::Refusal::UnknownMesh, "registration failed", verified.meshId);
+        done(verified, jwt::Refusal::UnknownMesh);
       }
     });
   });
+}
+
+void Server::Impl::countTokenRefusal(jwt::Refusal why) {
+  ++tokenCounters.refusals[static_cast<std::size_t>(why)];
 }
 
 // Refused like a wrong secret: invalid_credentials and close 1008, charged
@@ -106,7 +125,7 @@ void Server::Impl::checkToken(Session& s, const std::string& token,
 // rate_limited instead (uncharged), as for secrets.
 void Server::Impl::refuseToken(Session& s, jwt::Refusal why, std::string_view detail,
                                const std::string& meshId) {
-  ++tokenCounters.refusals[static_cast<std::size_t>(why)];
+  countTokenRefusal(why);
   LOG_INFO("conn=" << s.id << " token refused meshId=" << meshId << " peer=" << s.peer << ": "
                    << jwt::refusalLabel(why) << " (" << detail << ")");
   if (const auto verdict = authBudget.verdict(s.peer, meshId, nowUs());
@@ -203,7 +222,7 @@ void Server::Impl::handleReauth(Session& s, const proto::ReauthFrame& f,
   }
   if (why) {
     // The session keeps its current token until it runs out.
-    ++tokenCounters.refusals[static_cast<std::size_t>(*why)];
+    countTokenRefusal(*why);
     authBudget.noteFailure(s.peer, s.meshId, true, nowUs());
     LOG_INFO("conn=" << s.id << " meshId=" << s.meshId
                      << " reauth refused: " << jwt::refusalLabel(*why) << " (" << detail << ")");
