@@ -79,6 +79,10 @@ std::size_t onBody(char* data, std::size_t size, std::size_t count, void* user) 
   return n;
 }
 
+int onProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  return static_cast<std::atomic<bool>*>(user)->load() ? 1 : 0;  // non-zero aborts
+}
+
 std::size_t onHeader(char* data, std::size_t size, std::size_t count, void* user) {
   auto* d = static_cast<Download*>(user);
   const std::size_t n = size * count;
@@ -135,6 +139,7 @@ void TokenAuthority::shutdown() {
     std::lock_guard lock(mutex_);
     stop_ = true;
   }
+  stopping_ = true;
   wake_.notify_all();
   if (fetcher_.joinable()) fetcher_.join();
 }
@@ -259,6 +264,9 @@ TokenAuthority::FetchResult TokenAuthority::fetchOnce(std::int64_t& maxAgeSecond
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, onHeader);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &d);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, curlError);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, onProgress);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &stopping_);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, "mesh-relay");
   if (!jwksCa_.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, jwksCa_.c_str());
   const CURLcode code = curl_easy_perform(curl);

@@ -10,6 +10,7 @@
 // the `post` function it was given.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -115,6 +116,9 @@ class TokenAuthority {
   bool stop_ = false;
   bool kicked_ = false;
   std::int64_t lastFetchStartUs_ = 0;  // steady clock; 0: never
+  // Read by a fetch in progress, which then gives up: a stop never waits
+  // for a slow provider.
+  std::atomic<bool> stopping_{false};
   std::thread fetcher_;
 };
 
