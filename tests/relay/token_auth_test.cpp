@@ -211,9 +211,9 @@ TEST_F(TokenRelay, ReauthWithAFreshTokenKeepsTheSessionOpen) {
   ASSERT_EQ(relay->registerMesh("renew", TestRelay::secretFor("renew"), "Renew"), 201);
   ASSERT_EQ(relay->registerMesh("other", TestRelay::secretFor("other"), "Other"), 201);
   std::unique_ptr<WsClient> c;
+  // A token that alone would end the session within 3 s (the test above).
   ASSERT_FALSE(
       authWithToken(relay->port(), ec->sign(claimsFor("renew", 3, aud())), "", &c).empty());
-  EXPECT_EQ(jsonString(c->expectType("error", 10s), "code"), "token_expired");
 
   // A token for another mesh, or one that does not verify, is refused and
   // changes nothing; the session stays open meanwhile.
@@ -229,9 +229,15 @@ TEST_F(TokenRelay, ReauthWithAFreshTokenKeepsTheSessionOpen) {
   EXPECT_EQ(jsonString(ok, "meshId"), "renew");
   EXPECT_EQ(jsonString(ok, "id"), "r1");
   EXPECT_FALSE(jsonString(ok, "expiresAt").empty());
-  // Past the first token's end the session is still there and serves.
-  const WsMessage quiet = c->recv(4s);
-  EXPECT_EQ(quiet.kind, WsMessage::Kind::Timeout) << kindName(quiet.kind) << " " << quiet.data;
+  // Past the first token's end the session is still there. (A warning sent
+  // before the reauth arrived may still come in; nothing else may.)
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < until) {
+    const WsMessage m = c->recv(500ms);
+    if (m.kind == WsMessage::Kind::Timeout) continue;
+    ASSERT_EQ(m.kind, WsMessage::Kind::Text) << kindName(m.kind) << " " << m.closeCode;
+    EXPECT_EQ(jsonString(m.data, "code"), "token_expired") << m.data;
+  }
   c->sendText(R"({"type":"gateway_discover","id":"d"})");
   EXPECT_EQ(jsonString(c->expectType("gateway_discover_result"), "id"), "d");
   EXPECT_EQ(metric(relay->port(), "mesh_relay_token_reauths_total"), 1);
