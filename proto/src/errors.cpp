@@ -32,6 +32,8 @@ std::string_view codeText(ErrorCode code) {
       return "shutting_down";
     case ErrorCode::ClusterUnavailable:
       return "cluster_unavailable";
+    case ErrorCode::TokenExpired:
+      return "token_expired";
     case ErrorCode::InvalidUtf8:
       return "invalid_utf8";
   }
@@ -69,6 +71,8 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Relay shutting down";
     case ErrorCode::ClusterUnavailable:
       return "The relay holding the target cannot be reached";
+    case ErrorCode::TokenExpired:
+      return "Token expires; send gateway_reauth with a fresh one";
     case ErrorCode::InvalidUtf8:
       return "Text frame is not valid UTF-8";
   }
@@ -86,6 +90,8 @@ int closeCode(ErrorCode code) {
       return 1013;
     case ErrorCode::ShuttingDown:
       return 1001;
+    case ErrorCode::TokenExpired:
+      return 4001;
     case ErrorCode::InvalidUtf8:
       return 1007;
     default:
