@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "cluster_registry.h"
 #include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
@@ -215,8 +216,15 @@ void Server::Impl::route(HttpExchange& ex) {
       const bool writable = registry.checkWritable();
       post([this, id, writable] {
         counters.databaseWritable = writable ? 1 : 0;
-        respondLater(id, writable ? 200 : 503,
-                     writable ? "{\"ok\":true}" : errorBody("database not writable"));
+        if (!writable) {
+          respondLater(id, 503, errorBody("database not writable"));
+          return;
+        }
+        // Cluster mode: still ready without the bucket (meshes authenticate
+        // from the local copy), but the answer says so.
+        respondLater(id, 200,
+                     clusterRegistry ? "{\"ok\":true," + registryReadiness() + "}"
+                                     : std::string("{\"ok\":true}"));
       });
     });
   } else if (path == "/register" && ex.method == "POST") {
@@ -252,11 +260,30 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
   }
   auto req = std::get<proto::RegisterRequest>(std::move(parsed));
   ++counters.argon2Queued;
-  workers.post([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
+  // Cluster mode: the shared bucket is written first, on the shared
+  // registry's own writers (a stalled bucket never holds up Argon2 checks).
+  auto run = [this](std::function<void()> job) {
+    if (clusterRegistry) {
+      clusterRegistry->submit(std::move(job));
+    } else {
+      workers.post(std::move(job));
+    }
+  };
+  run([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
     std::optional<RegisterOutcome> outcome;
     std::string failure;
     try {
-      outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+      if (clusterRegistry) {
+        auto result = clusterRegistry->registerMesh(req.meshId, req.name, req.secret);
+        if (auto* down = std::get_if<RegistryUnavailable>(&result)) {
+          LOG_WARN("registering meshId=" << req.meshId << " failed: " << down->message);
+          failure = down->message;
+        } else {
+          outcome = std::get<RegisterOutcome>(result);
+        }
+      } else {
+        outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+      }
     } catch (const std::exception& e) {
       // A full disk, an I/O error: the client is told at once rather than
       // left waiting, and may try again later.

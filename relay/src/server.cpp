@@ -9,6 +9,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "cluster_registry.h"
 #include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
@@ -193,6 +194,7 @@ Server::Impl::Impl(const Config& cfg)
     if (!config.tlsCertPath.empty() && !tlsContext) {
       throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
     }
+    if (!config.natsUrls.empty()) startClusterRegistry();
   } catch (...) {
     releaseLoop();
     throw;
@@ -212,6 +214,9 @@ void Server::Impl::releaseLoop() {
 }
 
 Server::Impl::~Impl() {
+  // The shared registry's threads first: they post to the inbox and use the
+  // registry.
+  clusterRegistry.reset();
   // Finish blocking work first: it may still post to the inbox, which only
   // needs the context to be alive for lws_cancel_service.
   workers.drain();
