@@ -27,10 +27,11 @@ constexpr std::string_view kTokenPrefix = "token.";
 // The resume-token hash key every relay of the cluster uses.
 constexpr const char* kTokenKeyKey = "relay.token-key";
 // How long one JetStream request (a KV get or write) may take.
-constexpr std::int64_t kRequestWaitMs = 2000;
-// A registry write retries until this long has passed, then answers 503. A
-// JetStream leader election after a server dies takes a few seconds.
-constexpr auto kWriteDeadline = 8s;
+constexpr std::int64_t kRequestWaitMs = 1000;
+// A registry write retries until this long has passed, then answers 503.
+// When the server that led the bucket's stream dies, JetStream takes some
+// seconds to elect another (about 6 s measured with nats-server 2.9.10).
+constexpr auto kWriteDeadline = 12s;
 // ... or until the connection has been down this long.
 constexpr auto kDisconnectedGiveUp = 3s;
 constexpr auto kRetryPause = 100ms;
@@ -183,6 +184,7 @@ struct ClusterRegistry::Nats {
   };
   bool retry(Attempts& a, std::string error) {
     if (!error.empty()) a.lastError = std::move(error);
+    LOG_DEBUG("registry: write attempt failed: " << a.lastError);
     const auto now = Clock::now();
     if (now >= a.deadline) return false;
     if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) {
