@@ -5,8 +5,10 @@
 #include <signal.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +37,9 @@ class Relays {
  public:
   explicit Relays(const NatsCluster& nats) : nats_(nats) {}
 
+  // Added to every relay's arguments.
+  std::vector<std::string> extraArgs;
+
   std::vector<std::string> args(int i, bool cluster = true) const {
     std::vector<std::string> a = {"--db",
                                   (dir_.path() / ("r" + std::to_string(i + 1) + ".db")).string(),
@@ -49,6 +54,7 @@ class Relays {
     if (cluster) {
       a.insert(a.end(), {"--nats", nats_.urls(), "--relay-id", "r" + std::to_string(i + 1)});
     }
+    a.insert(a.end(), extraArgs.begin(), extraArgs.end());
     return a;
   }
   // Starts relay i; with `waitCaughtUp`, until its copy has applied the
@@ -418,6 +424,112 @@ TEST(ClusterRegistry, FirstClusteredStartUploadsAnExistingRegistry) {
       authReply(relays.port(0),
                 R"({"type":"gateway_auth","meshId":"mesh-old-1","resumeToken":")" + token + "\"}");
   EXPECT_EQ(jsonString(reply, "type"), "gateway_auth_ok") << reply;
+}
+
+// The issue's failover figure: a relay dies with 1 000 meshes on it, and
+// they all resume on another relay with the tokens the first one issued
+// (no Argon2id, no per-relay verifier needed) within 5 s.
+TEST(ClusterRegistry, ThousandMeshesOfAKilledRelayResumeOnAnother) {
+  constexpr int kMeshes = 1000;
+  NatsCluster nats(3);
+  Relays relays(nats);
+  relays.extraArgs = {"--max-unauthenticated-per-ip", "2000"};
+  relays.start(0);
+  relays.start(1);
+  auto idOf = [](int i) { return "mesh-" + std::to_string(i); };
+  {
+    std::vector<std::thread> threads;
+    std::atomic<int> created{0};
+    std::atomic<int> failed{0};
+    std::mutex failuresMutex;
+    std::vector<std::string> failures;
+    const auto t0 = Clock::now();
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = t; i < kMeshes; i += 4) {
+          try {
+            auto r = httpRequest(relays.port(0), "POST", "/register",
+                                 TestRelay::registerBodyFor(idOf(i)), {}, "127.0.0.1", 20000ms);
+            if (r.status == 201) {
+              ++created;
+              continue;
+            }
+            ++failed;
+            std::lock_guard lock(failuresMutex);
+            failures.push_back(std::to_string(r.status) + " " + r.body);
+          } catch (const std::exception& e) {
+            ++failed;
+            std::lock_guard lock(failuresMutex);
+            failures.push_back(e.what());
+          }
+        }
+      });
+    }
+    // The relays log a line per registration: read their pipes meanwhile,
+    // or they would block on a full one.
+    while (created.load() + failed.load() < kMeshes) {
+      relays[0].log();
+      relays[1].log();
+      std::this_thread::sleep_for(20ms);
+    }
+    for (auto& th : threads) th.join();
+    std::cout << "[ registered " << created.load() << " in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()
+              << " ms ]\n";
+    ASSERT_EQ(created.load(), kMeshes) << (failures.empty() ? "" : failures.front());
+  }
+  std::vector<std::string> tokens(kMeshes);
+  {
+    std::vector<std::unique_ptr<WsClient>> online;
+    for (int i = 0; i < kMeshes; ++i) {
+      online.push_back(WsClient::connect(relays.port(0)));
+      online.back()->sendText(TestRelay::authFrameFor(idOf(i)));
+      if (i % 100 == 99) {
+        // Read the relay's log as it goes (a full pipe would block it).
+        relays[0].log();
+        for (int j = i - 99; j <= i; ++j) {
+          tokens[j] = jsonString(online[j]->expectType("gateway_auth_ok"), "resumeToken");
+          ASSERT_FALSE(tokens[j].empty());
+        }
+      }
+    }
+    // Every token's hash has reached relay 2 through the bucket.
+    const auto deadline = Clock::now() + 30s;
+    while (metric(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}") <
+               kMeshes &&
+           Clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_GE(metric(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}"),
+              kMeshes);
+    relays[0].signal(SIGKILL);
+    EXPECT_EQ(relays[0].wait(5s), 128 + SIGKILL);
+  }
+
+  // Every mesh reconnects to relay 2, a hundred at a time.
+  const auto t0 = Clock::now();
+  std::vector<std::unique_ptr<WsClient>> again;
+  int resumed = 0;
+  for (int i = 0; i < kMeshes; ++i) {
+    again.push_back(WsClient::connect(relays.port(1)));
+    again.back()->sendText(R"({"type":"gateway_auth","meshId":")" + idOf(i) +
+                           R"(","resumeToken":")" + tokens[i] + "\"}");
+    if (i % 100 == 99) {
+      relays[1].log();
+      for (int j = i - 99; j <= i; ++j) {
+        WsMessage m = again[j]->recv(10000ms);
+        if (m.kind == WsMessage::Kind::Text && jsonString(m.data, "type") == "gateway_auth_ok") {
+          ++resumed;
+        }
+      }
+    }
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+  std::cout << "[ " << resumed << " meshes resumed on relay 2 in " << took.count() << " ms ]\n";
+  EXPECT_EQ(resumed, kMeshes);
+  EXPECT_LT(took, 5000ms);
+  // All by token: relay 2 ran no secret check for them.
+  EXPECT_EQ(metric(relays.port(1), "mesh_relay_secret_checks_total{method=\"argon2id\"}"), 0);
 }
 
 }  // namespace
