@@ -259,8 +259,8 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE" && clusterRegistry) {
     // Cluster mode: the bucket first, on the shared registry's own writers.
-    clusterRegistry->submit([this, id = ex.id, meshId] {
-      auto result = clusterRegistry->removeMesh(meshId);
+    clusterRegistry->submit([this, cluster = clusterRegistry.get(), id = ex.id, meshId] {
+      auto result = cluster->removeMesh(meshId);
       post([this, id, meshId, result = std::move(result)] {
         if (auto* down = std::get_if<RegistryUnavailable>(&result)) {
           respondLater(id, 503, errorJson(down->message));
@@ -316,13 +316,14 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
       workers.post(std::move(job));
     }
   };
-  run([this, id = ex.id, meshId, newSecret = std::move(newSecret),
+  // The job holds the shared registry itself (see handleRegister).
+  run([this, cluster = clusterRegistry.get(), id = ex.id, meshId, newSecret = std::move(newSecret),
        current = std::move(currentSecret), reveal]() mutable {
     Result result = Result::Rotated;
     std::string failure;
     try {
-      if (clusterRegistry) {
-        auto outcome = clusterRegistry->rotateSecret(meshId, newSecret, current);
+      if (cluster) {
+        auto outcome = cluster->rotateSecret(meshId, newSecret, current);
         if (auto* down = std::get_if<RegistryUnavailable>(&outcome)) {
           result = Result::Failed;
           failure = down->message;

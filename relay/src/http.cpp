@@ -269,12 +269,15 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
       workers.post(std::move(job));
     }
   };
-  run([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
+  // The job holds the shared registry itself: the member is already null
+  // while the shared registry finishes its queued jobs at shutdown.
+  run([this, cluster = clusterRegistry.get(), id = ex.id, peer = ex.peer,
+       req = std::move(req)]() mutable {
     std::optional<RegisterOutcome> outcome;
     std::string failure;
     try {
-      if (clusterRegistry) {
-        auto result = clusterRegistry->registerMesh(req.meshId, req.name, req.secret);
+      if (cluster) {
+        auto result = cluster->registerMesh(req.meshId, req.name, req.secret);
         if (auto* down = std::get_if<RegistryUnavailable>(&result)) {
           LOG_WARN("registering meshId=" << req.meshId << " failed: " << down->message);
           failure = down->message;

@@ -295,6 +295,35 @@ TEST(ClusterRegistry, RelayStartedWhileNatsIsDownServesFromItsCopyAndAnswers503)
   EXPECT_TRUE(knowsMesh(relays.port(0), "mesh-new", true, 10000ms));
 }
 
+TEST(ClusterRegistry, StopsCleanlyWhileAWriteWaitsForTheBucket) {
+  NatsCluster nats(3);
+  Relays relays(nats);
+  relays.start(0);
+  for (int i = 0; i < nats.size(); ++i) nats.kill(i);
+  // Registrations that can only end in 503 are under way, and more are
+  // queued behind them (two writer threads), when SIGTERM arrives: the
+  // relay finishes them and exits 0.
+  std::array<int, 5> status{};
+  std::vector<std::thread> clients;
+  for (std::size_t i = 0; i < status.size(); ++i) {
+    clients.emplace_back([&, i] {
+      try {
+        status[i] = httpRequest(relays.port(0), "POST", "/register",
+                                TestRelay::registerBodyFor("mesh-late-" + std::to_string(i)), {},
+                                "127.0.0.1", 30000ms)
+                        .status;
+      } catch (const std::exception&) {
+        status[i] = -1;  // the connection closed without an answer
+      }
+    });
+  }
+  std::this_thread::sleep_for(500ms);
+  relays[0].signal(SIGTERM);
+  EXPECT_EQ(relays[0].wait(30s), 0) << relays[0].log();
+  for (auto& c : clients) c.join();
+  for (int s : status) EXPECT_TRUE(s == 503 || s == -1) << s;
+}
+
 // The stream leader of the registry bucket, as a server index (n1 -> 0).
 int bucketLeader(const NatsCluster& nats) {
   natsConnection* nc = nullptr;
