@@ -383,8 +383,7 @@ void Server::Impl::startClusterRegistry() {
   // closes as if it had been done here.
   hooks.onRevoked = [this](const std::string& meshId, const std::string& reason) {
     post([this, meshId, reason] {
-      if (online.count(meshId))
-        LOG_INFO("meshId=" << meshId << " revoked in the cluster (" << reason << ")");
+      LOG_INFO("meshId=" << meshId << " revoked in the cluster (" << reason << ")");
       closeMeshSessions(meshId, reason);
     });
   };
