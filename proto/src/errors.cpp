@@ -30,6 +30,10 @@ std::string_view codeText(ErrorCode code) {
       return "slow_consumer";
     case ErrorCode::ShuttingDown:
       return "shutting_down";
+    case ErrorCode::AuthorizeUnavailable:
+      return "authorize_unavailable";
+    case ErrorCode::NotAuthorized:
+      return "not_authorized";
     case ErrorCode::InvalidUtf8:
       return "invalid_utf8";
   }
@@ -65,6 +69,10 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Send queue full";
     case ErrorCode::ShuttingDown:
       return "Relay shutting down";
+    case ErrorCode::AuthorizeUnavailable:
+      return "Authorization service unavailable";
+    case ErrorCode::NotAuthorized:
+      return "Not authorized";
     case ErrorCode::InvalidUtf8:
       return "Text frame is not valid UTF-8";
   }
@@ -75,6 +83,8 @@ int closeCode(ErrorCode code) {
   switch (code) {
     case ErrorCode::InvalidCredentials:
     case ErrorCode::AuthTimeout:
+    case ErrorCode::AuthorizeUnavailable:
+    case ErrorCode::NotAuthorized:
       return 1008;
     case ErrorCode::SessionReplaced:
       return 4000;
@@ -91,7 +101,8 @@ int closeCode(ErrorCode code) {
 
 bool isAuthError(ErrorCode code) {
   return code == ErrorCode::NotAuthenticated || code == ErrorCode::InvalidCredentials ||
-         code == ErrorCode::AuthTimeout;
+         code == ErrorCode::AuthTimeout || code == ErrorCode::AuthorizeUnavailable ||
+         code == ErrorCode::NotAuthorized;
 }
 
 }  // namespace mesh::proto

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "auth_guard.h"
+#include "authorize.h"
 #include "counters.h"
 #include "mesh/proto/codec.h"
 #include "mesh/relay/config.h"
@@ -189,6 +190,43 @@ struct Server::Impl {
   void closePlain(Session& s);
   void sweepUpgrades(std::int64_t now);
 
+  // ---- credentials on the upgrade request, the authorize hook
+  // (upgrade_auth.cpp)
+  struct UpgradeVerdict {
+    enum class Kind { Ok, Invalid, RateLimited };
+    Kind kind = Kind::Invalid;
+    std::string meshId;
+    std::string name;                  // Ok: the mesh's registered name
+    std::optional<std::string> token;  // Ok by Bearer: the JWT, for the hook
+  };
+  using UpgradeDone = std::function<void(UpgradeVerdict)>;
+  // Checks an Authorization header from `peer` as gateway_auth would check
+  // the same credentials (budgets of failures, keyed verifier, Argon2id on
+  // the workers). `done` runs on the loop, possibly before this returns;
+  // not at all if `cancelled` is set before the check ran.
+  void checkUpgradeCredentials(const std::string& peer, std::string authorization,
+                               std::shared_ptr<std::atomic<bool>> cancelled, UpgradeDone done);
+  void upgradeCheckFailed(const std::string& peer, const std::string& meshId, UpgradeDone& done);
+  // TLS (lws): from HTTP_CONFIRM_UPGRADE; 0 lets the upgrade go on, -1 when
+  // a 401 or 429 was written and the connection is to close.
+  int checkLwsUpgrade(lws* wsi);
+  void lwsUpgradeChecked(std::uint64_t checkId, UpgradeVerdict verdict);
+  // ESTABLISHED: the session takes over its upgrade's check (or starts one
+  // for an upgrade lws did not confirm, a WebSocket inside HTTP/2).
+  void adoptLwsUpgradeAuth(lws* wsi, Session& s);
+  void forgetLwsUpgradeAuth(lws* wsi);  // WSI_DESTROY
+  // The session of an upgrade whose credentials were checked: authenticated
+  // now (gateway_auth_ok is its first frame), or told why not and closed.
+  void applyUpgradeVerdict(Session& s, UpgradeVerdict verdict);
+  // The hook (finishAuth calls it once the credentials are right).
+  void authorizeThenFinish(Session& s, const std::string& name, const std::string& meshId);
+  void authorizeAnswered(std::uint64_t sessionId, const std::string& name,
+                         const std::string& meshId, std::string cacheKey, AuthorizeAnswer answer);
+  void acceptAuthorized(Session& s, const std::string& name, const std::string& meshId,
+                        const std::string& answeredMeshId, std::string claimsJson);
+  void refuseAuthorization(Session& s, const std::string& meshId, proto::ErrorCode code,
+                           const std::string& message);
+
   // ---- HTTP (http.cpp)
   int onHttp(lws* wsi, PerSession* pss, const char* uri);
   // An upgrade request (LWS_CALLBACK_HTTP_CONFIRM_UPGRADE): 0 lets a
@@ -307,6 +345,20 @@ struct Server::Impl {
   std::int64_t startTimeMs = 0;  // unix ms, for the start-time metric
   // Loop thread: when the node frame being handled arrived (steady us).
   std::int64_t frameArrivalUs = 0;
+
+  // Upgrade requests (lws) whose credentials are being checked, by check id,
+  // until their session takes the answer (upgrade_auth.cpp).
+  struct LwsUpgradeCheck {
+    std::optional<UpgradeVerdict> verdict;  // the answer, while no session has it
+    std::uint64_t sessionId = 0;            // the session waiting for it
+    std::shared_ptr<std::atomic<bool>> cancelled;
+  };
+  std::unordered_map<std::uint64_t, LwsUpgradeCheck> lwsUpgradeChecks;
+  std::unordered_map<lws*, std::uint64_t> lwsUpgradeCheckOf;
+  AuthorizeCache authorizeCache{4096};
+  // Last: destroyed first, so that its thread posts nothing to a loop that
+  // is being torn down.
+  std::unique_ptr<AuthorizeClient> authorizer;  // null without --authorize-url
 };
 
 // A control frame (ping, pong, close), queued like any other frame.

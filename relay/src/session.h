@@ -107,6 +107,16 @@ struct Session {
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
 
+  // The upgrade request's Host header, for the authorize hook.
+  std::string host;
+  // What the authorize hook answered for this session: a JSON object as
+  // text (shown in the admin API), or empty. `authorized` once it allowed.
+  std::string claimsJson;
+  bool authorized = false;
+  // The JWT the session proved itself with, kept only until the hook has
+  // seen it.
+  std::optional<std::string> authToken;
+
   // The `id` of the gateway_auth being answered, echoed on its answer.
   std::optional<std::string> authId;
   // Set when the connection goes while its secret waits for a worker.

@@ -20,6 +20,11 @@ enum class ErrorCode {
   SessionReplaced,
   SlowConsumer,
   ShuttingDown,
+  // The authorize hook could not be asked or gave no usable answer; the
+  // credentials themselves were right.
+  AuthorizeUnavailable,
+  // The authorize hook answered allow: false.
+  NotAuthorized,
   // Not sent as a frame: a text frame that is not UTF-8 closes with 1007.
   InvalidUtf8,
 };
