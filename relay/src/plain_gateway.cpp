@@ -98,6 +98,8 @@ struct UpgradeHeaders {
   std::string version;
   std::string forwardedFor;
   std::string flyClientIp;
+  std::string host;
+  std::string authorization;  // credentials: wiped once read (upgrade_auth.cpp)
 };
 
 UpgradeHeaders parseHeaders(std::string_view lines) {
@@ -123,6 +125,10 @@ UpgradeHeaders parseHeaders(std::string_view lines) {
       field = &h.forwardedFor;
     } else if (equalsIgnoreCase(name, "fly-client-ip")) {
       field = &h.flyClientIp;
+    } else if (equalsIgnoreCase(name, "host")) {
+      field = &h.host;
+    } else if (equalsIgnoreCase(name, "authorization")) {
+      field = &h.authorization;
     }
     if (!field) continue;
     // A repeated header is one list (RFC 9110 5.3).
@@ -406,7 +412,7 @@ void Server::Impl::onUpgradeReadable(Upgrade& u) {
 void Server::Impl::finishUpgrade(Upgrade& u) {
   const std::size_t headEnd = u.head.find("\r\n\r\n") + 4;
   const std::size_t lineEnd = u.head.find("\r\n");
-  const UpgradeHeaders h =
+  UpgradeHeaders h =
       parseHeaders(std::string_view(u.head).substr(lineEnd + 2, headEnd - lineEnd - 4));
   if (!hasToken(h.upgrade, "websocket") || !hasToken(h.connection, "upgrade")) {
     dropUpgrade(u, httpError("426 Upgrade Required\r\nUpgrade: websocket"));
@@ -432,17 +438,30 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
                                                                    : "503 Service Unavailable"));
     return;
   }
+  // Frames the client sent right behind its request.
+  std::string early = u.head.substr(headEnd);
+  if (!h.authorization.empty()) {
+    // Credentials on the request: the 101 waits for their check.
+    awaitUpgradeCredentials(u, std::move(peer), std::move(h.key), std::move(h.host),
+                            std::move(h.authorization), std::move(early));
+    return;
+  }
+  Session* s = upgradeToSession(u, std::move(peer), h.key);
+  if (!s) return;
+  s->host = std::move(h.host);
+  if (!early.empty()) handleBytes(*s, early.data(), early.size());
+}
+
+Session* Server::Impl::upgradeToSession(Upgrade& u, std::string peer, std::string_view key) {
   std::string response =
       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
       "Sec-WebSocket-Accept: ";
-  response.append(acceptKey(h.key));
+  response.append(acceptKey(key));
   response.append("\r\n\r\n");
   if (!sendAll(u.fd, response)) {
     dropUpgrade(u, {});
-    return;
+    return nullptr;
   }
-  // Frames the client sent right behind its request.
-  std::string early = u.head.substr(headEnd);
   const int fd = u.fd;
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
@@ -451,7 +470,7 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
   ev_io_init(&s.io, onSessionEvent, fd, EV_READ);
   s.io.data = &s;
   ev_io_start(evLoop, &s.io);
-  if (!early.empty()) handleBytes(s, early.data(), early.size());
+  return &s;
 }
 
 void Server::Impl::handOverToLws(Upgrade& u) {
@@ -486,6 +505,7 @@ void Server::Impl::releaseHandshake(Upgrade& u) {
 
 void Server::Impl::dropUpgrade(Upgrade& u, std::string_view response) {
   releaseHandshake(u);
+  abandonUpgradeCheck(u);
   if (!response.empty()) sendAll(u.fd, response);
   ev_io_stop(evLoop, &u.io);
   ::close(u.fd);

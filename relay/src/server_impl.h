@@ -162,6 +162,11 @@ struct Server::Impl {
     // Counted in unauthenticatedPerIp under socketPeer (from accept until
     // it is handed on or dropped).
     bool counted = false;
+    // Credentials on the request being checked (upgrade_auth.cpp): set if
+    // the upgrade is dropped meanwhile. Counted under the client's address
+    // (checkPeer) until the answer.
+    std::shared_ptr<std::atomic<bool>> checkCancelled;
+    std::string checkPeer;
   };
   void openListener();
   void servePlainOnThisThread();  // run() calls it before turning the loop
@@ -169,6 +174,9 @@ struct Server::Impl {
   void onAccept();
   void onUpgradeReadable(Upgrade& u);
   void finishUpgrade(Upgrade& u);
+  // Answers 101 and makes the connection a session; null if the client is
+  // gone (the upgrade is dropped).
+  Session* upgradeToSession(Upgrade& u, std::string peer, std::string_view key);
   void handOverToLws(Upgrade& u);
   void dropUpgrade(Upgrade& u, std::string_view response);
   // Answers `status` (400, 414, 431) to a request not served and closes.
@@ -215,6 +223,11 @@ struct Server::Impl {
   // for an upgrade lws did not confirm, a WebSocket inside HTTP/2).
   void adoptLwsUpgradeAuth(lws* wsi, Session& s);
   void forgetLwsUpgradeAuth(lws* wsi);  // WSI_DESTROY
+  // Plain sockets: the 101 (or the 401/429) waits for the check; nothing is
+  // read from the socket meanwhile. `early` is what followed the request.
+  void awaitUpgradeCredentials(Upgrade& u, std::string peer, std::string key, std::string host,
+                               std::string authorization, std::string early);
+  void abandonUpgradeCheck(Upgrade& u);  // dropUpgrade: the answer is not wanted
   // The session of an upgrade whose credentials were checked: authenticated
   // now (gateway_auth_ok is its first frame), or told why not and closed.
   void applyUpgradeVerdict(Session& s, UpgradeVerdict verdict);

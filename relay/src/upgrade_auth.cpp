@@ -12,8 +12,8 @@
 // on, and the session learns the verdict as a gateway_auth would, with
 // gateway_auth_ok or with invalid_credentials and close 1008.
 #include <sodium.h>
-
 #include <strings.h>
+#include <sys/socket.h>
 #include <algorithm>
 
 #include "log.h"
@@ -73,6 +73,17 @@ void answerLwsUpgrade(lws* wsi, bool rateLimited) {
   }
   // Best effort: the connection closes either way.
   if (failed) LOG_DEBUG("the answer to a refused upgrade did not go out");
+}
+
+std::string plainUpgradeRefusal(bool rateLimited) {
+  const std::string_view body = rateLimited ? kUpgradeRateLimitedBody : kUpgradeUnauthorizedBody;
+  std::string out = rateLimited ? "HTTP/1.1 429 Too Many Requests\r\n"
+                                : "HTTP/1.1 401 Unauthorized\r\n"
+                                  "WWW-Authenticate: Basic realm=\"mesh-relay\"\r\n";
+  out += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n\r\n";
+  out += body;
+  return out;
 }
 
 }  // namespace
@@ -281,6 +292,54 @@ void Server::Impl::forgetLwsUpgradeAuth(lws* wsi) {
     lwsUpgradeChecks.erase(it);
   }
   lwsUpgradeCheckOf.erase(byWsi);
+}
+
+void Server::Impl::awaitUpgradeCredentials(Upgrade& u, std::string peer, std::string key,
+                                           std::string host, std::string authorization,
+                                           std::string early) {
+  // The head held the credentials; only what followed it is kept.
+  wipe(u.head);
+  u.head = std::move(early);
+  ev_io_stop(evLoop, &u.io);
+  u.checkCancelled = std::make_shared<std::atomic<bool>>(false);
+  u.checkPeer = peer;
+  ++unauthenticatedPerIp[u.checkPeer];
+  Upgrade* up = &u;
+  checkUpgradeCredentials(
+      peer, std::move(authorization), u.checkCancelled,
+      [this, up, cancelled = u.checkCancelled, peer, key = std::move(key),
+       host = std::move(host)](UpgradeVerdict v) mutable {
+        if (cancelled->load()) return;  // dropped meanwhile: `up` is gone
+        Upgrade& waiting = *up;
+        abandonUpgradeCheck(waiting);
+        if (v.kind != UpgradeVerdict::Kind::Ok) {
+          // What the client sent behind its request is read first: a socket
+          // closed with input unread is reset, and the reset can overtake
+          // the answer.
+          char sink[4096];
+          for (int i = 0; i < 16 && ::recv(waiting.fd, sink, sizeof sink, MSG_DONTWAIT) > 0; ++i) {
+          }
+          dropUpgrade(waiting, plainUpgradeRefusal(v.kind == UpgradeVerdict::Kind::RateLimited));
+          return;
+        }
+        std::string behind = std::move(waiting.head);
+        Session* s = upgradeToSession(waiting, std::move(peer), key);
+        if (!s) return;
+        s->host = std::move(host);
+        const std::uint64_t id = s->id;
+        applyUpgradeVerdict(*s, std::move(v));
+        if (Session* again = findSession(id); again && !behind.empty()) {
+          handleBytes(*again, behind.data(), behind.size());
+        }
+      });
+}
+
+void Server::Impl::abandonUpgradeCheck(Upgrade& u) {
+  if (!u.checkCancelled) return;
+  u.checkCancelled->store(true);
+  u.checkCancelled.reset();
+  auto it = unauthenticatedPerIp.find(u.checkPeer);
+  if (it != unauthenticatedPerIp.end() && --it->second == 0) unauthenticatedPerIp.erase(it);
 }
 
 void Server::Impl::applyUpgradeVerdict(Session& s, UpgradeVerdict verdict) {
