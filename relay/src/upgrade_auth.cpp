@@ -267,8 +267,9 @@ void Server::Impl::adoptLwsUpgradeAuth(lws* wsi, Session& s) {
                             });
     return;
   }
+  // The wsi keeps naming its check until WSI_DESTROY, which drops a check
+  // still waiting (its session cancelled it by closing).
   const std::uint64_t checkId = byWsi->second;
-  lwsUpgradeCheckOf.erase(byWsi);
   auto it = lwsUpgradeChecks.find(checkId);
   if (it == lwsUpgradeChecks.end()) return;
   s.authCancelled = it->second.cancelled;

@@ -91,7 +91,8 @@ TEST(Encoders, ErrorAndAuthErrorFrames) {
     EXPECT_EQ(out.rfind(R"({"type":"error","message":)", 0), 0u);
   }
   for (ErrorCode code :
-       {ErrorCode::NotAuthenticated, ErrorCode::InvalidCredentials, ErrorCode::AuthTimeout}) {
+       {ErrorCode::NotAuthenticated, ErrorCode::InvalidCredentials, ErrorCode::AuthTimeout,
+        ErrorCode::AuthorizeUnavailable, ErrorCode::NotAuthorized}) {
     std::string out;
     encodeError(out, code, defaultMessage(code), "r1");
     const auto d = parse(out);
@@ -194,12 +195,16 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(codeText(ErrorCode::SessionReplaced), "session_replaced");
   EXPECT_EQ(codeText(ErrorCode::SlowConsumer), "slow_consumer");
   EXPECT_EQ(codeText(ErrorCode::ShuttingDown), "shutting_down");
+  EXPECT_EQ(codeText(ErrorCode::AuthorizeUnavailable), "authorize_unavailable");
+  EXPECT_EQ(codeText(ErrorCode::NotAuthorized), "not_authorized");
 
   EXPECT_EQ(defaultMessage(ErrorCode::InvalidJson), "Invalid JSON");
   EXPECT_EQ(defaultMessage(ErrorCode::NotAuthenticated), "Not authenticated");
 
   EXPECT_EQ(closeCode(ErrorCode::InvalidCredentials), 1008);
   EXPECT_EQ(closeCode(ErrorCode::AuthTimeout), 1008);
+  EXPECT_EQ(closeCode(ErrorCode::AuthorizeUnavailable), 1008);
+  EXPECT_EQ(closeCode(ErrorCode::NotAuthorized), 1008);
   EXPECT_EQ(closeCode(ErrorCode::SessionReplaced), 4000);
   EXPECT_EQ(closeCode(ErrorCode::SlowConsumer), 1013);
   EXPECT_EQ(closeCode(ErrorCode::ShuttingDown), 1001);
