@@ -8,13 +8,11 @@
 
 #include "iso_time.h"
 #include "log.h"
+#include "lws_connection.h"
 #include "server_impl.h"
-#include "ws_codec.h"
 
 namespace mesh::relay {
 namespace {
-
-static_assert(OutFrame::kHeadroom >= LWS_PRE, "lws_write needs LWS_PRE bytes in front");
 
 // How long a peer has to answer our close frame before it is dropped.
 constexpr std::int64_t kCloseAnswerUs = 2'000'000;
@@ -74,18 +72,17 @@ std::optional<RefuseReason> Server::Impl::gatewayRefusal(const std::string& peer
 
 int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   pss->http = nullptr;
-  pss->session = &openSession(wsi, clientAddress(wsi));
+  pss->session = &openSession(std::make_unique<LwsConnection>(*this, wsi), clientAddress(wsi));
   adoptLwsUpgradeAuth(wsi, *pss->session);
   return 0;
 }
 
-Session& Server::Impl::openSession(lws* wsi, std::string peer) {
+Session& Server::Impl::openSession(std::unique_ptr<Connection> conn, std::string peer) {
   auto owned = std::make_unique<Session>();
   Session& s = *owned;
   s.id = nextId++;
-  s.wsi = wsi;
+  s.conn = std::move(conn);
   s.peer = std::move(peer);
-  s.plainFraming = !wsi || lws_get_network_wsi(wsi) == wsi;
   s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
   s.countedUnauthenticated = true;
   ++unauthenticatedPerIp[s.peer];
@@ -612,71 +609,7 @@ void Server::Impl::flushDirty() {
 }
 
 void Server::Impl::flush(Session& s) {
-  if (s.plainSocket()) {
-    // After the peer's close frame only our answer to it is still queued.
-    if (!s.queue.empty() && writePlain(s) == WriteResult::Failed) closePlain(s);
-    return;
-  }
-  if (s.queue.empty() || s.peerClosed) return;
-  switch (writeFrames(s)) {
-    case WriteResult::Failed:
-      // The socket is dead; lws closes it (and CLOSED cleans up) shortly.
-      s.queue.clear();
-      s.queuedBytes = 0;
-      s.peerClosed = true;
-      lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-      return;
-    case WriteResult::CloseViaLws:
-      s.closeViaLws = true;
-      lws_callback_on_writable(s.wsi);
-      return;
-    case WriteResult::Ok:
-      break;
-  }
-  if (!s.queue.empty()) lws_callback_on_writable(s.wsi);
-}
-
-// Writes queued frames until the queue is empty or the kernel stops taking
-// them (lws keeps the unsent tail of the last write and asks for POLLOUT).
-// Several frames go out in one write: the relay frames them itself, which
-// RFC 6455 allows on a connection with no extension (this relay offers
-// none). False when the connection failed.
-Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
-  // A WebSocket carried inside HTTP/2 is framed by lws: one frame per write.
-  const bool plain = s.plainFraming;
-  while (!s.queue.empty() && !lws_partial_buffered(s.wsi)) {
-    if (!plain && s.queue.front()->isClose) {
-      s.queue.pop();
-      return WriteResult::CloseViaLws;  // lws_close_reason() from WRITEABLE
-    }
-    std::size_t frames = 1;
-    const unsigned char* data;
-    std::size_t len;
-    int n;
-    const OutFrame& first = *s.queue.front();
-    if (!plain) {
-      // lws writes its header into the headroom, so the shared buffer is
-      // copied first.
-      writeScratch.assign(first.bytes.begin(), first.bytes.end());
-      n = lws_write(s.wsi, writeScratch.data() + OutFrame::kHeadroom, first.textSize(),
-                    LWS_WRITE_TEXT);
-      len = first.textSize();
-    } else {
-      len = first.wireSize();
-      while (frames < s.queue.size() && len + s.queue.at(frames)->wireSize() <= kWriteBatchBytes) {
-        len += s.queue.at(frames)->wireSize();
-        ++frames;
-      }
-      // lws_write() takes a mutable buffer but does not change a raw one.
-      data = reinterpret_cast<const unsigned char*>(frames == 1 ? first.wire()
-                                                                : coalesce(s, frames).data());
-      n = lws_write(s.wsi, const_cast<unsigned char*>(data), len, LWS_WRITE_RAW);
-    }
-    if (n < 0 || static_cast<std::size_t>(n) < len) return WriteResult::Failed;
-    std::int64_t now = 0;  // read only if a frame's last copy goes out
-    for (std::size_t i = 0; i < frames; ++i) frameWritten(s, s.queue.pop(), now);
-  }
-  return WriteResult::Ok;
+  if (!s.queue.empty()) s.conn->flush(s);
 }
 
 // The first `count` queued frames as one buffer. A broadcast queues the same
@@ -716,59 +649,6 @@ void Server::Impl::frameWritten(Session& s, const OutFramePtr& frame, std::int64
   }
 }
 
-int Server::Impl::onWriteable(Session& s) {
-  if (s.peerClosed) return 0;
-  if (s.closeViaLws) {
-    lws_close_reason(s.wsi, static_cast<lws_close_status>(s.closeCode),
-                     reinterpret_cast<unsigned char*>(s.closeReason.data()), s.closeReason.size());
-    return -1;
-  }
-  if (!s.queue.empty()) {
-    switch (writeFrames(s)) {
-      case WriteResult::Failed:
-        return -1;
-      case WriteResult::CloseViaLws:
-        s.closeViaLws = true;
-        lws_callback_on_writable(s.wsi);
-        return 0;
-      case WriteResult::Ok:
-        break;
-    }
-  }
-  if (!s.queue.empty()) lws_callback_on_writable(s.wsi);
-  return 0;
-}
-
-// The peer sent a close frame; lws echoes it and closes. Anything still
-// queued can no longer be sent. lws 4.1.6 has already replaced a code no
-// endpoint may send with 1002 in `payload` (it also counts 1012-1014, which
-// IANA has since assigned, as such), but it checks neither a one-byte
-// payload nor the reason's UTF-8, and echoes the peer's reason. A frame
-// that breaks RFC 6455 is answered as on the plain path instead: 1002 or
-// 1007 with a reason, through lws_close_reason() and a non-zero return,
-// which makes lws send that close frame and close.
-int Server::Impl::onPeerClose(Session& s, std::string_view payload) {
-  const bool answering = s.state == SessionState::Closing;
-  s.peerClosed = true;
-  s.queue.clear();
-  s.queuedBytes = 0;
-  if (answering) return 0;  // the answer to our close frame
-  ws::PeerClose close = ws::readClose(payload);
-  if (!close.problem && close.code == 1002) {
-    // The peer's own 1002 or lws's stand-in for an invalid code: either way
-    // a protocol error, answered with a reason.
-    close.answerReason = "protocol_error";
-    close.problem = "close frame with code 1002 or an invalid one";
-  }
-  if (!close.problem) return 0;
-  LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << close.problem);
-  ++counters.framingErrors;
-  std::string reason(close.answerReason);
-  lws_close_reason(s.wsi, static_cast<lws_close_status>(close.answerCode),
-                   reinterpret_cast<unsigned char*>(reason.data()), reason.size());
-  return -1;
-}
-
 void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                                 OutFramePtr lastWords) {
   if (s.state == SessionState::Closing) return;
@@ -796,11 +676,11 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
   s.closeDeadlineUs = nowUs() + static_cast<std::int64_t>(grace * 1e6);
 }
 
-// Empties the queue, but a frame already half written to a plain socket
-// stays: the rest of it must follow before anything else can.
+// Empties the queue, but a frame already half written stays: the rest of it
+// must follow before anything else can.
 void Server::Impl::dropQueued(Session& s) {
   OutFramePtr started;
-  if (s.sentOfFront > 0 && !s.queue.empty()) started = s.queue.front();
+  if (!s.queue.empty() && s.conn->frontFrameStarted()) started = s.queue.front();
   s.queue.clear();
   s.queuedBytes = 0;
   if (started) queueFrame(s, std::move(started));
@@ -838,13 +718,7 @@ void Server::Impl::onClosed(PerSession* pss) {
 }
 
 void Server::Impl::killSession(Session& s) {
-  if (s.plainSocket()) {
-    closePlain(s);
-  } else {
-    // CLOSED runs inside and frees the session: an asynchronous kill is one
-    // more sorted insert into lws's timer list.
-    lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-  }
+  s.conn->kill(s);
 }
 
 void Server::Impl::onClosed(Session& s) {

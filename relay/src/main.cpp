@@ -178,6 +178,17 @@ void bindOptions(CLI::App& app, Config& c) {
                  "Frames the flight recorder keeps per mesh (0 = off)")
       ->envname("MESH_RECORDER_FRAMES")
       ->check(CLI::Range(std::size_t{0}, std::size_t{65536}));
+  app.add_option("--nats", c.natsUrls,
+                 "Cluster mode: NATS server URLs, comma-separated (empty = a single relay)")
+      ->envname("MESH_NATS_URLS")
+      ->delimiter(',');
+  app.add_option("--nats-creds", c.natsCredsPath, "NATS credentials file (.creds)")
+      ->envname("MESH_NATS_CREDS");
+  app.add_option("--nats-ca", c.natsCaPath, "PEM CA of the NATS servers' certificates")
+      ->envname("MESH_NATS_CA");
+  app.add_option("--relay-id", c.relayId,
+                 "This relay's name in the cluster (default: hostname:port)")
+      ->envname("MESH_RELAY_ID");
   app.add_option("--log-level", c.logLevel, "error, warn, info or debug")
       ->envname("LOG_LEVEL")
       ->transform(

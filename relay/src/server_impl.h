@@ -6,6 +6,7 @@
 // (thread-safe by itself) and `workers`.
 #pragma once
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include <atomic>
@@ -98,14 +99,13 @@ struct Server::Impl {
   // Why a WebSocket from `peer` may not open now, if it may not.
   [[nodiscard]] std::optional<RefuseReason> gatewayRefusal(const std::string& peer);
   int onEstablished(lws* wsi, PerSession* pss);
-  // A new session for an upgraded connection: lws's (wsi), or a plain socket
-  // of ours (wsi null; the caller sets up its watcher).
-  Session& openSession(lws* wsi, std::string peer);
+  // A new session for an upgraded connection, carried by `conn` (a
+  // PlainConnection, which the caller starts, or an LwsConnection).
+  Session& openSession(std::unique_ptr<Connection> conn, std::string peer);
   // One piece of a message: `binary` is read for a message's first piece,
   // `final` ends the message.
   int onReceive(Session& s, const char* data, std::size_t len, bool binary, bool final);
   void heardFrom(Session& s);  // anything arrived from the peer, now
-  int onWriteable(Session& s);
   void onClosed(PerSession* pss);
   void onClosed(Session& s);  // frees the session
   // Closes the connection at once, without a close frame; frees the session.
@@ -130,14 +130,10 @@ struct Server::Impl {
   bool takeRate(Session& s, bool messageFrame);
   void enqueue(Session& s, const OutFramePtr& frame);
   void queueFrame(Session& s, OutFramePtr frame);
-  void flush(Session& s);
+  void flush(Session& s);  // one Connection::flush() per session and turn
   void flushDirty();
-  // Failed: the connection is dead and must be closed now.
-  enum class WriteResult { Ok, Failed, CloseViaLws };
-  WriteResult writeFrames(Session& s);
+  // Accounting for a frame the connection has handed to the socket.
   void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
-  // Non-zero: lws is to close with the reason set here, not echo the frame.
-  int onPeerClose(Session& s, std::string_view payload);
   // `lastWords` (an error frame) goes out right before the close frame.
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                     OutFramePtr lastWords = nullptr);
@@ -151,7 +147,9 @@ struct Server::Impl {
   void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
 
-  // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
+  // ---- WebSocket on plain TCP, served without lws: the listener
+  // (plain_listener.cpp), the request head and upgrade (plain_upgrade.cpp),
+  // the frame reader (plain_reader.cpp) and batched writes (plain_writer.cpp)
   // A connection whose request is still being read.
   struct Upgrade {
     ev_io io{};
@@ -175,27 +173,17 @@ struct Server::Impl {
   void onUpgradeReadable(Upgrade& u);
   void finishUpgrade(Upgrade& u);
   // Answers 101 and makes the connection a session; null if the client is
-  // gone (the upgrade is dropped).
-  Session* upgradeToSession(Upgrade& u, std::string peer, std::string_view key);
+  // gone (the upgrade is dropped) or the session closed. `beforeEarly` runs
+  // on the new session before the frames that followed the request
+  // (`early`) are handled.
+  Session* upgradeToSession(Upgrade& u, std::string peer, std::string_view key, std::string host,
+                            std::string early,
+                            const std::function<void(Session&)>& beforeEarly = {});
   void handOverToLws(Upgrade& u);
   void dropUpgrade(Upgrade& u, std::string_view response);
   // Answers `status` (400, 414, 431) to a request not served and closes.
   void refuseRequest(Upgrade& u, int status);
   void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
-  void onPlainEvent(Session& s, int revents);
-  // Reads what the socket has and handles the frames in it; false when the
-  // session is gone.
-  bool readPlain(Session& s);
-  bool handleBytes(Session& s, char* data, std::size_t len);
-  void dropOversize(Session& s, std::size_t n);
-  bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
-  // Fails the connection (RFC 6455 7.1.7): the close frame goes out, then
-  // the socket closes; the peer's input is no longer read.
-  void protocolError(Session& s, std::string_view why, int code = 1002,
-                     std::string_view reason = "protocol_error");
-  WriteResult writePlain(Session& s);
-  void watchWritable(Session& s, bool on);
-  void closePlain(Session& s);
   void sweepUpgrades(std::int64_t now);
 
   // ---- credentials on the upgrade request, the authorize hook
@@ -334,7 +322,7 @@ struct Server::Impl {
   const std::string& coalesce(const Session& s, std::size_t count);
 
   // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
-  // and hands every other connection to lws (plain_gateway.cpp).
+  // and hands every other connection to lws (plain_listener.cpp).
   int listenFd = -1;
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later

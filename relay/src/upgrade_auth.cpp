@@ -5,7 +5,7 @@
 // budgets of failures first, then the keyed verifier (microseconds, also for
 // unknown meshes) or, for a mesh without one, Argon2id on the workers in the
 // fair queue. On the relay's own plain sockets the 101 waits for the answer
-// (plain_gateway.cpp): wrong credentials get a 401, a spent budget a 429. On
+// (plain_upgrade.cpp): wrong credentials get a 401, a spent budget a 429. On
 // lws's connections (TLS) the answer must come while lws holds the request
 // (HTTP_CONFIRM_UPGRADE cannot be answered later): a verdict known then is a
 // 401 or 429 too; a check that has to wait for Argon2id lets the upgrade go
@@ -324,14 +324,8 @@ void Server::Impl::awaitUpgradeCredentials(Upgrade& u, std::string peer, std::st
           return;
         }
         std::string behind = std::move(waiting.head);
-        Session* s = upgradeToSession(waiting, std::move(peer), key);
-        if (!s) return;
-        s->host = std::move(host);
-        const std::uint64_t id = s->id;
-        applyUpgradeVerdict(*s, std::move(v));
-        if (Session* again = findSession(id); again && !behind.empty()) {
-          handleBytes(*again, behind.data(), behind.size());
-        }
+        upgradeToSession(waiting, std::move(peer), key, std::move(host), std::move(behind),
+                         [this, &v](Session& s) { applyUpgradeVerdict(s, std::move(v)); });
       });
 }
 

@@ -131,6 +131,19 @@ struct Config {
   // 0 turns it off. 256 covers a few minutes of a busy mesh in 22 KiB.
   std::size_t recorderFrames = 256;
 
+  // Cluster mode (docs/cluster.md): NATS servers of one cluster, each
+  // "nats://[user:pass@]host:port" or tls://. Empty: a single relay, nothing
+  // else changes. Several relays on one NATS cluster behave as one relay.
+  std::vector<std::string> natsUrls;
+  // A NATS credentials file (.creds: a user JWT and its NKey seed, as nsc
+  // writes it); user and password go in the URL instead.
+  std::string natsCredsPath;
+  // PEM CA that signs the NATS servers' certificates (tls:// URLs).
+  std::string natsCaPath;
+  // This relay's name in the cluster, unique per relay. Empty: hostname and
+  // port ("host:4000"), filled in by the server at start.
+  std::string relayId;
+
   // On SIGTERM: how long queued frames may take to drain before exit.
   double drainTimeoutSeconds = 5;
   LogLevel logLevel = LogLevel::Info;
