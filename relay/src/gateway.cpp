@@ -243,16 +243,9 @@ void Server::Impl::handleFrame(Session& s, proto::DecodedFrame& decoded) {
         } else if constexpr (std::is_same_v<T, proto::BroadcastFrame>) {
           handleBroadcast(s, f, id);
         } else if constexpr (std::is_same_v<T, proto::UpdateRoomsFrame>) {
-          s.roomsJson.assign(f.publicRoomsJson);
+          router.localRoomsUpdated(s.meshId, f.publicRoomsJson);
         } else if constexpr (std::is_same_v<T, proto::UpdateParticipantsFrame>) {
-          s.participantsJson.assign(f.participantsJson);
-          s.participantCount = f.participantCount;
-          if (s.participantCount > 0) {
-            withParticipants.insert(&s);
-          } else {
-            withParticipants.erase(&s);
-          }
-          pushParticipants(s);
+          router.localParticipantsUpdated(s.meshId, f.participantsJson, f.participantCount);
         }
       },
       frame);
@@ -399,25 +392,9 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   }
   releaseUnauthenticated(s);
 
-  bool takeover = false;
-  if (auto it = online.find(meshId); it != online.end() && it->second != &s) {
-    Session& old = *it->second;
-    takeover = true;
-    ++counters.takeovers;
-    LOG_INFO("conn=" << old.id << " meshId=" << meshId << " replaced by conn=" << s.id);
-    detach(old, false);
-    sendError(old, proto::ErrorCode::SessionReplaced,
-              "Another connection authenticated as this mesh", std::nullopt);
-    closeSession(old, 4000, "session_replaced", false);
-  }
-
   s.state = SessionState::Authenticated;
   s.meshId = meshId;
   s.name = *name;
-  online[s.meshId] = &s;
-  s.inRoutingTable = true;
-  if (s.wantsPresence) presenceWatchers.insert(&s);
-  if (s.participantCount > 0) withParticipants.insert(&s);
   ++counters.authOk;
   recorder.auth(s, meshId, true, nowUs());
   LOG_INFO("conn=" << s.id << " auth ok meshId=" << s.meshId << " peer=" << s.peer);
@@ -433,19 +410,17 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
           }));
   s.authId.reset();
 
-  // Participant exchange, as the original: the newcomer learns the others'
-  // non-empty lists, the others learn the newcomer's if it has one.
-  std::vector<proto::ParticipantsView> others;
-  for (Session* other : withParticipants) {
-    if (other != &s) {
-      others.push_back({other->meshId, other->name, other->participantsJson});
-    }
-  }
-  if (!others.empty()) {
-    enqueue(s, makeFrame([&](std::string& out) { proto::encodeParticipants(out, others); }));
-  }
-  if (s.participantCount > 0) pushParticipants(s);
-  if (!takeover) sendPresence(s, true);
+  // Into the routing table: a connection that held this mesh is replaced
+  // (replaced() below), then the participants exchange and presence.
+  MeshInfo info;
+  info.meshId = s.meshId;
+  info.name = s.name;
+  info.roomsJson = std::move(s.roomsJson);
+  info.participantsJson = std::move(s.participantsJson);
+  info.participantCount = s.participantCount;
+  info.wantsPresence = s.wantsPresence;
+  s.inRoutingTable = true;
+  if (router.localOnline(std::move(info), &s)) ++counters.takeovers;
 
   // Frames that arrived while the secret was being checked.
   auto pending = std::move(s.pendingDuringAuth);
@@ -459,33 +434,49 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
 
 void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
                                const std::optional<std::string>& id) {
-  auto it = online.find(f.targetMeshId);
-  if (it == online.end() || it->second->state != SessionState::Authenticated) {
-    ++counters.relaysOffline;
-    recorder.relayed(s, f.targetMeshId, nullptr, f.payloadJson.size(), frameArrivalUs);
-    if (id)
-      enqueue(s, makeFrame([&](std::string& out) {
-                proto::encodeAck(out, *id, proto::AckStatus::Offline, 0);
-              }));
-    return;
-  }
-  Session& target = *it->second;
   std::string filtered;
   std::string_view payload = f.payloadJson;
   if (config.payloadFilter == PayloadFilter::MeshChat) {
     filtered = proto::filterMeshChatPayload(payload);
     payload = filtered;
   }
-  enqueue(target,
-          makeFrame(
-              [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
-              frameArrivalUs));
-  ++counters.relaysDelivered;
-  recorder.relayed(s, f.targetMeshId, &target, f.payloadJson.size(), frameArrivalUs);
-  if (id)
-    enqueue(s, makeFrame([&](std::string& out) {
-              proto::encodeAck(out, *id, proto::AckStatus::Delivered, 1);
-            }));
+  const auto result =
+      router.relay({s.meshId, s.name, &s}, f.targetMeshId, payload, id, frameArrivalUs, [&] {
+        // The target is on another relay: the ack waits for its answer.
+        return RelayAnswer([this, sessionId = s.id, id](RelayOutcome outcome) {
+          if (Session* sp = findSession(sessionId)) {
+            relayAnswered(*sp, id, outcome);
+          } else {
+            countRelay(outcome);  // the sender is gone: nobody to ack
+          }
+        });
+      });
+  if (!result.outcome) return;
+  recorder.relayed(s, f.targetMeshId, static_cast<Session*>(result.to), f.payloadJson.size(),
+                   frameArrivalUs);
+  relayAnswered(s, id, *result.outcome);
+}
+
+void Server::Impl::relayAnswered(Session& s, const std::optional<std::string>& id,
+                                 RelayOutcome outcome) {
+  countRelay(outcome);
+  if (!id || s.state != SessionState::Authenticated) return;
+  // A relay that cannot be reached answers offline until the protocol has a
+  // code of its own for it.
+  const bool delivered = outcome == RelayOutcome::Delivered;
+  enqueue(s, makeFrame([&](std::string& out) {
+            proto::encodeAck(out, *id,
+                             delivered ? proto::AckStatus::Delivered : proto::AckStatus::Offline,
+                             delivered ? 1 : 0);
+          }));
+}
+
+void Server::Impl::countRelay(RelayOutcome outcome) {
+  if (outcome == RelayOutcome::Delivered) {
+    ++counters.relaysDelivered;
+  } else {
+    ++counters.relaysOffline;
+  }
 }
 
 void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
@@ -496,58 +487,42 @@ void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
     filtered = proto::filterMeshChatPayload(payload);
     payload = filtered;
   }
-  // Encoded once, shared by every recipient.
-  const OutFramePtr frame = makeFrame(
-      [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
-      frameArrivalUs);
-  std::vector<Session*> recipients;
-  recipients.reserve(online.size());
-  for (auto& [meshId, other] : online) {
-    if (other != &s && other->state == SessionState::Authenticated) recipients.push_back(other);
-  }
-  for (Session* r : recipients) enqueue(*r, frame);
-  counters.broadcastRecipients += recipients.size();
-  recorder.broadcast(recipients.size());
-  if (id)
+  const auto result = router.broadcast({s.meshId, s.name, &s}, payload, id, frameArrivalUs, [&] {
+    // Other relays were asked too: the ack waits for their count.
+    return CountAnswer([this, sessionId = s.id, id](std::uint32_t recipients) {
+      Session* sp = findSession(sessionId);
+      if (!id || !sp || sp->state != SessionState::Authenticated) return;
+      enqueue(*sp, makeFrame([&](std::string& out) {
+        proto::encodeAck(out, *id, proto::AckStatus::Delivered, recipients);
+      }));
+    });
+  });
+  counters.broadcastRecipients += result.localRecipients;
+  recorder.broadcast(result.localRecipients);
+  if (id && !result.pending)
     enqueue(s, makeFrame([&](std::string& out) {
-              proto::encodeAck(out, *id, proto::AckStatus::Delivered,
-                               static_cast<std::uint32_t>(recipients.size()));
+              proto::encodeAck(out, *id, proto::AckStatus::Delivered, result.localRecipients);
             }));
 }
 
 void Server::Impl::handleDiscover(Session& s, const std::optional<std::string>& id) {
-  std::vector<proto::InstanceView> instances;
-  instances.reserve(online.size());
-  for (auto& [meshId, other] : online) {
-    if (other->state == SessionState::Authenticated) {
-      instances.push_back({other->meshId, other->name, other->roomsJson});
-    }
-  }
-  enqueue(s, makeFrame([&](std::string& out) { proto::encodeDiscoverResult(out, instances, id); }));
+  router.discover(&s, id);
 }
 
-void Server::Impl::pushParticipants(Session& from) {
-  const std::vector<proto::ParticipantsView> list{{from.meshId, from.name, from.participantsJson}};
-  const OutFramePtr frame =
-      makeFrame([&](std::string& out) { proto::encodeParticipants(out, list); });
-  std::vector<Session*> recipients;
-  for (auto& [meshId, other] : online) {
-    if (other != &from && other->state == SessionState::Authenticated) recipients.push_back(other);
-  }
-  for (Session* r : recipients) enqueue(*r, frame);
+// Encoded once, shared by every recipient.
+void Server::Impl::deliver(std::span<const LocalConn> to, Encoder encode, std::int64_t arrivalUs) {
+  if (to.empty()) return;
+  const OutFramePtr frame = makeFrame(encode, arrivalUs);
+  for (LocalConn conn : to) enqueue(*static_cast<Session*>(conn), frame);
 }
 
-void Server::Impl::sendPresence(const Session& about, bool isOnline) {
-  if (presenceWatchers.empty()) return;
-  const OutFramePtr frame = makeFrame(
-      [&](std::string& out) { proto::encodePresence(out, about.meshId, about.name, isOnline); });
-  // Collected first: a slow consumer closed by enqueue() leaves the set.
-  std::vector<Session*> recipients;
-  recipients.reserve(presenceWatchers.size());
-  for (Session* watcher : presenceWatchers) {
-    if (watcher != &about) recipients.push_back(watcher);
-  }
-  for (Session* r : recipients) enqueue(*r, frame);
+void Server::Impl::replaced(LocalConn conn) {
+  Session& old = *static_cast<Session*>(conn);
+  LOG_INFO("conn=" << old.id << " meshId=" << old.meshId << " replaced by a newer connection");
+  old.inRoutingTable = false;
+  sendError(old, proto::ErrorCode::SessionReplaced, "Another connection authenticated as this mesh",
+            std::nullopt);
+  closeSession(old, 4000, "session_replaced", false);
 }
 
 void Server::Impl::sendError(Session& s, proto::ErrorCode code, std::string_view message,
@@ -696,11 +671,7 @@ void Server::Impl::releaseUnauthenticated(Session& s) {
 void Server::Impl::detach(Session& s, bool announce) {
   if (!s.inRoutingTable) return;
   s.inRoutingTable = false;
-  presenceWatchers.erase(&s);
-  withParticipants.erase(&s);
-  auto it = online.find(s.meshId);
-  if (it != online.end() && it->second == &s) online.erase(it);
-  if (announce) sendPresence(s, false);
+  router.localOffline(s.meshId, &s, announce);
 }
 
 void Server::Impl::onAuthTimeout(Session& s) {

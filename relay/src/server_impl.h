@@ -32,6 +32,7 @@
 #include "rate_limiter.h"
 #include "recorder.h"
 #include "registry.h"
+#include "router.h"
 #include "session.h"
 #include "worker_pool.h"
 
@@ -75,9 +76,11 @@ struct PerSession {
 // protocol's tx_packet_size per call; server.cpp sets it above this).
 inline constexpr std::size_t kWriteBatchBytes = 64 * 1024;
 
-struct Server::Impl {
+// The server is the Router's LocalDelivery: it frames and queues on its own
+// sessions (gateway.cpp).
+struct Server::Impl final : LocalDelivery {
   explicit Impl(const Config& cfg);
-  ~Impl();
+  ~Impl() override;
 
   // ---- lifecycle (server.cpp)
   int run();
@@ -122,9 +125,14 @@ struct Server::Impl {
   void handleRelay(Session& s, const proto::RelayFrame& f, const std::optional<std::string>& id);
   void handleBroadcast(Session& s, const proto::BroadcastFrame& f,
                        const std::optional<std::string>& id);
+  // Counts the outcome of a relay (here, or the answer of another relay)
+  // and acks it to its sender when it carried an id.
+  void relayAnswered(Session& s, const std::optional<std::string>& id, RelayOutcome outcome);
+  void countRelay(RelayOutcome outcome);
   void handleDiscover(Session& s, const std::optional<std::string>& id);
-  void pushParticipants(Session& from);
-  void sendPresence(const Session& about, bool online);
+  // LocalDelivery: a LocalConn is a Session*.
+  void deliver(std::span<const LocalConn> to, Encoder encode, std::int64_t arrivalUs) override;
+  void replaced(LocalConn conn) override;
   void sendError(Session& s, proto::ErrorCode code, std::string_view message,
                  const std::optional<std::string>& id);
   bool takeRate(Session& s, bool messageFrame);
@@ -280,12 +288,9 @@ struct Server::Impl {
   // Loop-thread state.
   std::uint64_t nextId = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions;
-  std::unordered_map<std::string, Session*> online;  // meshId -> authenticated session
-  // Authenticated sessions that asked for presence events.
-  std::unordered_set<Session*> presenceWatchers;
-  // Authenticated sessions with a non-empty participant list (what a
-  // newcomer is sent), so an auth does not walk every online mesh.
-  std::unordered_set<Session*> withParticipants;
+  // Who is online where: authenticated meshes, presence, participants.
+  NoClusterLink noCluster;
+  Router router{*this, noCluster};
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
