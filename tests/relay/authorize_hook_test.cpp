@@ -211,14 +211,14 @@ TEST_F(AuthorizeHook, EveryKindOfBadAnswerIsAuthorizeUnavailable) {
 TEST_F(AuthorizeHook, SlowHookTimesOutAsAuthorizeUnavailable) {
   start([](relay::Config& c) { c.authorizeTimeoutSeconds = 0.3; });
   ASSERT_EQ(relay().registerMesh("hk-slow", TestRelay::secretFor("hk-slow"), "S"), 201);
-  answers_.set("hk-slow", {200, R"({"allow":true})", 3000ms});
+  answers_.set("hk-slow", {200, R"({"allow":true})", 8000ms});
   int close = 0;
   const auto began = std::chrono::steady_clock::now();
   const std::string answer = authFirstFrame(relay(), "hk-slow", &close);
   EXPECT_EQ(jsonString(answer, "code"), "authorize_unavailable") << answer;
   EXPECT_EQ(close, 1008);
   // Well before the hook's answer would have come.
-  EXPECT_LT(std::chrono::steady_clock::now() - began, 2500ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 7000ms);
   EXPECT_EQ(metric(relay(), outcome("timeout")), 1);
   expectRelayStillServes(relay());
 }
