@@ -159,7 +159,15 @@ void bindOptions(CLI::App& app, Config& c) {
       ->capture_default_str();
   app.add_option("--authorize-url", c.authorizeUrl,
                  "Ask this URL (POST, JSON) whether to accept each mesh (empty = no hook)")
-      ->envname("MESH_AUTHORIZE_URL");
+      ->envname("MESH_AUTHORIZE_URL")
+      ->check(CLI::Validator(
+          [](const std::string& url) -> std::string {
+            if (url.empty() || url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) {
+              return {};
+            }
+            return "the authorize URL must start with http:// or https://";
+          },
+          "URL"));
   app.add_option("--authorize-token", c.authorizeToken,
                  "Sent to the authorize hook as Authorization: Bearer")
       ->envname("MESH_AUTHORIZE_TOKEN");

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "support/hook_server.h"
+#include "support/relay_process.h"
 #include "support/test_relay.h"
 
 namespace mesh::test {
@@ -295,6 +296,19 @@ TEST_F(AuthorizeHook, ResumeTokensAndUpgradeCredentialsAreAuthorizedToo) {
   EXPECT_EQ(jsonString(allowed->expectType("gateway_auth_ok"), "meshId"), "hk-r");
   EXPECT_NE(admin("/meshes/hk-r").body.find(R"("claims":{"via":"header"})"), std::string::npos);
   expectRelayStillServes(relay());
+}
+
+// A hook URL libcurl would take for another protocol is refused at start.
+TEST(AuthorizeHookFlags, UrlMustBeHttpOrHttps) {
+  TempDir dir;
+  try {
+    RelayProcess relay(MESH_RELAY_BIN,
+                       {"--db", dir.file("mesh.db"), "--authorize-url", "file:///etc/passwd"});
+    ADD_FAILURE() << "the relay started";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("must start with http:// or https://"), std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace
