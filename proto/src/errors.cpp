@@ -34,6 +34,8 @@ std::string_view codeText(ErrorCode code) {
       return "authorize_unavailable";
     case ErrorCode::NotAuthorized:
       return "not_authorized";
+    case ErrorCode::TokenExpired:
+      return "token_expired";
     case ErrorCode::InvalidUtf8:
       return "invalid_utf8";
   }
@@ -73,6 +75,8 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Authorization service unavailable";
     case ErrorCode::NotAuthorized:
       return "Not authorized";
+    case ErrorCode::TokenExpired:
+      return "Token expires; send gateway_reauth with a fresh one";
     case ErrorCode::InvalidUtf8:
       return "Text frame is not valid UTF-8";
   }
@@ -92,6 +96,8 @@ int closeCode(ErrorCode code) {
       return 1013;
     case ErrorCode::ShuttingDown:
       return 1001;
+    case ErrorCode::TokenExpired:
+      return 4001;
     case ErrorCode::InvalidUtf8:
       return 1007;
     default:

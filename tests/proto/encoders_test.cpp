@@ -75,12 +75,23 @@ TEST(Encoders, AuthOk) {
   EXPECT_EQ(str(d["resumeToken"]), "tok");
 }
 
+TEST(Encoders, ReauthOk) {
+  std::string out;
+  encodeReauthOk(out, "mesh-a", "2026-12-06T10:00:00.000Z", std::string_view("r1"));
+  EXPECT_EQ(
+      out,
+      R"({"type":"gateway_reauth_ok","meshId":"mesh-a","expiresAt":"2026-12-06T10:00:00.000Z","id":"r1"})");
+  out.clear();
+  encodeReauthOk(out, "m", "t");
+  EXPECT_EQ(out, R"({"type":"gateway_reauth_ok","meshId":"m","expiresAt":"t"})");
+}
+
 TEST(Encoders, ErrorAndAuthErrorFrames) {
   for (ErrorCode code :
        {ErrorCode::InvalidJson, ErrorCode::InvalidFrame, ErrorCode::UnknownType,
         ErrorCode::UnsupportedFrame, ErrorCode::FrameTooLarge, ErrorCode::AlreadyAuthenticated,
         ErrorCode::RateLimited, ErrorCode::SessionReplaced, ErrorCode::SlowConsumer,
-        ErrorCode::ShuttingDown}) {
+        ErrorCode::ShuttingDown, ErrorCode::TokenExpired}) {
     std::string out;
     encodeError(out, code, "bad \"thing\"\n");
     const auto d = parse(out);
@@ -197,6 +208,7 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(codeText(ErrorCode::ShuttingDown), "shutting_down");
   EXPECT_EQ(codeText(ErrorCode::AuthorizeUnavailable), "authorize_unavailable");
   EXPECT_EQ(codeText(ErrorCode::NotAuthorized), "not_authorized");
+  EXPECT_EQ(codeText(ErrorCode::TokenExpired), "token_expired");
 
   EXPECT_EQ(defaultMessage(ErrorCode::InvalidJson), "Invalid JSON");
   EXPECT_EQ(defaultMessage(ErrorCode::NotAuthenticated), "Not authenticated");
@@ -208,6 +220,7 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(closeCode(ErrorCode::SessionReplaced), 4000);
   EXPECT_EQ(closeCode(ErrorCode::SlowConsumer), 1013);
   EXPECT_EQ(closeCode(ErrorCode::ShuttingDown), 1001);
+  EXPECT_EQ(closeCode(ErrorCode::TokenExpired), 4001);
   EXPECT_EQ(closeCode(ErrorCode::InvalidUtf8), 1007);
   EXPECT_EQ(closeCode(ErrorCode::RateLimited), 0);
   EXPECT_EQ(closeCode(ErrorCode::InvalidFrame), 0);
