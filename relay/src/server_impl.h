@@ -231,8 +231,9 @@ struct Server::Impl final : LocalDelivery {
     enum class Kind { Ok, Invalid, RateLimited };
     Kind kind = Kind::Invalid;
     std::string meshId;
-    std::string name;                  // Ok: the mesh's registered name
-    std::optional<std::string> token;  // Ok by Bearer: the JWT, for the hook
+    std::string name;                       // Ok: the mesh's registered name
+    std::optional<std::string> token;       // Ok by Bearer: the JWT, for the hook
+    std::optional<VerifiedToken> verified;  // Ok by Bearer: what it proved
   };
   using UpgradeDone = std::function<void(UpgradeVerdict)>;
   // Checks an Authorization header from `peer` as gateway_auth would check
@@ -242,6 +243,10 @@ struct Server::Impl final : LocalDelivery {
   void checkUpgradeCredentials(const std::string& peer, std::string authorization,
                                std::shared_ptr<std::atomic<bool>> cancelled, UpgradeDone done);
   void upgradeCheckFailed(const std::string& peer, const std::string& meshId, UpgradeDone& done);
+  // Authorization: Bearer: verified as a token in gateway_auth is; `mayWait`
+  // as for checkToken (an unknown kid may wait for the JWKS fetch, once).
+  void checkUpgradeToken(const std::string& peer, std::string token, UpgradeDone done,
+                         bool mayWait);
   // TLS (lws): from HTTP_CONFIRM_UPGRADE; 0 lets the upgrade go on, -1 when
   // a 401 or 429 was written and the connection is to close.
   int checkLwsUpgrade(lws* wsi);

@@ -120,6 +120,9 @@ struct Session {
   bool tokenWarned = false;
   std::int64_t tokenDeadlineMs = 0;
   std::int64_t tokenWarnMs = 0;
+  // The token's exp (unix seconds), for a clock started only after the
+  // authorize hook allowed the mesh.
+  std::int64_t tokenExpiresAt = 0;
 
   // The `id` of the gateway_auth being answered, echoed on its answer.
   std::optional<std::string> authId;

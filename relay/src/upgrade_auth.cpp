@@ -165,9 +165,11 @@ void Server::Impl::checkUpgradeCredentials(const std::string& peer, std::string 
     done(std::move(v));
     return;
   }
+  if (c.kind == HeaderCredentials::Kind::Bearer) {
+    checkUpgradeToken(peer, std::move(c.token), std::move(done), true);
+    return;
+  }
   if (c.kind != HeaderCredentials::Kind::Basic || !proto::isValidMeshId(c.meshId)) {
-    // A bearer token needs a token verifier, which this relay does not have
-    // configured: it cannot be right.
     upgradeCheckFailed(peer, c.meshId, done);
     return;
   }
@@ -210,6 +212,54 @@ void Server::Impl::checkUpgradeCredentials(const std::string& peer, std::string 
   };
   secretChecks.push(std::move(check));
   pumpSecretChecks();
+}
+
+void Server::Impl::checkUpgradeToken(const std::string& peer, std::string token, UpgradeDone done,
+                                     bool mayWait) {
+  if (!tokens->enabled()) {
+    // No key source configured: a token cannot be right.
+    countTokenRefusal(jwt::Refusal::NoKey);
+    upgradeCheckFailed(peer, {}, done);
+    return;
+  }
+  auto result = tokens->verify(token, unixSeconds());
+  if (const auto* refused = std::get_if<TokenRefusal>(&result)) {
+    const bool keysMayChange =
+        refused->reason == jwt::Refusal::UnknownKid || refused->reason == jwt::Refusal::NoKey;
+    if (mayWait && keysMayChange && tokens->refetchPending()) {
+      // The JWKS fetch this kid caused decides, once (as for gateway_auth).
+      tokens->whenKeysFetched(
+          [this, peer, token = std::move(token), done = std::move(done)]() mutable {
+            checkUpgradeToken(peer, std::move(token), std::move(done), false);
+          });
+      return;
+    }
+    countTokenRefusal(refused->reason);
+    LOG_INFO("upgrade token refused peer=" << peer << ": " << jwt::refusalLabel(refused->reason)
+                                           << " (" << refused->detail << ")");
+    upgradeCheckFailed(peer, {}, done);
+    return;
+  }
+  admitToken(std::get<VerifiedToken>(result), {},
+             [this, peer, token = std::move(token), done = std::move(done)](
+                 const VerifiedToken& verified, const TokenAdmission& admission) mutable {
+               if (const auto* name = std::get_if<std::string>(&admission)) {
+                 ++counters.upgradeAuthOk;
+                 UpgradeVerdict v;
+                 v.kind = UpgradeVerdict::Kind::Ok;
+                 v.meshId = verified.meshId;
+                 v.name = *name;
+                 v.token = std::move(token);
+                 v.verified = verified;
+                 done(std::move(v));
+                 return;
+               }
+               const jwt::Refusal why = std::get<jwt::Refusal>(admission);
+               countTokenRefusal(why);
+               LOG_INFO("upgrade token refused meshId=" << verified.meshId << " peer=" << peer
+                                                        << ": " << jwt::refusalLabel(why));
+               upgradeCheckFailed(peer, verified.meshId, done);
+             });
 }
 
 int Server::Impl::checkLwsUpgrade(lws* wsi) {
@@ -342,7 +392,12 @@ void Server::Impl::applyUpgradeVerdict(Session& s, UpgradeVerdict verdict) {
   switch (verdict.kind) {
     case UpgradeVerdict::Kind::Ok:
       s.authToken = std::move(verdict.token);
-      finishAuth(s.id, verdict.name, verdict.meshId);
+      if (verdict.verified) {
+        // A session by token: no resume token, and it ends with the token.
+        acceptToken(s, *verdict.verified, std::move(verdict.name));
+      } else {
+        finishAuth(s.id, verdict.name, verdict.meshId);
+      }
       return;
     case UpgradeVerdict::Kind::Invalid:
       // Charged already (upgradeCheckFailed).
@@ -455,7 +510,15 @@ void Server::Impl::acceptAuthorized(Session& s, const std::string& name, const s
   }
   s.authorized = true;
   s.claimsJson = std::move(claimsJson);
-  finishAuth(s.id, acceptedName, acceptedId);
+  const std::uint64_t id = s.id;
+  finishAuth(id, acceptedName, acceptedId);
+  // A session by token whose clock acceptToken could not start: the mesh
+  // was still waiting for the hook then.
+  Session* sp = findSession(id);
+  if (sp && sp->authByToken && sp->state == SessionState::Authenticated &&
+      sp->tokenDeadlineMs == 0) {
+    setTokenClock(*sp, sp->tokenExpiresAt);
+  }
 }
 
 void Server::Impl::refuseAuthorization(Session& s, const std::string& meshId, proto::ErrorCode code,
