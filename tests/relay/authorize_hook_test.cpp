@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "support/hook_server.h"
+#include "support/jwt_signer.h"
 #include "support/relay_process.h"
 #include "support/test_relay.h"
 
@@ -295,6 +296,35 @@ TEST_F(AuthorizeHook, ResumeTokensAndUpgradeCredentialsAreAuthorizedToo) {
   auto allowed = WsClient::connect(relay().port(), opt);
   EXPECT_EQ(jsonString(allowed->expectType("gateway_auth_ok"), "meshId"), "hk-r");
   EXPECT_NE(admin("/meshes/hk-r").body.find(R"("claims":{"via":"header"})"), std::string::npos);
+  expectRelayStillServes(relay());
+}
+
+// A mesh that proves itself with a signed token: the hook sees the token,
+// and the session still ends with it although the hook answered later.
+TEST_F(AuthorizeHook, TokenSessionsShowTheHookTheTokenAndStillExpire) {
+  const std::string key = "an-hs256-secret-of-at-least-32-bytes!";
+  start([&](relay::Config& c) {
+    c.jwtSecret = key;
+    c.jwtLeewaySeconds = 0;
+  });
+  ASSERT_EQ(relay().registerMesh("hk-tok", TestRelay::secretFor("hk-tok"), "T"), 201);
+  const std::string token = JwtKey::hmac(key).sign(claimsFor("hk-tok", 3));
+  auto c = WsClient::connect(relay().port());
+  c->sendText(R"({"type":"gateway_auth","token":")" + token + "\"}");
+  EXPECT_EQ(jsonString(c->expectType("gateway_auth_ok"), "meshId"), "hk-tok");
+  ASSERT_EQ(callsFor("hk-tok"), 1u);
+  EXPECT_EQ(jsonString(hook_->requests().back().body, "token"), token);
+  EXPECT_EQ(jsonString(c->expectType("error", 10s), "code"), "token_expired");
+  EXPECT_EQ(c->expectClose(10s), 4001);
+
+  // The same by Authorization: Bearer on the upgrade.
+  ConnectOptions opt;
+  opt.extraHeaders = {"Authorization: Bearer " + JwtKey::hmac(key).sign(claimsFor("hk-tok", 3))};
+  auto h = WsClient::connect(relay().port(), opt);
+  EXPECT_EQ(jsonString(h->expectType("gateway_auth_ok"), "meshId"), "hk-tok");
+  EXPECT_TRUE(jsonHas(hook_->requests().back().body, "token"));
+  EXPECT_EQ(jsonString(h->expectType("error", 10s), "code"), "token_expired");
+  EXPECT_EQ(h->expectClose(10s), 4001);
   expectRelayStillServes(relay());
 }
 

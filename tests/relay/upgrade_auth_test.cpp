@@ -4,8 +4,8 @@
 // gateway_auth; wrong ones get a 401 before any upgrade, the same for an
 // unknown mesh and a wrong secret; a spent budget of failures gets a 429;
 // the secret never reaches a log line.
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "support/jwt_signer.h"
 #include "support/relay_process.h"
 #include "support/test_relay.h"
 #include "support/tls_client.h"
@@ -281,6 +282,33 @@ TEST_P(UpgradeAuth, MeshWithoutVerifierIsCheckedByArgon2id) {
   ASSERT_EQ(first.kind, WsMessage::Kind::Text);
   EXPECT_EQ(jsonString(first.data, "type"), "gateway_auth_ok");
   EXPECT_EQ(jsonString(first.data, "meshId"), "up-old2");
+  expectStillServes();
+}
+
+// A signed token as the bearer credential: verified as in gateway_auth
+// (here HS256), the session is a token session (no resume token), and a
+// refused token gets the same 401 as a wrong secret.
+TEST_P(UpgradeAuth, BearerTokenOnTheUpgradeAuthenticates) {
+  const std::string key = "an-hs256-secret-of-at-least-32-bytes!";
+  start([&](relay::Config& c) { c.jwtSecret = key; });
+  ASSERT_EQ(registerMesh("up-tok"), 201);
+  const std::string token = JwtKey::hmac(key).sign(claimsFor("up-tok", 300));
+  auto c = Conn::open(GetParam(), port(), {"Authorization: Bearer " + token});
+  const WsMessage first = c->recv();
+  ASSERT_EQ(first.kind, WsMessage::Kind::Text);
+  EXPECT_EQ(jsonString(first.data, "type"), "gateway_auth_ok") << first.data;
+  EXPECT_EQ(jsonString(first.data, "meshId"), "up-tok");
+  EXPECT_FALSE(jsonHas(first.data, "resumeToken")) << first.data;
+
+  const std::string forged = JwtKey::hmac(key + "x").sign(claimsFor("up-tok", 300));
+  const std::string unknown = JwtKey::hmac(key).sign(claimsFor("nobody-here", 300));
+  const std::string expired = JwtKey::hmac(key).sign(claimsFor("up-tok", -3600));
+  const RawAnswer wrongSecret = rawUpgrade(GetParam(), port(), {basic("up-tok", kWrong)});
+  for (const std::string& bad : {forged, unknown, expired, std::string("not.a.token")}) {
+    const RawAnswer a = rawUpgrade(GetParam(), port(), {"Authorization: Bearer " + bad});
+    EXPECT_EQ(a.status, 401) << bad << "\n" << a.head;
+    EXPECT_EQ(a.body, wrongSecret.body);
+  }
   expectStillServes();
 }
 
