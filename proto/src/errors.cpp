@@ -34,6 +34,8 @@ std::string_view codeText(ErrorCode code) {
       return "authorize_unavailable";
     case ErrorCode::NotAuthorized:
       return "not_authorized";
+    case ErrorCode::ClusterUnavailable:
+      return "cluster_unavailable";
     case ErrorCode::TokenExpired:
       return "token_expired";
     case ErrorCode::InvalidUtf8:
@@ -75,6 +77,8 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Authorization service unavailable";
     case ErrorCode::NotAuthorized:
       return "Not authorized";
+    case ErrorCode::ClusterUnavailable:
+      return "The relay holding the target cannot be reached";
     case ErrorCode::TokenExpired:
       return "Token expires; send gateway_reauth with a fresh one";
     case ErrorCode::InvalidUtf8:

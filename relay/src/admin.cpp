@@ -46,17 +46,19 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
 // relay of a cluster names that relay instead.
 // `log` is its flight recorder log, if it has one; `nowUs`/`nowMs` map the
 // loop's steady times to wall time.
+// `thisRelay` is this relay's id in a cluster (empty when single): a mesh
+// held here names it too.
 void appendMesh(std::string& out, const MeshRecord& m, const MeshEntry* online, const MeshLog* log,
-                std::int64_t nowUs, std::int64_t nowMs) {
+                std::int64_t nowUs, std::int64_t nowMs, std::string_view thisRelay) {
   const auto* session = online ? static_cast<const Session*>(online->conn) : nullptr;
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
   proto::appendJsonString(out, m.name);
   out += online ? ",\"online\":true" : ",\"online\":false";
-  if (online && !online->local()) {
+  if (online && (!online->local() || !thisRelay.empty())) {
     out += ",\"relay\":";
-    proto::appendJsonString(out, online->relayId);
+    proto::appendJsonString(out, online->local() ? thisRelay : online->relayId);
   }
   if (session) {
     out += ",\"address\":";
@@ -107,6 +109,32 @@ std::optional<std::string> stringMember(const rapidjson::Document& d, const char
   auto it = d.FindMember(name);
   if (it == d.MemberEnd() || !it->value.IsString()) return std::nullopt;
   return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+// Cluster mode: what the link to the other relays sees and carries.
+void renderClusterMetrics(MetricsWriter& w, const NatsClusterLink& link) {
+  const ClusterStats& st = link.stats();
+  w.family("mesh_relay_cluster_connected", "gauge",
+           "Cluster mode: 1 while connected to NATS, 0 while not.");
+  w.sample("mesh_relay_cluster_connected", "", std::uint64_t{link.connected() ? 1u : 0u});
+  w.family("mesh_relay_cluster_relays", "gauge",
+           "Cluster mode: other relays heard from in the last 2.5 s.");
+  w.sample("mesh_relay_cluster_relays", "", static_cast<std::uint64_t>(link.relaysSeen()));
+  w.family("mesh_relay_cluster_frames_total", "counter",
+           "Cluster mode: relays and broadcasts to (out) and from (in) other relays.");
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"out\"", st.relaysOut);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"in\"", st.relaysIn);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"broadcast\",direction=\"out\"",
+           st.broadcastsOut);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"broadcast\",direction=\"in\"",
+           st.broadcastsIn);
+  w.family("mesh_relay_cluster_takeovers_total", "counter",
+           "Cluster mode: meshes taken from another relay (out) or by one (in).");
+  w.sample("mesh_relay_cluster_takeovers_total", "direction=\"out\"", st.takeoversOut);
+  w.sample("mesh_relay_cluster_takeovers_total", "direction=\"in\"", st.takeoversIn);
+  w.family("mesh_relay_cluster_relays_lost_total", "counter",
+           "Cluster mode: relays dropped with their meshes after their heartbeats stopped.");
+  w.sample("mesh_relay_cluster_relays_lost_total", "", st.relaysLost);
 }
 
 std::string labelValue(std::string_view text) {
@@ -191,11 +219,12 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     }
     std::string out = "{\"meshes\":[";
     bool first = true;
+    const std::string_view thisRelay = clusterLink ? clusterLink->relayId() : std::string_view();
     const std::int64_t us = nowUs(), ms = nowMs();
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms);
+      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms, thisRelay);
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -262,7 +291,8 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs());
+    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs(),
+               clusterLink ? clusterLink->relayId() : std::string_view());
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
@@ -458,6 +488,9 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_slow_consumers_total", "counter",
            "Connections closed because their send queue was full.");
   w.sample("mesh_relay_slow_consumers_total", "", c.slowConsumers);
+  w.sample("mesh_relay_relays_total", "result=\"cluster_unavailable\"",
+           clusterLink ? clusterLink->stats().unavailable : 0);
+  if (clusterLink) renderClusterMetrics(w, *clusterLink);
   recorder.renderMetrics(w);
 
   std::uint64_t queued = 0;

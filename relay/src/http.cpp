@@ -213,12 +213,18 @@ void Server::Impl::route(HttpExchange& ex) {
       respond(ex, 503, errorBody("shutting down"));
       return;
     }
+    // Cluster mode: a relay cut off from NATS serves its own meshes but not
+    // the others', so it is not ready for new ones.
+    if (clusterLink && !clusterLink->connected()) {
+      respond(ex, 503, errorBody("not connected to the cluster"));
+      return;
+    }
     workers.post([this, id = ex.id] {
       const bool writable = registry.checkWritable();
       post([this, id, writable] {
         counters.databaseWritable = writable ? 1 : 0;
-        respondLater(id, writable ? 200 : 503,
-                     writable ? "{\"ok\":true}" : errorBody("database not writable"));
+        const char* ok = clusterLink ? "{\"ok\":true,\"cluster\":true}" : "{\"ok\":true}";
+        respondLater(id, writable ? 200 : 503, writable ? ok : errorBody("database not writable"));
       });
     });
   } else if (path == "/register" && ex.method == "POST") {

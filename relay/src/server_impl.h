@@ -25,6 +25,7 @@
 
 #include "auth_guard.h"
 #include "authorize.h"
+#include "cluster_link.h"
 #include "counters.h"
 #include "mesh/proto/codec.h"
 #include "mesh/relay/config.h"
@@ -94,6 +95,7 @@ struct Server::Impl final : LocalDelivery {
   void drainInbox();
   void beginShutdown();
   void finishIfDrained();  // run() asks once a turn while shutting down
+  void startCluster();     // cluster mode: the link to the other relays
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   int dispatch(lws* wsi, lws_callback_reasons reason, PerSession* pss, void* in, size_t len);
   [[nodiscard]] std::int64_t nowUs() const;
@@ -327,6 +329,9 @@ struct Server::Impl final : LocalDelivery {
   // Who is online where: authenticated meshes, presence, participants.
   NoClusterLink noCluster;
   Router router{*this, noCluster};
+  // Cluster mode (config.natsUrls set): the Router's link to the other
+  // relays, made when the loop starts (server.cpp).
+  std::unique_ptr<NatsClusterLink> clusterLink;
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;

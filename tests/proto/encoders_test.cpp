@@ -91,7 +91,7 @@ TEST(Encoders, ErrorAndAuthErrorFrames) {
        {ErrorCode::InvalidJson, ErrorCode::InvalidFrame, ErrorCode::UnknownType,
         ErrorCode::UnsupportedFrame, ErrorCode::FrameTooLarge, ErrorCode::AlreadyAuthenticated,
         ErrorCode::RateLimited, ErrorCode::SessionReplaced, ErrorCode::SlowConsumer,
-        ErrorCode::ShuttingDown, ErrorCode::TokenExpired}) {
+        ErrorCode::ShuttingDown, ErrorCode::ClusterUnavailable, ErrorCode::TokenExpired}) {
     std::string out;
     encodeError(out, code, "bad \"thing\"\n");
     const auto d = parse(out);
@@ -208,6 +208,8 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(codeText(ErrorCode::ShuttingDown), "shutting_down");
   EXPECT_EQ(codeText(ErrorCode::AuthorizeUnavailable), "authorize_unavailable");
   EXPECT_EQ(codeText(ErrorCode::NotAuthorized), "not_authorized");
+  EXPECT_EQ(codeText(ErrorCode::ClusterUnavailable), "cluster_unavailable");
+  EXPECT_EQ(closeCode(ErrorCode::ClusterUnavailable), 0);
   EXPECT_EQ(codeText(ErrorCode::TokenExpired), "token_expired");
 
   EXPECT_EQ(defaultMessage(ErrorCode::InvalidJson), "Invalid JSON");
