@@ -8,6 +8,7 @@
 
 #include <ctime>
 
+#include "cluster_registry.h"
 #include "iso_time.h"
 #include "log.h"
 #include "server_impl.h"
@@ -294,6 +295,23 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs(),
                clusterLink ? clusterLink->relayId() : std::string_view());
     respond(ex, 200, std::move(out));
+  } else if (ex.method == "DELETE" && clusterRegistry) {
+    // Cluster mode: the bucket first, on the shared registry's own writers.
+    clusterRegistry->submit([this, cluster = clusterRegistry.get(), id = ex.id, meshId] {
+      auto result = cluster->removeMesh(meshId);
+      post([this, id, meshId, result = std::move(result)] {
+        if (auto* down = std::get_if<RegistryUnavailable>(&result)) {
+          respondLater(id, 503, errorJson(down->message));
+        } else if (!std::get<bool>(result)) {
+          respondLater(id, 404, errorJson("No such mesh"));
+        } else {
+          ++counters.meshesDeleted;
+          LOG_INFO("admin deleted meshId=" << meshId);
+          closeMeshSessions(meshId, "mesh_deleted");
+          respondLater(id, 200, "{\"ok\":true}");
+        }
+      });
+    });
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
       bool removed = false;
@@ -327,12 +345,32 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
                                 std::optional<std::string> currentSecret, bool reveal) {
   enum class Result { Rotated, UnknownMesh, WrongSecret, Failed };
   ++counters.argon2Queued;
-  workers.post([this, id = ex.id, meshId, newSecret = std::move(newSecret),
-                current = std::move(currentSecret), reveal]() mutable {
+  // Cluster mode: the bucket is written (on the shared registry's writers)
+  // before the answer; a stalled bucket answers 503.
+  auto run = [this](std::function<void()> job) {
+    if (clusterRegistry) {
+      clusterRegistry->submit(std::move(job));
+    } else {
+      workers.post(std::move(job));
+    }
+  };
+  // The job holds the shared registry itself (see handleRegister).
+  run([this, cluster = clusterRegistry.get(), id = ex.id, meshId, newSecret = std::move(newSecret),
+       current = std::move(currentSecret), reveal]() mutable {
     Result result = Result::Rotated;
     std::string failure;
     try {
-      if (current && !registry.verifySecret(meshId, *current)) {
+      if (cluster) {
+        auto outcome = cluster->rotateSecret(meshId, newSecret, current);
+        if (auto* down = std::get_if<RegistryUnavailable>(&outcome)) {
+          result = Result::Failed;
+          failure = down->message;
+        } else if (std::get<RotateOutcome>(outcome) == RotateOutcome::UnknownMesh) {
+          result = Result::UnknownMesh;
+        } else if (std::get<RotateOutcome>(outcome) == RotateOutcome::WrongSecret) {
+          result = Result::WrongSecret;
+        }
+      } else if (current && !registry.verifySecret(meshId, *current)) {
         result = Result::WrongSecret;
       } else if (!registry.rotateSecret(meshId, newSecret)) {
         result = Result::UnknownMesh;
@@ -375,6 +413,34 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
       sodium_memzero(answer.data(), answer.size());
     });
   });
+}
+
+void Server::Impl::startClusterRegistry() {
+  ClusterRegistry::Hooks hooks;
+  // Another relay deleted the mesh or replaced its secret: its session here
+  // closes as if it had been done here.
+  hooks.onRevoked = [this](const std::string& meshId, const std::string& reason) {
+    post([this, meshId, reason] {
+      LOG_INFO("meshId=" << meshId << " revoked in the cluster (" << reason << ")");
+      closeMeshSessions(meshId, reason);
+    });
+  };
+  clusterRegistry = std::make_unique<ClusterRegistry>(config, registry, std::move(hooks));
+}
+
+std::string Server::Impl::registryReadiness() const {
+  const ClusterRegistry::Status st = clusterRegistry->status();
+  std::string out = "\"registry\":{\"bucket\":";
+  out += st.reachable == 1   ? "\"reachable\""
+         : st.reachable == 0 ? "\"unreachable\""
+                             : "\"unknown\"";
+  out += st.caughtUp ? ",\"caughtUp\":true" : ",\"caughtUp\":false";
+  out += ",\"revision\":" + std::to_string(st.appliedRevision);
+  out += ",\"lag\":" + std::to_string(st.bucketRevision > st.appliedRevision
+                                          ? st.bucketRevision - st.appliedRevision
+                                          : 0);
+  out += '}';
+  return out;
 }
 
 void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view reason) {
@@ -531,6 +597,37 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_tls_reloads_total", "counter", "Certificate reloads (SIGHUP), by result.");
   w.sample("mesh_relay_tls_reloads_total", "result=\"ok\"", c.tlsReloads);
   w.sample("mesh_relay_tls_reloads_total", "result=\"error\"", c.tlsReloadFailures);
+
+  if (clusterRegistry) {
+    const ClusterRegistry::Status st = clusterRegistry->status();
+    w.family("mesh_relay_registry_bucket_reachable", "gauge",
+             "Cluster registry bucket: 1 answered the last probe (every second), 0 did not, -1 "
+             "none yet.");
+    w.sample("mesh_relay_registry_bucket_reachable", "", static_cast<double>(st.reachable));
+    w.family("mesh_relay_registry_revision", "gauge",
+             "Cluster registry: the bucket's last revision (as last probed) and the revision "
+             "this relay's copy has applied.");
+    w.sample("mesh_relay_registry_revision", "source=\"bucket\"", st.bucketRevision);
+    w.sample("mesh_relay_registry_revision", "source=\"applied\"", st.appliedRevision);
+    w.family("mesh_relay_registry_revision_lag", "gauge",
+             "Bucket revisions this relay's registry copy has not applied yet.");
+    w.sample("mesh_relay_registry_revision_lag", "",
+             st.bucketRevision > st.appliedRevision ? st.bucketRevision - st.appliedRevision
+                                                    : std::uint64_t{0});
+    w.family("mesh_relay_registry_caught_up", "gauge",
+             "1 once this relay's copy has applied the bucket's contents since it started.");
+    w.sample("mesh_relay_registry_caught_up", "", std::uint64_t{st.caughtUp ? 1u : 0u});
+    w.family("mesh_relay_registry_writes_unavailable_total", "counter",
+             "Registry writes answered 503 because the bucket did not take them in time.");
+    w.sample("mesh_relay_registry_writes_unavailable_total", "", st.writesUnavailable);
+    w.family("mesh_relay_registry_watch_restarts_total", "counter",
+             "Times the registry watch was started again (ended or stalled).");
+    w.sample("mesh_relay_registry_watch_restarts_total", "", st.watchRestarts);
+    w.family("mesh_relay_registry_tokens_total", "counter",
+             "Resume-token hashes shared through the bucket, by direction.");
+    w.sample("mesh_relay_registry_tokens_total", "direction=\"published\"", st.tokensPublished);
+    w.sample("mesh_relay_registry_tokens_total", "direction=\"applied\"", st.tokensApplied);
+  }
 
   w.family("mesh_relay_database_writable", "gauge",
            "Last database write probe (/readyz or every 15 s): 1 ok, 0 failed, -1 none yet.");

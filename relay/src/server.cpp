@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "cluster_registry.h"
 #include "http_head.h"
 #include "log.h"
 #include "lws_connection.h"
@@ -203,6 +204,7 @@ Server::Impl::Impl(const Config& cfg)
     if (!config.tlsCertPath.empty() && !tlsContext) {
       throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
     }
+    if (!config.natsUrls.empty()) startClusterRegistry();
   } catch (...) {
     releaseLoop();
     throw;
@@ -230,6 +232,9 @@ Server::Impl::~Impl() {
     router.setClusterLink(noCluster);
     clusterLink.reset();
   }
+  // The shared registry's threads next: they post to the inbox and use the
+  // registry.
+  clusterRegistry.reset();
   // Nothing may be posted once the loop is gone.
   tokens->shutdown();
   lws_sul_cancel(&tokenTimer.sul);

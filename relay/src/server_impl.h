@@ -42,6 +42,8 @@
 
 namespace mesh::relay {
 
+class ClusterRegistry;
+
 // One HTTP request/response on a connection.
 struct HttpExchange {
   std::uint64_t id = 0;
@@ -308,6 +310,12 @@ struct Server::Impl final : LocalDelivery {
   void closeMeshSessions(const std::string& meshId, std::string_view reason);
   void rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
                     std::optional<std::string> currentSecret, bool reveal);
+  // Cluster mode: the shared registry (cluster_registry.h, admin.cpp); null
+  // for a single relay.
+  void startClusterRegistry();
+  // "registry":{...} for /readyz: bucket reachable, caught up, revision lag.
+  [[nodiscard]] std::string registryReadiness() const;
+  std::unique_ptr<ClusterRegistry> clusterRegistry;
 
   Config config;
   Registry registry;
