@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -35,7 +37,10 @@ std::string readFile(const std::string& path) {
 // port, which could otherwise take a port this cluster picked between the
 // check here and nats-server's bind (it cannot be handed over bound).
 std::uint16_t freeLoopbackPort() {
+  static std::mutex mutex;
+  static std::set<std::uint16_t> handedOut;  // never the same port twice
   static std::mt19937 pick(std::random_device{}() ^ static_cast<unsigned>(getpid()));
+  const std::lock_guard<std::mutex> lock(mutex);
   std::uniform_int_distribution<int> range(20000, 32000);
   for (int attempt = 0; attempt < 200; ++attempt) {
     const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -44,10 +49,17 @@ std::uint16_t freeLoopbackPort() {
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     const auto port = static_cast<std::uint16_t>(range(pick));
+    if (handedOut.contains(port)) {
+      close(fd);
+      continue;
+    }
     addr.sin_port = htons(port);
     const bool free = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     close(fd);
-    if (free) return port;
+    if (free) {
+      handedOut.insert(port);
+      return port;
+    }
   }
   throw std::runtime_error("no free loopback port in 20000-32000");
 }
@@ -102,26 +114,32 @@ NatsCluster::NatsCluster(int servers, std::string extraConfig)
     : extraConfig_(std::move(extraConfig)) {
   if (binary().empty()) throw std::runtime_error("nats-server is not installed");
   if (servers < 1) throw std::invalid_argument("a cluster needs a server");
-  servers_.resize(static_cast<std::size_t>(servers));
-  for (int i = 0; i < servers; ++i) {
-    Server& s = servers_[static_cast<std::size_t>(i)];
-    s.name = "n" + std::to_string(i + 1);
-    s.clientPort = freeLoopbackPort();
-    s.clusterPort = freeLoopbackPort();
-    s.monitorPort = freeLoopbackPort();
-    s.configPath = dir_.file(s.name + ".conf");
-    s.logPath = dir_.file(s.name + ".log");
-  }
-  for (auto& s : servers_) {
-    writeConfig(s);
-    spawn(s);
-  }
-  if (!waitReady(std::chrono::seconds(30))) {
-    std::string logs;
+  // A port checked free can still be taken by another test's server before
+  // ours binds it; then that server exits at once, and the cluster is started
+  // again on other ports (its logs say why).
+  std::string logs;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    servers_.assign(static_cast<std::size_t>(servers), Server{});
+    for (int i = 0; i < servers; ++i) {
+      Server& s = servers_[static_cast<std::size_t>(i)];
+      s.name = "n" + std::to_string(i + 1);
+      s.clientPort = freeLoopbackPort();
+      s.clusterPort = freeLoopbackPort();
+      s.monitorPort = freeLoopbackPort();
+      s.configPath = dir_.file(s.name + ".conf");
+      s.logPath = dir_.file(s.name + "-" + std::to_string(attempt) + ".log");
+    }
+    for (auto& s : servers_) {
+      writeConfig(s);
+      spawn(s);
+    }
+    if (waitReady(std::chrono::seconds(30))) return;
+    logs += "==== attempt " + std::to_string(attempt) + "\n";
     for (int i = 0; i < size(); ++i)
       logs += "---- " + servers_[static_cast<std::size_t>(i)].name + "\n" + log(i);
-    throw std::runtime_error("NATS cluster did not become ready:\n" + logs);
+    for (int i = 0; i < size(); ++i) kill(i);
   }
+  throw std::runtime_error("NATS cluster did not become ready:\n" + logs);
 }
 
 NatsCluster::~NatsCluster() {
@@ -232,9 +250,12 @@ bool NatsCluster::waitReady(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
     bool ready = true;
-    for (const auto& s : servers_) {
+    for (auto& s : servers_) {
       if (s.pid <= 0) continue;
-      if (waitpid(s.pid, nullptr, WNOHANG) == s.pid) return false;  // it died
+      if (waitpid(s.pid, nullptr, WNOHANG) == s.pid) {  // it died (and is reaped)
+        s.pid = -1;
+        return false;
+      }
       if (!healthy(s) || !hasMetaLeader(s)) {
         ready = false;
         break;
