@@ -48,6 +48,13 @@ status=0
   --json "$work/traffic.json" || status=1
 cat "$work/traffic.json"
 
+# The cross-relay mode's mechanics (registration on each side, the route
+# probe, receivers on the other URL), with both URLs naming this relay.
+# shellcheck disable=SC2086
+"$bench" $common --target-url "ws://localhost:$port/gateway" --scenario relay,latency --pairs 4 \
+  --window 8 --payload 100 --rate 2000 --route-timeout 5 --json "$work/cross.json" || status=1
+cat "$work/cross.json"
+
 kill "$relay_pid"
 wait "$relay_pid" 2>/dev/null || true
 relay_pid=""
