@@ -102,6 +102,8 @@ start_relay single "$port_single"
 start_relay a "$port_a" --nats "nats://127.0.0.1:$nats_port" --relay-id bench-a
 start_relay b "$port_b" --nats "nats://127.0.0.1:$nats_port" --relay-id bench-b
 pid_b=$last_pid
+# The failover scenario kills it; the shell need not report that.
+disown "$pid_b"
 
 # The Bun peer, if there is one.
 port_bun=""
