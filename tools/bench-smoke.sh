@@ -13,7 +13,9 @@ bench=${2:-$(dirname "$relay")/../tools/mesh-bench/mesh-bench}
 
 work=$(mktemp -d)
 relay_pid=""
+fwd_pid=""
 cleanup() {
+  [ -z "$fwd_pid" ] || kill "$fwd_pid" 2>/dev/null || true
   if [ -n "$relay_pid" ]; then
     kill "$relay_pid" 2>/dev/null || true
     wait "$relay_pid" 2>/dev/null || true
@@ -54,6 +56,78 @@ cat "$work/traffic.json"
 "$bench" $common --target-url "ws://localhost:$port/gateway" --scenario relay,latency --pairs 4 \
   --window 8 --payload 100 --rate 2000 --route-timeout 5 --json "$work/cross.json" || status=1
 cat "$work/cross.json"
+
+# failover's mechanics without a cluster: "relay B" is a TCP forwarder to
+# this relay, so B's meshes and resume tokens are this relay's; killing the
+# forwarder drops every connection and the meshes come back directly.
+cat >"$work/forward.py" <<'EOF_PY'
+import asyncio, sys
+
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except OSError:
+        pass
+    w.close()
+
+async def serve(r, w):
+    ur, uw = await asyncio.open_connection("127.0.0.1", int(sys.argv[2]))
+    asyncio.ensure_future(pipe(r, uw))
+    asyncio.ensure_future(pipe(ur, w))
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+
+asyncio.run(main())
+EOF_PY
+fport=$(free_port)
+python3 "$work/forward.py" "$fport" "$port" &
+fwd_pid=$!
+i=0
+until "$bench" --port "$fport" --scenario conns --conns 1 --duration 0.1 >/dev/null 2>&1; do
+  i=$((i + 1))
+  [ "$i" -lt 100 ] || { echo "bench-smoke: forwarder did not come up on $fport" >&2; exit 1; }
+  sleep 0.1
+done
+"$bench" --port "$port" --target-port "$fport" --kill-pid "$fwd_pid" --label smoke \
+  --scenario failover --conns 50 --max-pending 8 --connect-timeout 20 \
+  --json "$work/failover.json" || status=1
+kill "$fwd_pid" 2>/dev/null || true  # gone already unless the run failed early
+wait "$fwd_pid" 2>/dev/null || true
+cat "$work/failover.json"
+
+# Two relays that are not a cluster: the cross-relay probe must end the run
+# at once with the offline acks, and failover with the refusals, not hang.
+oport=$(free_port)
+# shellcheck disable=SC2086
+"$relay" --port "$oport" --db "$work/other.db" $relay_flags &
+other_pid=$!
+i=0
+until "$bench" --port "$oport" --scenario conns --conns 1 --duration 0.1 >/dev/null 2>&1; do
+  i=$((i + 1))
+  [ "$i" -lt 100 ] || { echo "bench-smoke: second relay did not come up on $oport" >&2; exit 1; }
+  sleep 0.1
+done
+expect_refusal() {  # expect_refusal STATUS TEXT WHAT: mesh-bench failed, saying TEXT
+  if [ "$1" -eq 0 ] || ! grep -q "$2" "$work/apart.json"; then
+    echo "bench-smoke: $3 between two separate relays: want a failed run saying '$2'" >&2
+    cat "$work/apart.json" >&2
+    status=1
+  fi
+}
+rc=0
+"$bench" --port "$port" --target-port "$oport" --label apart --scenario relay --pairs 4 \
+  --route-timeout 0.5 --json "$work/apart.json" >/dev/null 2>&1 || rc=$?
+expect_refusal "$rc" "4 acked offline" "relay-x"
+rc=0
+"$bench" --port "$port" --target-port "$oport" --kill-pid "$other_pid" --label apart \
+  --scenario failover --conns 8 --connect-timeout 20 --json "$work/apart.json" >/dev/null 2>&1 ||
+  rc=$?
+expect_refusal "$rc" '"refused":8' "failover"
+wait "$other_pid" 2>/dev/null || true
 
 kill "$relay_pid"
 wait "$relay_pid" 2>/dev/null || true
