@@ -77,6 +77,7 @@ class TrafficSession : public Session {
   std::vector<int> route_attempts_;
   size_t routes_ok_ = 0;
   uint64_t offline_acks_ = 0;
+  uint64_t probe_errors_ = 0;
   std::string last_offline_;
   size_t pairs_ = 0, receivers_ = 0;
   size_t traffic_conns_ = 0;   // the senders and receivers; storm meshes come after
@@ -177,8 +178,9 @@ void TrafficSession::on_probe_ack(std::string_view msg) {
     route_state_[pair] = 1;
     ++routes_ok_;
   } else {
+    // offline, or an error frame: probed again until --route-timeout.
     route_state_[pair] = 2;
-    ++offline_acks_;
+    ++(status.empty() ? probe_errors_ : offline_acks_);
     last_offline_.assign(msg.substr(0, 200));
   }
 }
@@ -208,6 +210,7 @@ bool TrafficSession::check_routes(Result& r) {
   r.extra.emplace_back("route_check_s", static_cast<double>(now_ns() - t0) / 1e9);
   r.extra.emplace_back("routes_delivered", static_cast<double>(routes_ok_));
   r.extra.emplace_back("offline_acks", static_cast<double>(offline_acks_));
+  if (probe_errors_) r.extra.emplace_back("probe_errors", static_cast<double>(probe_errors_));
   if (routes_ok_ == pairs_) return true;
   size_t offline = 0, unanswered = 0;
   for (uint8_t st : route_state_) {
@@ -218,15 +221,18 @@ bool TrafficSession::check_routes(Result& r) {
                      std::to_string(pairs_) + " receivers on " + endpoint_text(opt_.target_ep) +
                      " not reachable from " + endpoint_text(opt_.ep) + " after " +
                      seconds_text(opt_.route_timeout) + " s: " + std::to_string(offline) +
-                     " acked offline, " + std::to_string(unanswered) + " unanswered";
+                     " acked offline or refused, " + std::to_string(unanswered) + " unanswered";
   if (offline) what += " (the relays do not route to each other: same --nats cluster?)";
-  if (!last_offline_.empty()) what += "; last ack: " + last_offline_;
+  if (!last_offline_.empty()) what += "; last answer: " + last_offline_;
   note_error(what);
   return false;
 }
 
 void TrafficSession::on_message(WsConn& c, std::string_view msg) {
-  if (probing_ && msg.find("\"gateway_ack\"") != std::string_view::npos) {
+  // Acks of the probes, and errors that name one (a cluster that cannot
+  // reach the other relay answers with an error code).
+  if (probing_ && (msg.find("\"gateway_ack\"") != std::string_view::npos ||
+                   (is_error_frame(msg) && msg.find("\"route-") != std::string_view::npos))) {
     on_probe_ack(msg);
     return;
   }
