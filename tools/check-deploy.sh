@@ -155,9 +155,9 @@ fi
 # the app's own regions.
 nats_app=$(sed -n 's/^app = "\(.*\)"/\1/p' "$fly_nats")
 need deploy/fly/nats.Dockerfile "COPY nats.conf /etc/nats-server.conf" "the config in the image"
-need deploy/fly/nats.Dockerfile '"-c", "/etc/nats-server.conf"' "the image runs that config"
+need deploy/fly/nats.Dockerfile "/usr/sbin/nats-server -c /etc/nats-server.conf" "the image runs that config"
 need "$fly_nats" 'destination = "/data"' "JetStream volume"
-need deploy/fly/nats.conf 'store_dir: "/data/jetstream"' "JetStream store on the volume"
+need deploy/fly/nats.conf 'store_dir: "/data"' "JetStream store on the volume"
 need "$fly_nats" "port = 8222" "health check on the monitor port"
 need deploy/fly/nats.conf 'http: "[::]:8222"' "monitor port for the health check"
 routes=$(grep -c 'nats-route://' deploy/fly/nats.conf || true)
