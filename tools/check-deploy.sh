@@ -15,6 +15,7 @@
 #   - cluster mode (docs/cluster.md, "Deploying"): every nats-server config
 #     passes `nats-server -c FILE -t` (paths moved to a temporary folder,
 #     throwaway TLS certificates, the variables from the example env files),
+#     three servers with the VPS config on loopback form a JetStream cluster,
 #     the Fly files parse as TOML and agree with each other, and the NATS
 #     unit and the relay's cluster drop-in pass systemd-analyze verify.
 # Usage: tools/check-deploy.sh [path/to/mesh-relay]
@@ -182,7 +183,7 @@ if ! out=$(cd "$nats_tmp/tls" && {
     -out ca.pem &&
     openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server-key.pem \
       -out server.csr &&
-    printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n' >ext &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >ext &&
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
       -extfile ext -out server.pem
 } 2>&1); then
@@ -193,9 +194,51 @@ check_nats() {  # check_nats CONFIG VAR=VALUE...
   conf=$1
   shift
   sed -e "s|/etc/nats-server/tls/|$nats_tmp/tls/|g" -e "s|/var/lib/nats-server|$nats_tmp/state|g" \
-    -e "s|\"/data/|\"$nats_tmp/data/|g" "$conf" >"$nats_tmp/check.conf"
+    -e "s|\"/data\"|\"$nats_tmp/data\"|g" "$conf" >"$nats_tmp/check.conf"
   if ! out=$(env "$@" nats-server -c "$nats_tmp/check.conf" -t 2>&1); then
     echo "check-deploy: nats-server -t $conf: $out" >&2
+    fail=1
+  fi
+}
+# The VPS configuration, running: three servers on loopback (their hosts
+# and ports moved, the throwaway CA for the TLS routes) must form a cluster
+# whose JetStream has a meta leader (/healthz 200 on all three) within 30 s.
+live_nats_cluster() {
+  # shellcheck disable=SC2046
+  set -- $(python3 -c 'import socket
+socks = [socket.socket() for _ in range(9)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
+  live_pids=""
+  # client, route and monitor are set by the eval (ports $i, $i+3, $i+6).
+  # shellcheck disable=SC2154
+  for i in 1 2 3; do
+    eval "client=\${$i} route=\${$((i + 3))} monitor=\${$((i + 6))}"
+    sed -e "s|/etc/nats-server/tls/|$nats_tmp/tls/|g" -e "s|/var/lib/nats-server|$nats_tmp/live$i|g" \
+      -e "s|0.0.0.0:4222|127.0.0.1:$client|" -e "s|127.0.0.1:8222|127.0.0.1:$monitor|" \
+      -e "s|nats1.example.org:6222|127.0.0.1:$4|" -e "s|nats2.example.org:6222|127.0.0.1:$5|" \
+      -e "s|nats3.example.org:6222|127.0.0.1:$6|" deploy/systemd/nats-server.conf >"$nats_tmp/live$i.conf"
+    NATS_SERVER_NAME=live$i NATS_CLUSTER_LISTEN=127.0.0.1:$route NATS_RELAY_PASSWORD=check \
+      nats-server -c "$nats_tmp/live$i.conf" >"$nats_tmp/live$i.log" 2>&1 &
+    live_pids="$live_pids $!"
+  done
+  healthy=""
+  tries=0
+  while [ "$tries" -lt 300 ]; do
+    if curl -fs "http://127.0.0.1:$7/healthz" >/dev/null && curl -fs "http://127.0.0.1:$8/healthz" >/dev/null &&
+      curl -fs "http://127.0.0.1:$9/healthz" >/dev/null; then
+      healthy=yes
+      break
+    fi
+    tries=$((tries + 1))
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086
+  kill $live_pids 2>/dev/null || true
+  wait
+  if [ -z "$healthy" ]; then
+    echo "check-deploy: deploy/systemd/nats-server.conf: three servers formed no JetStream cluster in 30 s:" >&2
+    grep -h "\[ERR\]" "$nats_tmp"/live*.log | tail -n 5 >&2
     fail=1
   fi
 }
@@ -206,6 +249,7 @@ else
   # shellcheck disable=SC2046
   check_nats deploy/systemd/nats-server.conf $(grep -E '^[A-Z_]+=' deploy/systemd/nats-server.env.example)
   check_nats deploy/fly/nats.conf FLY_MACHINE_ID=0123456789abcd NATS_RELAY_PASSWORD=check
+  live_nats_cluster
 fi
 
 if command -v systemd-analyze >/dev/null 2>&1; then
