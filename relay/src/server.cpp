@@ -11,6 +11,7 @@
 
 #include "http_head.h"
 #include "log.h"
+#include "lws_connection.h"
 #include "server_impl.h"
 #include "tls.h"
 
@@ -126,7 +127,8 @@ Server::Impl::Impl(const Config& cfg)
   protocols[1] = lws_protocols{};  // terminator
 
   // Without TLS the relay listens itself and serves /gateway WebSockets
-  // without lws (plain_gateway.cpp); lws gets every other connection.
+  // without lws (plain_listener.cpp and the plain_*.cpp beside it); lws gets every other
+  // connection.
   const bool plain = config.tlsCertPath.empty() && config.tlsKeyPath.empty();
   lws_context_creation_info info{};
   info.port = plain ? CONTEXT_PORT_NO_LISTEN_SERVER : config.port;
@@ -366,13 +368,14 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
                        lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0);
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!pss || !pss->session) return 0;
-      return onWriteable(*pss->session);
+      return LwsConnection::of(*pss->session).onWriteable(*pss->session);
     case LWS_CALLBACK_RECEIVE_PONG:
       if (pss && pss->session) heardFrom(*pss->session);
       return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (!pss || !pss->session) return 0;
-      return onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
+      return LwsConnection::of(*pss->session)
+          .onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
     case LWS_CALLBACK_CLOSED:
       onClosed(pss);
       return 0;

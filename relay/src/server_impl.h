@@ -6,6 +6,7 @@
 // (thread-safe by itself) and `workers`.
 #pragma once
 
+#include <ev.h>
 #include <libwebsockets.h>
 
 #include <atomic>
@@ -30,6 +31,7 @@
 #include "rate_limiter.h"
 #include "recorder.h"
 #include "registry.h"
+#include "router.h"
 #include "session.h"
 #include "worker_pool.h"
 
@@ -73,9 +75,11 @@ struct PerSession {
 // protocol's tx_packet_size per call; server.cpp sets it above this).
 inline constexpr std::size_t kWriteBatchBytes = 64 * 1024;
 
-struct Server::Impl {
+// The server is the Router's LocalDelivery: it frames and queues on its own
+// sessions (gateway.cpp).
+struct Server::Impl final : LocalDelivery {
   explicit Impl(const Config& cfg);
-  ~Impl();
+  ~Impl() override;
 
   // ---- lifecycle (server.cpp)
   int run();
@@ -97,14 +101,13 @@ struct Server::Impl {
   // Why a WebSocket from `peer` may not open now, if it may not.
   [[nodiscard]] std::optional<RefuseReason> gatewayRefusal(const std::string& peer);
   int onEstablished(lws* wsi, PerSession* pss);
-  // A new session for an upgraded connection: lws's (wsi), or a plain socket
-  // of ours (wsi null; the caller sets up its watcher).
-  Session& openSession(lws* wsi, std::string peer);
+  // A new session for an upgraded connection, carried by `conn` (a
+  // PlainConnection, which the caller starts, or an LwsConnection).
+  Session& openSession(std::unique_ptr<Connection> conn, std::string peer);
   // One piece of a message: `binary` is read for a message's first piece,
   // `final` ends the message.
   int onReceive(Session& s, const char* data, std::size_t len, bool binary, bool final);
   void heardFrom(Session& s);  // anything arrived from the peer, now
-  int onWriteable(Session& s);
   void onClosed(PerSession* pss);
   void onClosed(Session& s);  // frees the session
   // Closes the connection at once, without a close frame; frees the session.
@@ -121,22 +124,23 @@ struct Server::Impl {
   void handleRelay(Session& s, const proto::RelayFrame& f, const std::optional<std::string>& id);
   void handleBroadcast(Session& s, const proto::BroadcastFrame& f,
                        const std::optional<std::string>& id);
+  // Counts the outcome of a relay (here, or the answer of another relay)
+  // and acks it to its sender when it carried an id.
+  void relayAnswered(Session& s, const std::optional<std::string>& id, RelayOutcome outcome);
+  void countRelay(RelayOutcome outcome);
   void handleDiscover(Session& s, const std::optional<std::string>& id);
-  void pushParticipants(Session& from);
-  void sendPresence(const Session& about, bool online);
+  // LocalDelivery: a LocalConn is a Session*.
+  void deliver(std::span<const LocalConn> to, Encoder encode, std::int64_t arrivalUs) override;
+  void replaced(LocalConn conn) override;
   void sendError(Session& s, proto::ErrorCode code, std::string_view message,
                  const std::optional<std::string>& id);
   bool takeRate(Session& s, bool messageFrame);
   void enqueue(Session& s, const OutFramePtr& frame);
   void queueFrame(Session& s, OutFramePtr frame);
-  void flush(Session& s);
+  void flush(Session& s);  // one Connection::flush() per session and turn
   void flushDirty();
-  // Failed: the connection is dead and must be closed now.
-  enum class WriteResult { Ok, Failed, CloseViaLws };
-  WriteResult writeFrames(Session& s);
+  // Accounting for a frame the connection has handed to the socket.
   void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
-  // Non-zero: lws is to close with the reason set here, not echo the frame.
-  int onPeerClose(Session& s, std::string_view payload);
   // `lastWords` (an error frame) goes out right before the close frame.
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                     OutFramePtr lastWords = nullptr);
@@ -150,7 +154,9 @@ struct Server::Impl {
   void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
 
-  // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
+  // ---- WebSocket on plain TCP, served without lws: the listener
+  // (plain_listener.cpp), the request head and upgrade (plain_upgrade.cpp),
+  // the frame reader (plain_reader.cpp) and batched writes (plain_writer.cpp)
   // A connection whose request is still being read.
   struct Upgrade {
     ev_io io{};
@@ -173,20 +179,6 @@ struct Server::Impl {
   // Answers `status` (400, 414, 431) to a request not served and closes.
   void refuseRequest(Upgrade& u, int status);
   void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
-  void onPlainEvent(Session& s, int revents);
-  // Reads what the socket has and handles the frames in it; false when the
-  // session is gone.
-  bool readPlain(Session& s);
-  bool handleBytes(Session& s, char* data, std::size_t len);
-  void dropOversize(Session& s, std::size_t n);
-  bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
-  // Fails the connection (RFC 6455 7.1.7): the close frame goes out, then
-  // the socket closes; the peer's input is no longer read.
-  void protocolError(Session& s, std::string_view why, int code = 1002,
-                     std::string_view reason = "protocol_error");
-  WriteResult writePlain(Session& s);
-  void watchWritable(Session& s, bool on);
-  void closePlain(Session& s);
   void sweepUpgrades(std::int64_t now);
 
   // ---- HTTP (http.cpp)
@@ -241,12 +233,9 @@ struct Server::Impl {
   // Loop-thread state.
   std::uint64_t nextId = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions;
-  std::unordered_map<std::string, Session*> online;  // meshId -> authenticated session
-  // Authenticated sessions that asked for presence events.
-  std::unordered_set<Session*> presenceWatchers;
-  // Authenticated sessions with a non-empty participant list (what a
-  // newcomer is sent), so an auth does not walk every online mesh.
-  std::unordered_set<Session*> withParticipants;
+  // Who is online where: authenticated meshes, presence, participants.
+  NoClusterLink noCluster;
+  Router router{*this, noCluster};
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
@@ -283,7 +272,7 @@ struct Server::Impl {
   const std::string& coalesce(const Session& s, std::size_t count);
 
   // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
-  // and hands every other connection to lws (plain_gateway.cpp).
+  // and hands every other connection to lws (plain_listener.cpp).
   int listenFd = -1;
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later
