@@ -418,6 +418,7 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_session_takeovers_total", "counter",
            "Sessions replaced by a newer connection of the same mesh.");
   w.sample("mesh_relay_session_takeovers_total", "", c.takeovers);
+  renderTokenMetrics(w);
 
   w.family("mesh_relay_frames_received_total", "counter",
            "WebSocket messages from nodes, by type.");

@@ -245,6 +245,8 @@ void Server::Impl::handleFrame(Session& s, proto::DecodedFrame& decoded) {
           router.localRoomsUpdated(s.meshId, f.publicRoomsJson);
         } else if constexpr (std::is_same_v<T, proto::UpdateParticipantsFrame>) {
           router.localParticipantsUpdated(s.meshId, f.participantsJson, f.participantCount);
+        } else if constexpr (std::is_same_v<T, proto::ReauthFrame>) {
+          handleReauth(s, f, id);
         }
       },
       frame);
@@ -258,6 +260,11 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   s.participantCount = auth.participantCount;
   s.wantsPresence = auth.presence;
   s.authId = std::move(id);
+  if (auth.token) {
+    // A token decides alone; a secret or resume token beside it is ignored.
+    startTokenAuth(s, auth);
+    return;
+  }
 
   const bool wellFormedId = proto::isValidMeshId(auth.meshId);
   if (wellFormedId && auth.resumeToken) {
@@ -388,11 +395,15 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   LOG_INFO("conn=" << s.id << " auth ok meshId=" << s.meshId << " peer=" << s.peer);
 
   const auto now = nowMs();
-  const ResumeToken token =
-      registry.issueResumeToken(s.meshId, now, config.resumeTokenTtlSeconds * 1000);
+  // A session that came with a signed token gets no resume token: it would
+  // outlive the signed one.
+  ResumeToken token{};
+  if (!s.authByToken) {
+    token = registry.issueResumeToken(s.meshId, now, config.resumeTokenTtlSeconds * 1000);
+  }
   registry.noteSeen(s.meshId, now);
   schedulePersist();
-  const std::string expires = isoTimeMs(token.expiresAtMs);
+  const std::string expires = token.token.empty() ? std::string() : isoTimeMs(token.expiresAtMs);
   enqueue(s, makeFrame([&](std::string& out) {
             proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires, s.authId});
           }));

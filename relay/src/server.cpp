@@ -100,7 +100,9 @@ Server::Impl::Impl(const Config& cfg)
       workers(cfg.workerThreads),
       authBudget(AuthBudgetLimits{cfg.authFailureRate, cfg.authFailureBurst,
                                   cfg.authFailureMeshRate, cfg.authFailureMeshBurst}),
-      netPolicy(makeNetPolicy(cfg)) {
+      netPolicy(makeNetPolicy(cfg)),
+      tokens(std::make_unique<TokenAuthority>(
+          cfg, [this](std::function<void()> fn) { post(std::move(fn)); })) {
   // Every connection, the spare ones above the limit, and a few dozen of
   // the relay's own (database, listener, eventfd, log).
   reserveDescriptorTable(std::size_t{config.maxConnections} + 512);
@@ -199,6 +201,8 @@ Server::Impl::Impl(const Config& cfg)
     releaseLoop();
     throw;
   }
+  // The JWKS URL's first fetch: its result can now reach the loop.
+  tokens->start();
 }
 
 void Server::Impl::releaseLoop() {
@@ -214,6 +218,9 @@ void Server::Impl::releaseLoop() {
 }
 
 Server::Impl::~Impl() {
+  // Nothing may be posted once the loop is gone.
+  tokens->shutdown();
+  lws_sul_cancel(&tokenTimer.sul);
   // Finish blocking work first: it may still post to the inbox, which only
   // needs the context to be alive for lws_cancel_service.
   workers.drain();
@@ -416,6 +423,10 @@ void Server::requestStop() {
 void Server::reloadTls() {
   Impl* impl = impl_.get();
   impl->post([impl] { impl->reloadTlsNow(); });
+}
+void Server::reloadJwks() {
+  Impl* impl = impl_.get();
+  impl->post([impl] { impl->reloadJwksNow(); });
 }
 
 }  // namespace mesh::relay

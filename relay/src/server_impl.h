@@ -9,6 +9,7 @@
 #include <ev.h>
 #include <libwebsockets.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include "auth_guard.h"
@@ -33,6 +35,7 @@
 #include "registry.h"
 #include "router.h"
 #include "session.h"
+#include "token_auth.h"
 #include "worker_pool.h"
 
 namespace mesh::relay {
@@ -153,6 +156,34 @@ struct Server::Impl final : LocalDelivery {
   void startPersist();
   void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
+
+  // ---- signed tokens in gateway_auth and gateway_reauth (token_gateway.cpp)
+  void startTokenAuth(Session& s, proto::AuthFrame& auth);
+  // Verifies and answers; `mayWait`: an unknown kid may wait for the JWKS
+  // fetch it caused, once.
+  void checkToken(Session& s, const std::string& token, const std::string& claimedMeshId,
+                  bool mayWait);
+  // The relay's rules once a token verified (any way of presenting one
+  // calls this after TokenAuthority::verify): a meshId the node claimed
+  // must be the token's, and the mesh must be registered, or is registered
+  // now with --jwt-auto-register (by a worker). `done` runs on the loop,
+  // now or later, with the mesh's name or the refusal.
+  using TokenAdmission = std::variant<std::string, jwt::Refusal>;
+  using TokenAdmitted = std::function<void(const VerifiedToken&, const TokenAdmission&)>;
+  void admitToken(const VerifiedToken& verified, const std::string& claimedMeshId,
+                  TokenAdmitted done);
+  // mesh_relay_token_refusals_total{reason}: every refused token counts once.
+  void countTokenRefusal(jwt::Refusal why);
+  void refuseToken(Session& s, jwt::Refusal why, std::string_view detail,
+                   const std::string& meshId);
+  void acceptToken(Session& s, const VerifiedToken& token, std::string name);
+  void handleReauth(Session& s, const proto::ReauthFrame& f, const std::optional<std::string>& id);
+  // The session lasts until the token's exp (plus the leeway).
+  void setTokenClock(Session& s, std::int64_t expiresAtSeconds);
+  void tokenTick();  // warnings and closes of sessions whose token runs out
+  void renderTokenMetrics(MetricsWriter& w) const;
+  void reloadJwksNow();
+  [[nodiscard]] std::int64_t unixSeconds() const { return nowMs() / 1000; }
 
   // ---- WebSocket on plain TCP, served without lws: the listener
   // (plain_listener.cpp), the request head and upgrade (plain_upgrade.cpp),
@@ -296,6 +327,22 @@ struct Server::Impl final : LocalDelivery {
   std::int64_t startTimeMs = 0;  // unix ms, for the start-time metric
   // Loop thread: when the node frame being handled arrived (steady us).
   std::int64_t frameArrivalUs = 0;
+
+  // Signed tokens: the key sources and the one verify() the gateway (and
+  // any other way of presenting a token) calls; sessions that authenticated
+  // with one, by id, watched by tokenTimer while there are any.
+  std::unique_ptr<TokenAuthority> tokens;
+  std::unordered_set<std::uint64_t> tokenSessions;
+  LoopTimer tokenTimer;
+  bool tokenTimerRunning = false;
+  struct TokenCounters {
+    std::array<std::uint64_t, static_cast<std::size_t>(jwt::Refusal::Count)> refusals{};
+    std::uint64_t accepted = 0;
+    std::uint64_t reauths = 0;
+    std::uint64_t warned = 0;
+    std::uint64_t expired = 0;  // sessions closed with 4001
+    std::uint64_t autoRegistered = 0;
+  } tokenCounters;
 };
 
 // A control frame (ping, pong, close), queued like any other frame.

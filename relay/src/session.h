@@ -104,6 +104,14 @@ struct Session {
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
 
+  // Authenticated by a signed token (token_gateway.cpp): the session ends
+  // at tokenDeadlineMs (unix ms) unless gateway_reauth moves it; the node
+  // is warned (token_expired) at tokenWarnMs.
+  bool authByToken = false;
+  bool tokenWarned = false;
+  std::int64_t tokenDeadlineMs = 0;
+  std::int64_t tokenWarnMs = 0;
+
   // The `id` of the gateway_auth being answered, echoed on its answer.
   std::optional<std::string> authId;
   // Set when the connection goes while its secret waits for a worker.
