@@ -30,6 +30,8 @@ std::string_view codeText(ErrorCode code) {
       return "slow_consumer";
     case ErrorCode::ShuttingDown:
       return "shutting_down";
+    case ErrorCode::ClusterUnavailable:
+      return "cluster_unavailable";
     case ErrorCode::TokenExpired:
       return "token_expired";
     case ErrorCode::InvalidUtf8:
@@ -67,6 +69,8 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Send queue full";
     case ErrorCode::ShuttingDown:
       return "Relay shutting down";
+    case ErrorCode::ClusterUnavailable:
+      return "The relay holding the target cannot be reached";
     case ErrorCode::TokenExpired:
       return "Token expires; send gateway_reauth with a fresh one";
     case ErrorCode::InvalidUtf8:

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "auth_guard.h"
+#include "cluster_link.h"
 #include "counters.h"
 #include "mesh/proto/codec.h"
 #include "mesh/relay/config.h"
@@ -39,6 +40,8 @@
 #include "worker_pool.h"
 
 namespace mesh::relay {
+
+class ClusterRegistry;
 
 // One HTTP request/response on a connection.
 struct HttpExchange {
@@ -93,6 +96,7 @@ struct Server::Impl final : LocalDelivery {
   void drainInbox();
   void beginShutdown();
   void finishIfDrained();  // run() asks once a turn while shutting down
+  void startCluster();     // cluster mode: the link to the other relays
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   int dispatch(lws* wsi, lws_callback_reasons reason, PerSession* pss, void* in, size_t len);
   [[nodiscard]] std::int64_t nowUs() const;
@@ -246,6 +250,12 @@ struct Server::Impl final : LocalDelivery {
   void closeMeshSessions(const std::string& meshId, std::string_view reason);
   void rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
                     std::optional<std::string> currentSecret, bool reveal);
+  // Cluster mode: the shared registry (cluster_registry.h, admin.cpp); null
+  // for a single relay.
+  void startClusterRegistry();
+  // "registry":{...} for /readyz: bucket reachable, caught up, revision lag.
+  [[nodiscard]] std::string registryReadiness() const;
+  std::unique_ptr<ClusterRegistry> clusterRegistry;
 
   Config config;
   Registry registry;
@@ -267,6 +277,9 @@ struct Server::Impl final : LocalDelivery {
   // Who is online where: authenticated meshes, presence, participants.
   NoClusterLink noCluster;
   Router router{*this, noCluster};
+  // Cluster mode (config.natsUrls set): the Router's link to the other
+  // relays, made when the loop starts (server.cpp).
+  std::unique_ptr<NatsClusterLink> clusterLink;
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;

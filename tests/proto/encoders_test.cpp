@@ -91,7 +91,7 @@ TEST(Encoders, ErrorAndAuthErrorFrames) {
        {ErrorCode::InvalidJson, ErrorCode::InvalidFrame, ErrorCode::UnknownType,
         ErrorCode::UnsupportedFrame, ErrorCode::FrameTooLarge, ErrorCode::AlreadyAuthenticated,
         ErrorCode::RateLimited, ErrorCode::SessionReplaced, ErrorCode::SlowConsumer,
-        ErrorCode::ShuttingDown, ErrorCode::TokenExpired}) {
+        ErrorCode::ShuttingDown, ErrorCode::ClusterUnavailable, ErrorCode::TokenExpired}) {
     std::string out;
     encodeError(out, code, "bad \"thing\"\n");
     const auto d = parse(out);
@@ -205,6 +205,8 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(codeText(ErrorCode::SessionReplaced), "session_replaced");
   EXPECT_EQ(codeText(ErrorCode::SlowConsumer), "slow_consumer");
   EXPECT_EQ(codeText(ErrorCode::ShuttingDown), "shutting_down");
+  EXPECT_EQ(codeText(ErrorCode::ClusterUnavailable), "cluster_unavailable");
+  EXPECT_EQ(closeCode(ErrorCode::ClusterUnavailable), 0);
   EXPECT_EQ(codeText(ErrorCode::TokenExpired), "token_expired");
 
   EXPECT_EQ(defaultMessage(ErrorCode::InvalidJson), "Invalid JSON");
