@@ -82,6 +82,7 @@ EOF
 rm -rf "$out/jetstream"
 nats-server -c "$out/nats.conf" >"$out/nats.log" 2>&1 &
 pids+=($!)
+nats_pid=$!
 wait_port "$nats_port" nats-server
 
 flags=(--host 127.0.0.1 --rate-limit 0 --argon2-mem 8192 --argon2-ops 1
@@ -147,15 +148,24 @@ target_for() {  # the mesh-bench URL flags of a column, empty if it is skipped
   esac
 }
 
+# NATS's CPU seconds so far (utime + stime), for the cross column.
+nats_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$nats_pid/stat"
+}
+
+echo "bench-cluster: load average $(cut -d' ' -f1-3 /proc/loadavg) before the runs"
 echo "bench-cluster: nats $nats_port, single $port_single, A $port_a, B $port_b, bun ${port_bun:-none}; results in $out"
 for round in $(seq "$ROUNDS"); do
   for sc in relay latency; do
     for server in $SERVERS; do
       where=$(target_for "$server") || true
       [ -n "$where" ] || continue
+      before=$(nats_cpu)
       # shellcheck disable=SC2046,SC2086
       "$bench" $where --label "$server" $(args_for "$sc") \
         --json "$out/$sc-$server-$round.json" | sed -n 2p || echo "$server $sc: mesh-bench exit $?"
+      # NATS's CPU over the whole run (setup and drain included).
+      echo "$before $(nats_cpu)" >"$out/$sc-$server-$round.nats"
     done
   done
 done
@@ -167,6 +177,7 @@ if [ "$FAILOVER" != 0 ]; then
     --json "$out/failover.json" | sed -n 2p || echo "failover: mesh-bench exit $?"
 fi
 
+echo "bench-cluster: load average $(cut -d' ' -f1-3 /proc/loadavg) after the runs"
 python3 - "$out" "$ROUNDS" <<'EOF'
 import json, os, statistics, sys
 
@@ -215,15 +226,34 @@ def row(label, sc, pick, unit=""):
     rows.append((label, vals, unit))
     return vals
 
+def nats_cpu(sc):
+    # NATS CPU seconds over each cross run, divided by the messages of its
+    # measured window: an upper bound (setup and drain are included).
+    vals = []
+    for r in range(1, rounds + 1):
+        res = load(f"{sc}-cross-{r}.json")
+        try:
+            with open(os.path.join(out, f"{sc}-cross-{r}.nats")) as f:
+                a, b = map(float, f.read().split())
+        except (OSError, ValueError):
+            continue
+        if res and res.get("ok") and res["msgs_per_s"] > 0:
+            vals.append((b - a) * 1e6 / (res["msgs_per_s"] * res["seconds"]))
+    return statistics.median(vals) if vals else None
+
 lat = lambda k: (lambda r: r.get("latency_us", {}).get(k, 0) / 1000.0)
 cpu = lambda r: r.get("server_cpu_us_per_msg")
 thr = row(f"relay msgs/s", "relay", lambda r: r["msgs_per_s"])
 row("relay p99 (ms)", "relay", lat("p99"), "ms")
 row("relay server cpu/msg (us)", "relay", cpu, "us")
+rows.append(("relay NATS cpu/msg (us, at most)", {"bun": None, "single": None, "local": None,
+             "cross": nats_cpu("relay")}, "us"))
 row("latency p50 (ms)", "latency", lat("p50"), "ms")
 p99 = row("latency p99 (ms)", "latency", lat("p99"), "ms")
 row("latency p99.9 (ms)", "latency", lat("p99_9"), "ms")
 row("latency server cpu/msg (us)", "latency", cpu, "us")
+rows.append(("latency NATS cpu/msg (us, at most)", {"bun": None, "single": None, "local": None,
+             "cross": nats_cpu("latency")}, "us"))
 
 print(f"\nmedians of {rounds} round(s); cross = senders on relay A, receivers on relay B;"
       " server cpu of cross is both relays'")
