@@ -14,8 +14,10 @@ bench=${2:-$(dirname "$relay")/../tools/mesh-bench/mesh-bench}
 work=$(mktemp -d)
 relay_pid=""
 fwd_pid=""
+b_pid=""
+nats_pid=""
 cleanup() {
-  [ -z "$fwd_pid" ] || kill "$fwd_pid" 2>/dev/null || true
+  for p in $fwd_pid $b_pid $nats_pid; do kill "$p" 2>/dev/null || true; done
   if [ -n "$relay_pid" ]; then
     kill "$relay_pid" 2>/dev/null || true
     wait "$relay_pid" 2>/dev/null || true
@@ -132,6 +134,54 @@ wait "$other_pid" 2>/dev/null || true
 kill "$relay_pid"
 wait "$relay_pid" 2>/dev/null || true
 relay_pid=""
+
+# A real cluster: one NATS server with JetStream, two relays on it. Every
+# route from relay A to relay B must deliver, and B's meshes must all come
+# back on A after B is killed.
+wait_up() {  # wait_up PORT WHAT
+  i=0
+  until "$bench" --port "$1" --scenario conns --conns 1 --duration 0.1 >/dev/null 2>&1; do
+    i=$((i + 1))
+    [ "$i" -lt 150 ] || { echo "bench-smoke: $2 did not come up on $1" >&2; exit 1; }
+    sleep 0.1
+  done
+}
+if command -v nats-server >/dev/null 2>&1; then
+  nport=$(free_port)
+  printf 'listen: 127.0.0.1:%s\njetstream { store_dir: "%s" }\n' "$nport" "$work/js" >"$work/nats.conf"
+  nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+  nats_pid=$!
+  aport=$(free_port)
+  bport=$(free_port)
+  # shellcheck disable=SC2086
+  "$relay" --port "$aport" --db "$work/a.db" --nats "nats://127.0.0.1:$nport" --relay-id smoke-a \
+    $relay_flags &
+  relay_pid=$!
+  # shellcheck disable=SC2086
+  "$relay" --port "$bport" --db "$work/b.db" --nats "nats://127.0.0.1:$nport" --relay-id smoke-b \
+    $relay_flags &
+  b_pid=$!
+  wait_up "$aport" "clustered relay A"
+  wait_up "$bport" "clustered relay B"
+  # shellcheck disable=SC2086
+  "$bench" --port "$aport" --target-port "$bport" --label cluster --duration 1 --warmup 0.2 \
+    --drain 3 --scenario relay,latency --pairs 4 --window 8 --payload 100 --rate 2000 \
+    --route-timeout 10 --json "$work/cluster.json" || status=1
+  cat "$work/cluster.json"
+  "$bench" --port "$aport" --target-port "$bport" --kill-pid "$b_pid" --label cluster \
+    --scenario failover --conns 50 --max-pending 8 --connect-timeout 20 \
+    --json "$work/cluster-failover.json" || status=1
+  cat "$work/cluster-failover.json"
+  kill "$b_pid" 2>/dev/null || true
+  wait "$b_pid" 2>/dev/null || true
+  kill "$relay_pid"
+  wait "$relay_pid" 2>/dev/null || true
+  relay_pid=""
+  kill "$nats_pid"
+  wait "$nats_pid" 2>/dev/null || true
+else
+  echo "bench-smoke: no nats-server here (tools/setup-debian.sh installs it); cluster runs skipped"
+fi
 
 # storm starts, kills and restarts its own relay on another free port.
 sport=$(free_port)
