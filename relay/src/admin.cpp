@@ -66,6 +66,11 @@ void appendMesh(std::string& out, const MeshRecord& m, const MeshEntry* online, 
     proto::appendJsonString(out, session->peer);
     out += ",\"since\":";
     appendIsoTime(out, nowMs - (nowUs - session->connectedUs) / 1000);
+    // What the authorize hook answered for this session.
+    if (!session->claimsJson.empty()) {
+      out += ",\"claims\":";
+      out += session->claimsJson;
+    }
   }
   if (log) {
     out += ",\"frames\":" + std::to_string(log->total());
@@ -564,6 +569,30 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_frame_delivery_seconds", "histogram",
            "Time from a relayed or broadcast frame's arrival to the write of its last copy.");
   c.deliverySeconds.render(out, "mesh_relay_frame_delivery_seconds");
+
+  w.family("mesh_relay_upgrade_auth_total", "counter",
+           "Authentications by the upgrade request's Authorization header, by result.");
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"ok\"", c.upgradeAuthOk);
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"invalid_credentials\"",
+           c.upgradeAuthInvalid);
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"rate_limited\"", c.upgradeAuthRateLimited);
+  if (authorizer) {
+    w.family("mesh_relay_authorize_requests_total", "counter",
+             "Decisions of the authorize hook, by outcome (cached: answered from the cache "
+             "without a call).");
+    w.sample("mesh_relay_authorize_requests_total", "outcome=\"allow\"", c.authorizeAllowed);
+    w.sample("mesh_relay_authorize_requests_total", "outcome=\"deny\"", c.authorizeDenied);
+    w.sample("mesh_relay_authorize_requests_total", "outcome=\"cached\"", c.authorizeCached);
+    for (std::size_t i = 1; i < c.authorizeFailedBy.size(); ++i) {
+      const std::string label =
+          "outcome=\"" +
+          std::string(authorizeFailureName(static_cast<AuthorizeAnswer::Failure>(i))) + "\"";
+      w.sample("mesh_relay_authorize_requests_total", label, c.authorizeFailedBy[i]);
+    }
+    w.family("mesh_relay_authorize_seconds", "histogram",
+             "Time the authorize hook took to answer (or to fail).");
+    c.authorizeSeconds.render(out, "mesh_relay_authorize_seconds");
+  }
 
   w.family("mesh_relay_tls_reloads_total", "counter", "Certificate reloads (SIGHUP), by result.");
   w.sample("mesh_relay_tls_reloads_total", "result=\"ok\"", c.tlsReloads);

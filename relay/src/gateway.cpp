@@ -73,6 +73,7 @@ std::optional<RefuseReason> Server::Impl::gatewayRefusal(const std::string& peer
 int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   pss->http = nullptr;
   pss->session = &openSession(std::make_unique<LwsConnection>(*this, wsi), clientAddress(wsi));
+  adoptLwsUpgradeAuth(wsi, *pss->session);
   return 0;
 }
 
@@ -338,9 +339,15 @@ void Server::Impl::pumpSecretChecks() {
       if (checked) name = registry.verifySecret(job->meshId, job->secret);
       sodium_memzero(job->secret.data(), job->secret.size());
       post([this, sessionId = job->sessionId, peer = std::move(job->peer),
-            meshId = std::move(job->meshId), name = std::move(name), checked] {
+            meshId = std::move(job->meshId), name = std::move(name), checked,
+            done = std::move(job->done)] {
         --counters.argon2Queued;
         --secretChecksRunning;
+        if (done) {  // a check for an upgrade request (upgrade_auth.cpp)
+          done(name, checked);
+          pumpSecretChecks();
+          return;
+        }
         // A client that hung up while its wrong secret was hashed still
         // spent a guess (finishAuth charges the ones still connected).
         const Session* sp = findSession(sessionId);
@@ -383,6 +390,11 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
     s.pendingDuringAuth.clear();
     sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", s.authId);
     closeSession(s, 1008, "invalid_credentials", false);
+    return;
+  }
+  // The authorize hook has the last word, once per session.
+  if (authorizer && !s.authorized) {
+    authorizeThenFinish(s, *name, meshId);
     return;
   }
   if (clusterLink && !clusterLink->mayTakeOver(meshId)) {

@@ -180,7 +180,9 @@ int Server::Impl::onHttpUpgrade(lws* wsi, const char* upgrade) {
   if (strcasecmp(upgrade, "websocket") == 0 &&
       lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) > 0 &&
       std::string_view(uri) == "/gateway") {
-    return 0;  // FILTER_PROTOCOL_CONNECTION decides the rest
+    // Credentials on the request are checked now; FILTER_PROTOCOL_CONNECTION
+    // decides the rest.
+    return checkLwsUpgrade(wsi);
   }
   // As the original relay: a WebSocket anywhere but /gateway is a 400.
   LOG_DEBUG("refused an upgrade to " << upgrade << " on " << uri);

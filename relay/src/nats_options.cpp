@@ -47,7 +47,6 @@ NatsOptionsPtr makeNatsOptions(const Config& config, const std::string& name) {
   check(natsOptions_SetTimeout(raw, 2000), "connect timeout");
   check(natsOptions_SetPingInterval(raw, 2000), "ping interval");
   check(natsOptions_SetMaxPingsOut(raw, 2), "pings out");
-  check(natsOptions_SetRetryOnFailedConnect(raw, true, nullptr, nullptr), "retry at start");
   if (!config.natsCredsPath.empty()) {
     check(natsOptions_SetUserCredentialsFromFiles(raw, config.natsCredsPath.c_str(), nullptr),
           "credentials file (--nats-creds)");

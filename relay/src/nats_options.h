@@ -35,8 +35,10 @@ using NatsConnectionPtr = std::unique_ptr<__natsConnection, NatsConnectionDelete
 //   arrives to the loop (Server::Impl::post).
 // - reconnect forever, with a short wait and jitter, and publishes buffered
 //   while reconnecting (8 MiB) rather than failed.
-// - RetryOnFailedConnect: the relay starts while NATS is unreachable and
-//   serves its own meshes until the cluster is back.
+// Not set here: RetryOnFailedConnect, so that the relay starts while NATS
+// is unreachable. Each caller sets it with its own "connected" callback: with
+// a null callback libnats 3.4.1 blocks in natsConnection_Connect until a
+// server answers.
 // Throws std::runtime_error naming the setting that NATS refused.
 NatsOptionsPtr makeNatsOptions(const Config& config, const std::string& name);
 

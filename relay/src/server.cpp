@@ -116,6 +116,10 @@ Server::Impl::Impl(const Config& cfg)
   lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
   // An imported mesh's first auth is answered before its hash is upgraded.
   registry.setBackgroundRunner([this](std::function<void()> job) { workers.post(std::move(job)); });
+  if (!config.authorizeUrl.empty()) {
+    authorizer = std::make_unique<AuthorizeClient>(config.authorizeUrl, config.authorizeToken,
+                                                   config.authorizeTimeoutSeconds);
+  }
 
   protocols.resize(2);
   protocols[0] = lws_protocols{};
@@ -396,6 +400,7 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
     case LWS_CALLBACK_WSI_DESTROY:
       releaseHandshake(wsi);
+      forgetLwsUpgradeAuth(wsi);
       return 0;
 
     // WebSocket

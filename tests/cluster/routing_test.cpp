@@ -11,6 +11,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <tuple>
 
 #include "cluster_support.h"
 
@@ -379,6 +380,8 @@ TEST(ClusterRouting, WithoutNatsLocalMeshesTalkAndRemoteOnesAreClusterUnavailabl
   auto a2 = cluster.join(0, "alpha2");
   auto b = cluster.join(1, "bravo");
   ASSERT_TRUE(cluster.waitListed(0, "bravo"));
+  // Registered while the bucket is reachable, connected once it is not.
+  for (const char* id : {"late-a", "late-a2", "late-b", "late-b2"}) cluster.registerEverywhere(id);
   for (int i = 0; i < cluster.nats.size(); ++i) cluster.nats.kill(i);
   ASSERT_TRUE(eventually(
       [&] { return metricValue(cluster.relay(0).port(), "mesh_relay_cluster_connected") == 0; }));
@@ -399,8 +402,19 @@ TEST(ClusterRouting, WithoutNatsLocalMeshesTalkAndRemoteOnesAreClusterUnavailabl
   EXPECT_TRUE(discoverIds(*a).contains("bravo"));
   // /readyz says the relay is not connected to the cluster.
   EXPECT_EQ(httpRequest(cluster.relay(0).port(), "GET", "/readyz").status, 503);
-  expectRelayStillServes(cluster.relay(0));
-  expectRelayStillServes(cluster.relay(1));
+  // Both relays still authenticate meshes from their copy of the registry
+  // (a registration needs the bucket and answers 503 meanwhile) and route
+  // between their own meshes.
+  for (const auto& [relayIndex, from, to] :
+       {std::tuple{0, "late-a", "late-a2"}, std::tuple{1, "late-b", "late-b2"}}) {
+    auto sender = cluster.relay(relayIndex).connectAs(from, TestRelay::secretFor(from));
+    auto receiver = cluster.relay(relayIndex).connectAs(to, TestRelay::secretFor(to));
+    sender->sendText(relayFrame(to, R"({"still":true})", "s1"));
+    EXPECT_EQ(jsonString(receiver->expectType("gateway_incoming"), "fromMeshId"), from);
+    EXPECT_EQ(jsonString(nextAck(*sender), "status"), "delivered");
+  }
+  EXPECT_EQ(cluster.relay(0).registerMesh("too-late", TestRelay::secretFor("too-late"), "Late"),
+            503);
 
   // NATS back: routing resumes.
   for (int i = 0; i < cluster.nats.size(); ++i) cluster.nats.restart(i);
@@ -418,6 +432,8 @@ TEST(ClusterRouting, WithoutNatsLocalMeshesTalkAndRemoteOnesAreClusterUnavailabl
       },
       20s));
   EXPECT_EQ(jsonString(b->expectType("gateway_incoming"), "fromMeshId"), "alpha");
+  expectRelayStillServes(cluster.relay(0));
+  expectRelayStillServes(cluster.relay(1));
 }
 
 // One NATS server of three killed: the relays on the others carry on, the
@@ -562,8 +578,10 @@ TEST(ClusterRouting, ANatsSettingTheClientRefusesStopsTheRelayAtStart) {
   relay::Config c = testConfig(dir.path() / "mesh.db");
   c.natsUrls = {"tls://127.0.0.1:1"};
   c.natsCaPath = (dir.path() / "missing-ca.pem").string();
-  relay::Server server(c);
+  // The shared registry opens its connection when the server is made, the
+  // routing link when it runs: either refuses.
   try {
+    relay::Server server(c);
     server.run();
     ADD_FAILURE() << "the relay ran without its CA file";
   } catch (const std::runtime_error& e) {

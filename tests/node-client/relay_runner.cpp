@@ -202,6 +202,7 @@ void RelayRunner::start() {
                                  "--log-level", "warn", "--rate-limit", "0", "--register-burst",
                                  "1000"});
   if (!adminToken_.empty()) args.insert(args.end(), {"--admin-token", adminToken_});
+  args.insert(args.end(), extraArgs_.begin(), extraArgs_.end());
   if (pki_ != nullptr) {
     args.insert(args.end(), {"--tls-cert", pki_->certFile, "--tls-key", pki_->keyFile});
   }
