@@ -11,7 +11,13 @@
 #     certificate by tools/proxy-test-config.sh;
 #   - the Prometheus alert rules pass promtool check rules and their unit
 #     tests (promtool test rules), and the Grafana dashboard is JSON whose
-#     every metric name is one the relay exports (names from relay/src).
+#     every metric name is one the relay exports (names from relay/src);
+#   - cluster mode (docs/cluster.md, "Deploying"): every nats-server config
+#     passes `nats-server -c FILE -t` (paths moved to a temporary folder,
+#     throwaway TLS certificates, the variables from the example env files),
+#     three servers with the VPS config on loopback form a JetStream cluster,
+#     the Fly files parse as TOML and agree with each other, and the NATS
+#     unit and the relay's cluster drop-in pass systemd-analyze verify.
 # Usage: tools/check-deploy.sh [path/to/mesh-relay]
 set -eu
 cd "$(dirname "$0")/.."
@@ -114,6 +120,157 @@ if [ -n "${1:-}" ] && command -v systemd-analyze >/dev/null 2>&1; then
     echo "check-deploy: systemd-analyze verify warns: $out" >&2
     fail=1
   fi
+fi
+
+# ---- cluster mode
+fly_relay=deploy/fly/relay.fly.toml
+fly_nats=deploy/fly/nats.fly.toml
+for f in fly.toml "$fly_relay" "$fly_nats"; do
+  if ! out=$(python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], "rb"))' "$f" 2>&1); then
+    echo "check-deploy: $f is not TOML: $out" >&2
+    fail=1
+  fi
+done
+# The relay cluster app keeps the single app's settings, plus its own.
+for setting in "internal_port = 4000" 'destination = "/data"' 'MESH_DB_PATH = "/data/mesh.db"' \
+  'path = "/health"' 'kill_signal = "SIGTERM"' 'auto_stop_machines = "off"' \
+  'type = "connections"' 'MESH_TRUSTED_PROXIES = "172.16.0.0/12"'; do
+  need "$fly_relay" "$setting" "same as fly.toml"
+done
+# shellcheck disable=SC2016
+need "$fly_relay" 'MESH_RELAY_ID=\"${MESH_RELAY_ID:-$FLY_REGION-$FLY_MACHINE_ID}\"' "relay id from the machine"
+need "$fly_relay" "exec /usr/local/bin/mesh-relay" "the Dockerfile's binary"
+need Dockerfile "/usr/local/bin/mesh-relay" "binary path the cluster app's entrypoint runs"
+if grep -Eq '^ *MESH_NATS_URLS *=' "$fly_relay"; then
+  echo "check-deploy: $fly_relay sets MESH_NATS_URLS in [env]; it carries a password: a secret" >&2
+  fail=1
+fi
+drain=$(sed -n 's/^ *MESH_DRAIN_TIMEOUT = "\([0-9]*\)"/\1/p' "$fly_relay")
+kill=$(sed -n 's/^kill_timeout = "\([0-9]*\)s"/\1/p' "$fly_relay")
+if [ -z "$drain" ] || [ -z "$kill" ] || [ "$kill" -lt $((drain + 5)) ]; then
+  echo "check-deploy: $fly_relay kill_timeout ($kill) must exceed MESH_DRAIN_TIMEOUT ($drain) by 5 s" >&2
+  fail=1
+fi
+# The NATS app: its image runs deploy/fly/nats.conf, whose store is on the
+# volume, whose monitor port is the health check, and whose routes name
+# the app's own regions.
+nats_app=$(sed -n 's/^app = "\(.*\)"/\1/p' "$fly_nats")
+need deploy/fly/nats.Dockerfile "COPY nats.conf /etc/nats-server.conf" "the config in the image"
+need deploy/fly/nats.Dockerfile "/usr/sbin/nats-server -c /etc/nats-server.conf" "the image runs that config"
+need "$fly_nats" 'destination = "/data"' "JetStream volume"
+need deploy/fly/nats.conf 'store_dir: "/data"' "JetStream store on the volume"
+need "$fly_nats" "port = 8222" "health check on the monitor port"
+need deploy/fly/nats.conf 'http: "[::]:8222"' "monitor port for the health check"
+routes=$(grep -c 'nats-route://' deploy/fly/nats.conf || true)
+own=$(grep -c "nats-route://[a-z]*\.$nats_app\.internal:6222" deploy/fly/nats.conf || true)
+if [ "$routes" -lt 3 ] || [ "$routes" -ne "$own" ]; then
+  echo "check-deploy: deploy/fly/nats.conf needs 3 or more routes, each <region>.$nats_app.internal" >&2
+  fail=1
+fi
+# The relay password of the VPS example is the one in the relays' URLs.
+relay_pw=$(sed -n 's/^NATS_RELAY_PASSWORD=//p' deploy/systemd/nats-server.env.example)
+if [ -z "$relay_pw" ] ||
+  ! grep -q "^MESH_NATS_URLS=tls://relay:$relay_pw@" deploy/systemd/mesh-relay-cluster.env.example; then
+  echo "check-deploy: mesh-relay-cluster.env.example does not log in with NATS_RELAY_PASSWORD" >&2
+  fail=1
+fi
+
+# nats-server -t on each config, moved to a temporary folder.
+nats_tmp=$proxies/nats
+mkdir -p "$nats_tmp/tls" "$nats_tmp/state" "$nats_tmp/data"
+if ! out=$(cd "$nats_tmp/tls" && {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=check-ca -keyout ca-key.pem \
+    -out ca.pem &&
+    openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server-key.pem \
+      -out server.csr &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >ext &&
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 2 \
+      -extfile ext -out server.pem
+} 2>&1); then
+  echo "check-deploy: cannot make a throwaway certificate: $out" >&2
+  fail=1
+fi
+check_nats() {  # check_nats CONFIG VAR=VALUE...
+  conf=$1
+  shift
+  sed -e "s|/etc/nats-server/tls/|$nats_tmp/tls/|g" -e "s|/var/lib/nats-server|$nats_tmp/state|g" \
+    -e "s|\"/data\"|\"$nats_tmp/data\"|g" "$conf" >"$nats_tmp/check.conf"
+  if ! out=$(env "$@" nats-server -c "$nats_tmp/check.conf" -t 2>&1); then
+    echo "check-deploy: nats-server -t $conf: $out" >&2
+    fail=1
+  fi
+}
+# The VPS configuration, running: three servers on loopback (their hosts
+# and ports moved, the throwaway CA for the TLS routes) must form a cluster
+# whose JetStream has a meta leader (/healthz 200 on all three) within 30 s.
+live_nats_cluster() {
+  # shellcheck disable=SC2046
+  set -- $(python3 -c 'import socket
+socks = [socket.socket() for _ in range(9)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
+  live_pids=""
+  # client, route and monitor are set by the eval (ports $i, $i+3, $i+6).
+  # shellcheck disable=SC2154
+  for i in 1 2 3; do
+    eval "client=\${$i} route=\${$((i + 3))} monitor=\${$((i + 6))}"
+    sed -e "s|/etc/nats-server/tls/|$nats_tmp/tls/|g" -e "s|/var/lib/nats-server|$nats_tmp/live$i|g" \
+      -e "s|0.0.0.0:4222|127.0.0.1:$client|" -e "s|127.0.0.1:8222|127.0.0.1:$monitor|" \
+      -e "s|nats1.example.org:6222|127.0.0.1:$4|" -e "s|nats2.example.org:6222|127.0.0.1:$5|" \
+      -e "s|nats3.example.org:6222|127.0.0.1:$6|" deploy/systemd/nats-server.conf >"$nats_tmp/live$i.conf"
+    NATS_SERVER_NAME=live$i NATS_CLUSTER_LISTEN=127.0.0.1:$route NATS_RELAY_PASSWORD=check \
+      nats-server -c "$nats_tmp/live$i.conf" >"$nats_tmp/live$i.log" 2>&1 &
+    live_pids="$live_pids $!"
+  done
+  healthy=""
+  tries=0
+  while [ "$tries" -lt 300 ]; do
+    if curl -fs "http://127.0.0.1:$7/healthz" >/dev/null && curl -fs "http://127.0.0.1:$8/healthz" >/dev/null &&
+      curl -fs "http://127.0.0.1:$9/healthz" >/dev/null; then
+      healthy=yes
+      break
+    fi
+    tries=$((tries + 1))
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086
+  kill $live_pids 2>/dev/null || true
+  wait
+  if [ -z "$healthy" ]; then
+    echo "check-deploy: deploy/systemd/nats-server.conf: three servers formed no JetStream cluster in 30 s:" >&2
+    grep -h "\[ERR\]" "$nats_tmp"/live*.log | tail -n 5 >&2
+    fail=1
+  fi
+}
+if ! command -v nats-server >/dev/null 2>&1; then
+  echo "check-deploy: nats-server is not installed (tools/setup-debian.sh installs it)" >&2
+  fail=1
+else
+  # shellcheck disable=SC2046
+  check_nats deploy/systemd/nats-server.conf $(grep -E '^[A-Z_]+=' deploy/systemd/nats-server.env.example)
+  check_nats deploy/fly/nats.conf FLY_MACHINE_ID=0123456789abcd NATS_RELAY_PASSWORD=check
+  live_nats_cluster
+fi
+
+if command -v systemd-analyze >/dev/null 2>&1; then
+  # The NATS unit as it is (Debian's nats-server package provides the binary
+  # and the user), and the relay unit with its cluster drop-in.
+  units=$proxies/units
+  mkdir -p "$units/mesh-relay.service.d"
+  cp deploy/systemd/nats-server.service "$units/"
+  cp deploy/systemd/mesh-relay.service.d/cluster.conf "$units/mesh-relay.service.d/"
+  relay_bin=/bin/true
+  if [ -n "${1:-}" ]; then relay_bin=$(cd "$(dirname "$1")" && pwd)/$(basename "$1"); fi
+  sed "s|^ExecStart=.*|ExecStart=$relay_bin|" "$unit" >"$units/mesh-relay.service"
+  for u in nats-server.service mesh-relay.service; do
+    if ! out=$(SYSTEMD_UNIT_PATH="$units:" systemd-analyze verify "$units/$u" 2>&1) ||
+      [ -n "$out" ]; then
+      echo "check-deploy: systemd-analyze verify $u (with deploy/systemd drop-ins): $out" >&2
+      fail=1
+    fi
+  done
+else
+  echo "check-deploy: no systemd-analyze here; the systemd units were not verified"
 fi
 
 [ "$fail" -eq 0 ] && echo "deployment files: ok"

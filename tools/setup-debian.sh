@@ -6,7 +6,9 @@
 #                                    front of a relay, drive the status page
 #                                    in headless chromium, read the dashboard
 #                                    with jq, fuzz with clang, start a NATS
-#                                    cluster and go through tinyproxy)
+#                                    cluster and go through tinyproxy;
+#                                    check-deploy makes throwaway certificates
+#                                    with openssl and reads TOML with python3)
 #   tools/setup-debian.sh --build   what building needs, nothing more
 #                                    (tools/run-relay.sh, the container's
 #                                    build stage)
@@ -21,7 +23,7 @@ set -eu
 build_pkgs="build-essential cmake pkg-config git ca-certificates curl
   libwebsockets-dev libwebsockets-evlib-ev libev-dev libsqlite3-dev rapidjson-dev libsodium-dev libcli11-dev
   libgtest-dev libssl-dev libnats-dev libcurl4-openssl-dev"
-test_pkgs="clang libclang-rt-14-dev nginx-light caddy jq chromium nats-server tinyproxy"
+test_pkgs="clang libclang-rt-14-dev nginx-light caddy jq chromium nats-server tinyproxy openssl python3"
 runtime_pkgs="libwebsockets17 libwebsockets-evlib-ev libev4 libsqlite3-0 libsodium23 libssl3 libnats3.4 libcurl4 ca-certificates curl"
 
 if [ "${1:-}" = "--build" ]; then

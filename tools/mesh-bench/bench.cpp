@@ -71,13 +71,26 @@ Session::~Session() {
 
 bool Session::register_all(size_t n, Result& r) {
   creds_ = make_meshes(opt_.run_id, role_, n);
-  auto rr = register_meshes(opt_.ep, creds_, opt_.register_parallel);
-  r.extra.emplace_back("register_s", rr.seconds);
-  if (rr.failed) {
-    note_error(rr.first_error + " (" + std::to_string(rr.failed) + " failed)");
-    return false;
+  // Each mesh is registered on the relay it connects to first: on relays
+  // that do not share a registry that is the only one that knows it.
+  std::vector<MeshCred> here, there;
+  for (size_t i = 0; i < n; ++i)
+    (same_endpoint(endpoint_of(i), opt_.ep) ? here : there).push_back(creds_[i]);
+  double secs = 0;
+  bool ok = true;
+  for (auto* group : {&here, &there}) {
+    if (group->empty()) continue;
+    const Endpoint& ep = group == &here ? opt_.ep : opt_.target_ep;
+    auto rr = register_meshes(ep, *group, opt_.register_parallel);
+    secs += rr.seconds;
+    if (rr.failed) {
+      note_error(rr.first_error + " (" + std::to_string(rr.failed) + " failed on " +
+                 endpoint_text(ep) + ")");
+      ok = false;
+    }
   }
-  return true;
+  r.extra.emplace_back("register_s", secs);
+  return ok;
 }
 
 void Session::note_error(const std::string& what) {
@@ -99,7 +112,7 @@ void Session::begin_connect(size_t i) {
   c.t_start = now_ns();
   int src = src_addrs_ > 1 ? static_cast<int>(i % static_cast<size_t>(src_addrs_)) : -1;
   ++pending_;
-  if (!c.connect(opt_.ep, src)) {
+  if (!c.connect(endpoint_of(i), src)) {
     --pending_;
     if (reconnecting_) {
       retry_.emplace_back(now_ns() + 50'000'000, i);
@@ -238,6 +251,20 @@ double self_cpu_seconds() {
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+bool same_endpoint(const Endpoint& a, const Endpoint& b) {
+  return a.host == b.host && a.port == b.port && a.path == b.path;
+}
+
+std::string seconds_text(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+std::string endpoint_text(const Endpoint& ep) {
+  return "ws://" + ep.host + ":" + std::to_string(ep.port) + ep.path;
 }
 
 pid_t resolve_server_pid(const Options& opt) {

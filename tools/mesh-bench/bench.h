@@ -21,6 +21,14 @@ namespace mesh::bench {
 
 struct Options {
   Endpoint ep;
+  // Cross-relay runs: a second relay of the same cluster. relay/latency put
+  // the receivers there (senders stay on ep); failover connects its meshes
+  // there, kills it and lets them reconnect to ep.
+  Endpoint target_ep;
+  bool has_target = false;
+  pid_t kill_pid = 0;          // failover: the relay to kill (0: the target port's listener)
+  bool external_kill = false;  // failover: someone else kills the target relay
+  double route_timeout = 10;   // cross-relay: seconds to wait for every route to say delivered
   std::string label = "server";
   int pairs = 50;
   int window = 32;
@@ -79,6 +87,9 @@ class Session : public ConnHandler {
   // refused credentials); not called for the retries of the storm scenario.
   virtual void on_auth_failed(WsConn& /*c*/) {}
 
+  // Where connection i goes (and where its mesh is registered).
+  virtual const Endpoint& endpoint_of(size_t /*i*/) const { return opt_.ep; }
+
   void note_error(const std::string& what);
   void close_all();
   // Runs the loop until pred() or the deadline (monotonic ns).
@@ -132,10 +143,17 @@ void fill_server_cpu(Result& r, const ProcSample& a, const ProcSample& b, uint64
 double self_cpu_seconds();
 // The pid to sample: --server-pid, or the listener of the port.
 pid_t resolve_server_pid(const Options& opt);
+// Same endpoint (host, port and path).
+bool same_endpoint(const Endpoint& a, const Endpoint& b);
+// "2.5", for messages.
+std::string seconds_text(double s);
+// ws://host:port/path, for messages.
+std::string endpoint_text(const Endpoint& ep);
 
 Result run_traffic(const Options& opt, const std::string& scenario);
 Result run_conns(const Options& opt);
 std::vector<Result> run_storm(const Options& opt);
 Result run_authflood(const Options& opt);
+Result run_failover(const Options& opt);
 
 }  // namespace mesh::bench

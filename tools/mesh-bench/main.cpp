@@ -35,16 +35,21 @@ std::string make_run_id(const std::string& prefix) {
 int main(int argc, char** argv) {
   CLI::App app{
       "mesh-bench: load generator for mesh relays (relay, fanout, latency, authload, authflood, "
-      "conns, storm)"};
+      "conns, storm, failover)"};
   Options opt;
-  std::string url, host, scenarios = "relay", json_path, prefix = "mb";
-  int port = 0;
+  std::string url, host, scenarios = "relay", json_path, prefix = "mb", target_url;
+  int port = 0, target_port = 0;
   app.add_option("--url", url, "relay WebSocket URL (default ws://127.0.0.1:4000/gateway)");
   app.add_option("--host", host, "relay host (instead of --url)");
   app.add_option("--port", port, "relay port (instead of --url)")->check(CLI::Range(1, 65535));
+  app.add_option("--target-url", target_url,
+                 "a second relay of the same cluster: relay/latency put every receiver there "
+                 "(senders stay on --url); failover connects its meshes there and kills it");
+  app.add_option("--target-port", target_port, "like --target-url, on the host of --url")
+      ->check(CLI::Range(1, 65535));
   app.add_option("--scenario,-s", scenarios,
-                 "comma-separated: relay, fanout, latency, authload, authflood, conns, storm, all "
-                 "(all = relay, fanout, latency, conns)");
+                 "comma-separated: relay, fanout, latency, authload, authflood, conns, storm, "
+                 "failover, all (all = relay, fanout, latency, conns)");
   app.add_option("--label", opt.label, "server name for the report");
   app.add_option("--pairs", opt.pairs,
                  "relay/latency/authload: sender->receiver pairs; authflood: flood connections")
@@ -89,6 +94,15 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_option("--connect-timeout", opt.connect_timeout,
                  "seconds allowed to connect all (authload: the whole storm)");
+  app.add_option("--kill-pid", opt.kill_pid,
+                 "failover: pid of the relay to kill -9 (default: the process listening on the "
+                 "target port)");
+  app.add_flag("--external-kill", opt.external_kill,
+               "failover: do not kill; wait for the target relay to die (timed from the first "
+               "closed connection)");
+  app.add_option("--route-timeout", opt.route_timeout,
+                 "cross-relay: seconds for every sender -> receiver route to ack delivered")
+      ->check(CLI::Range(0.1, 600.0));
   app.add_option("--prefix", prefix, "mesh id prefix (a run id is appended)");
   app.add_flag("--verbose,-v", opt.verbose, "print every error; show server stdout (storm)");
   CLI11_PARSE(app, argc, argv);
@@ -101,6 +115,15 @@ int main(int argc, char** argv) {
   }
   if (!host.empty()) opt.ep.host = host;
   if (port) opt.ep.port = static_cast<uint16_t>(port);
+  if (!target_url.empty() || target_port) {
+    opt.target_ep = opt.ep;
+    if (!target_url.empty() && !parse_ws_url(target_url, opt.target_ep)) {
+      std::cerr << "mesh-bench: bad --target-url (want ws://host:port/path)\n";
+      return 2;
+    }
+    if (target_port) opt.target_ep.port = static_cast<uint16_t>(target_port);
+    opt.has_target = true;
+  }
   opt.run_id = make_run_id(prefix);
   raise_fd_limit();
 
@@ -110,10 +133,23 @@ int main(int argc, char** argv) {
     if (s == "all") {
       for (const char* x : {"relay", "fanout", "latency", "conns"}) list.emplace_back(x);
     } else if (s == "relay" || s == "fanout" || s == "latency" || s == "authload" || s == "conns" ||
-               s == "storm" || s == "authflood") {
+               s == "storm" || s == "authflood" || s == "failover") {
       list.push_back(s);
     } else {
       std::cerr << "mesh-bench: unknown scenario '" << s << "'\n";
+      return 2;
+    }
+  }
+
+  for (const auto& s : list) {
+    bool cross_ok = s == "relay" || s == "latency" || s == "failover";
+    if (opt.has_target && !cross_ok) {
+      std::cerr << "mesh-bench: --target-url applies to relay, latency and failover, not " << s
+                << "\n";
+      return 2;
+    }
+    if (s == "failover" && !opt.has_target) {
+      std::cerr << "mesh-bench: failover needs --target-url or --target-port (the relay to kill)\n";
       return 2;
     }
   }
@@ -127,6 +163,8 @@ int main(int argc, char** argv) {
       for (auto& r : run_storm(opt)) results.push_back(std::move(r));
     } else if (s == "authflood") {
       results.push_back(run_authflood(opt));
+    } else if (s == "failover") {
+      results.push_back(run_failover(opt));
     } else {
       results.push_back(run_traffic(opt, s));
     }

@@ -1,6 +1,12 @@
 // relay, fanout, latency and authload: messages carry {"seq":N,"t":T,"pad":"..."}
 // and the receiver finds seq and t with a plain scan of the incoming frame.
 // authload is latency while extra meshes authenticate with their secrets.
+// With a target relay (--target-url), relay and latency put every receiver
+// on it and every sender on --url: each message crosses the cluster link.
+// Before measuring, each sender relays one probe with an id to its receiver
+// and waits for a `delivered` ack, so a cluster that cannot route (acks say
+// `offline`) is reported as such instead of as lost messages.
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -36,8 +42,17 @@ class TrafficSession : public Session {
   void on_authed(WsConn& c) override;
   void on_auth_failed(WsConn& c) override;
   void on_closed(WsConn& c, const char* why) override;
+  const Endpoint& endpoint_of(size_t i) const override {
+    return cross_ && i >= pairs_ && i < 2 * pairs_ ? opt_.target_ep : opt_.ep;
+  }
 
  private:
+  // Cross-relay: probes every sender -> receiver route until all are
+  // delivered or --route-timeout passes. False (with an error) if not.
+  bool check_routes(Result& r);
+  void send_probe(size_t pair);
+  void on_probe_ack(std::string_view msg);
+
   struct Stream {  // one sender -> receiver pair (fan-out: one per receiver)
     uint64_t next_seq = 0;
     uint64_t inflight = 0;
@@ -56,6 +71,14 @@ class TrafficSession : public Session {
   bool storm_over() const { return storm_ok_ + storm_failed_ >= storm_n_; }
 
   Mode mode_;
+  bool cross_ = false;
+  bool probing_ = false;
+  std::vector<uint8_t> route_state_;  // per pair: 0 waiting, 1 delivered, 2 offline (to retry)
+  std::vector<int> route_attempts_;
+  size_t routes_ok_ = 0;
+  uint64_t offline_acks_ = 0;
+  uint64_t probe_errors_ = 0;
+  std::string last_offline_;
   size_t pairs_ = 0, receivers_ = 0;
   size_t traffic_conns_ = 0;   // the senders and receivers; storm meshes come after
   bool traffic_lost_ = false;  // a sender or receiver was disconnected
@@ -135,7 +158,84 @@ void TrafficSession::start_storm() {
   start_next_connects();
 }
 
+void TrafficSession::send_probe(size_t pair) {
+  route_state_[pair] = 0;
+  ++route_attempts_[pair];
+  // No "seq" in the payload: receivers do not count probes as messages.
+  conn(pair).send_text("{\"type\":\"gateway_relay\",\"id\":\"route-" + std::to_string(pair) +
+                       "\",\"targetMeshId\":\"" + cred(pairs_ + pair).id +
+                       "\",\"payload\":{\"probe\":" + std::to_string(pair) + "}}");
+}
+
+void TrafficSession::on_probe_ack(std::string_view msg) {
+  auto id = scan_string(msg, "\"id\":");
+  if (id.substr(0, 6) != "route-") return;
+  size_t pair = 0;
+  auto [p, ec] = std::from_chars(id.data() + 6, id.data() + id.size(), pair);
+  if (ec != std::errc() || pair >= pairs_ || route_state_[pair] != 0) return;
+  auto status = scan_string(msg, "\"status\":");
+  if (status == "delivered") {
+    route_state_[pair] = 1;
+    ++routes_ok_;
+  } else {
+    // offline, or an error frame: probed again until --route-timeout.
+    route_state_[pair] = 2;
+    ++(status.empty() ? probe_errors_ : offline_acks_);
+    last_offline_.assign(msg.substr(0, 200));
+  }
+}
+
+bool TrafficSession::check_routes(Result& r) {
+  route_state_.assign(pairs_, 0);
+  route_attempts_.assign(pairs_, 0);
+  probing_ = true;
+  const int64_t t0 = now_ns();
+  const int64_t deadline = t0 + static_cast<int64_t>(opt_.route_timeout * 1e9);
+  for (size_t p = 0; p < pairs_; ++p) send_probe(p);
+  // Offline routes are probed again every 100 ms: the other relay may not
+  // have told the cluster about its meshes yet.
+  int64_t next_retry = t0 + 100'000'000;
+  while (routes_ok_ < pairs_ && !traffic_lost_) {
+    int64_t now = now_ns();
+    if (now >= deadline) break;
+    if (now >= next_retry) {
+      for (size_t p = 0; p < pairs_; ++p)
+        if (route_state_[p] == 2) send_probe(p);
+      next_retry = now + 100'000'000;
+    }
+    int64_t wait = std::min(next_retry, deadline) - now;
+    loop_.run_once(wait > 0 ? wait : 0);
+  }
+  probing_ = false;
+  r.extra.emplace_back("route_check_s", static_cast<double>(now_ns() - t0) / 1e9);
+  r.extra.emplace_back("routes_delivered", static_cast<double>(routes_ok_));
+  r.extra.emplace_back("offline_acks", static_cast<double>(offline_acks_));
+  if (probe_errors_) r.extra.emplace_back("probe_errors", static_cast<double>(probe_errors_));
+  if (routes_ok_ == pairs_) return true;
+  size_t offline = 0, unanswered = 0;
+  for (uint8_t st : route_state_) {
+    offline += st == 2 ? 1 : 0;
+    unanswered += st == 0 ? 1 : 0;
+  }
+  std::string what = "cross-relay: " + std::to_string(pairs_ - routes_ok_) + " of " +
+                     std::to_string(pairs_) + " receivers on " + endpoint_text(opt_.target_ep) +
+                     " not reachable from " + endpoint_text(opt_.ep) + " after " +
+                     seconds_text(opt_.route_timeout) + " s: " + std::to_string(offline) +
+                     " acked offline or refused, " + std::to_string(unanswered) + " unanswered";
+  if (offline) what += " (the relays do not route to each other: same --nats cluster?)";
+  if (!last_offline_.empty()) what += "; last answer: " + last_offline_;
+  note_error(what);
+  return false;
+}
+
 void TrafficSession::on_message(WsConn& c, std::string_view msg) {
+  // Acks of the probes, and errors that name one (a cluster that cannot
+  // reach the other relay answers with an error code).
+  if (probing_ && (msg.find("\"gateway_ack\"") != std::string_view::npos ||
+                   (is_error_frame(msg) && msg.find("\"route-") != std::string_view::npos))) {
+    on_probe_ack(msg);
+    return;
+  }
   if (is_storm(c.index())) {
     if (is_error_frame(msg)) note_error("error frame: " + std::string(msg.substr(0, 200)));
     return;
@@ -182,6 +282,7 @@ Result TrafficSession::run() {
   r.server = opt_.label;
   pairs_ = static_cast<size_t>(opt_.pairs);
   receivers_ = static_cast<size_t>(opt_.receivers);
+  cross_ = opt_.has_target && (mode_ == Mode::relay || mode_ == Mode::latency);
   size_t n = 0;
   switch (mode_) {
     case Mode::relay:
@@ -220,7 +321,15 @@ Result TrafficSession::run() {
   };
   traffic_conns_ = n;
   // Storm meshes are registered now, so that registration is not measured.
+  if (cross_) {
+    r.scenario += "-x";
+    r.extra.emplace_back("target_port", opt_.target_ep.port);
+  }
   if (!register_all(n + storm_n_, r) || !connect_all(r, n)) return finish(r);
+  if (cross_ && !check_routes(r)) {
+    close_all();
+    return finish(r);
+  }
   streams_.assign(streams(), Stream{});
 
   // Pad so that the payload object is about opt_.payload bytes with a
@@ -242,6 +351,10 @@ Result TrafficSession::run() {
   }
 
   pid_t spid = resolve_server_pid(opt_);
+  // Cross-relay: the server CPU is both relays'.
+  pid_t tpid = cross_ ? find_listening_pid(opt_.target_ep.port) : 0;
+  if (tpid == spid) tpid = 0;
+  ProcSample tcpu_a;
   const int64_t t0 = now_ns();
   const int64_t t_measure = t0 + static_cast<int64_t>(opt_.warmup * 1e9);
   // authload: the window is the storm, from its first connect to the last
@@ -252,6 +365,7 @@ Result TrafficSession::run() {
   sending_ = true;
   measuring_ = opt_.warmup <= 0;
   ProcSample cpu_a = measuring_ ? sample_proc(spid) : ProcSample{};
+  if (measuring_ && tpid) tcpu_a = sample_proc(tpid);
   double self_a = self_cpu_seconds();
   int64_t measure_start = t0;
   if (storm && measuring_) start_storm();
@@ -274,6 +388,7 @@ Result TrafficSession::run() {
       hist_.reset();
       measured_received_ = 0;
       cpu_a = sample_proc(spid);
+      if (tpid) tcpu_a = sample_proc(tpid);
       self_a = self_cpu_seconds();
       measure_start = now;
       if (storm) start_storm();
@@ -301,6 +416,7 @@ Result TrafficSession::run() {
   }
   int64_t measure_end = now_ns();
   ProcSample cpu_b = sample_proc(spid);
+  ProcSample tcpu_b = tpid ? sample_proc(tpid) : ProcSample{};
   double self_b = self_cpu_seconds();
   uint64_t in_window = measured_received_;
   measuring_ = false;
@@ -324,6 +440,15 @@ Result TrafficSession::run() {
   r.max = static_cast<double>(hist_.max()) / 1e3;
   // authload: the server's CPU includes the Argon2id work, so no per-message figure.
   fill_server_cpu(r, cpu_a, cpu_b, storm ? 0 : in_window);
+  if (tcpu_a.ok && tcpu_b.ok && r.server_cpu_s >= 0) {
+    double a_s = r.server_cpu_s;
+    double b_s = ticks_to_seconds(tcpu_b.cpu_ticks - tcpu_a.cpu_ticks);
+    r.extra.emplace_back("server_a_cpu_s", a_s);
+    r.extra.emplace_back("server_b_cpu_s", b_s);
+    r.server_cpu_s = a_s + b_s;
+    if (in_window > 0)
+      r.server_cpu_us_per_msg = r.server_cpu_s * 1e6 / static_cast<double>(in_window);
+  }
   r.bench_cpu_s = self_b - self_a;
   if (mode_ == Mode::fanout) {
     r.extra.emplace_back(
