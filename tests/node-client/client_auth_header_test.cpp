@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "node_harness.h"
+#include "proxy_runner.h"
 #include "stub_gateway.h"
 #include "support/temp_dir.h"
 
@@ -170,6 +171,24 @@ TEST(AuthHeader, NoCredentialsAtAllForAProxyToAdd) {
   EXPECT_FALSE(stub.waitFrame(kQuiet).has_value());
   stub.send(kAuthOk);
   EXPECT_TRUE(alpha->waitConnected(kWait).ok());
+}
+
+TEST(AuthHeader, AProxyInFrontAddsTheCredentialsTheNodeDoesNotHold) {
+  TempDir dir;
+  StubGateway stub;
+  const std::string held = "Basic " + base64("alpha:" + kSecret);
+  InjectingProxy egress(dir, stub.port(), held);
+  egress.start();
+  auto o = Node::options("alpha", "", egress.gatewayUrl(), dir.file("alpha.db"));
+  o.proxy = "none";
+  o.authHeader = true;
+  Node alpha(o);
+  auto head = stub.waitRequest(kWait);
+  ASSERT_TRUE(head.has_value()) << egress.log();
+  EXPECT_EQ(authorizationLines(*head), std::vector<std::string>{"Authorization: " + held}) << *head;
+  EXPECT_FALSE(stub.waitFrame(kQuiet).has_value());
+  stub.send(kAuthOk);
+  EXPECT_TRUE(alpha->waitConnected(kWait).ok()) << egress.log();
 }
 
 TEST(AuthHeader, A401ToTheUpgradeIsAuthFailed) {

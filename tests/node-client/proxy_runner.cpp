@@ -9,6 +9,7 @@
 
 #include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -123,6 +124,77 @@ std::size_t ProxyRunner::connectCount() const {
     ++count;
   }
   return count;
+}
+
+InjectingProxy::InjectingProxy(const TempDir& dir, std::uint16_t upstreamPort,
+                               std::string authorization)
+    : upstreamPort_(upstreamPort), authorization_(std::move(authorization)), port_(pickFreePort()) {
+  dir_ = dir.file("nginx-" + std::to_string(port_));
+}
+
+InjectingProxy::~InjectingProxy() {
+  kill();
+}
+
+void InjectingProxy::start() {
+  std::filesystem::create_directories(dir_ + "/tmp");
+  {
+    std::ofstream conf(dir_ + "/nginx.conf");
+    conf << "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+         << "pid " << dir_ << "/nginx.pid;\n"
+         << "error_log " << dir_ << "/error.log warn;\n"
+         << "events { worker_connections 64; }\n"
+         << "http {\n"
+         << "  access_log " << dir_ << "/access.log;\n"
+         << "  client_body_temp_path " << dir_ << "/tmp/body;\n"
+         << "  proxy_temp_path " << dir_ << "/tmp/proxy;\n"
+         << "  fastcgi_temp_path " << dir_ << "/tmp/fastcgi;\n"
+         << "  uwsgi_temp_path " << dir_ << "/tmp/uwsgi;\n"
+         << "  scgi_temp_path " << dir_ << "/tmp/scgi;\n"
+         << "  server {\n"
+         << "    listen 127.0.0.1:" << port_ << ";\n"
+         << "    location / {\n"
+         << "      proxy_pass http://127.0.0.1:" << upstreamPort_ << ";\n"
+         << "      proxy_http_version 1.1;\n"
+         << "      proxy_set_header Upgrade $http_upgrade;\n"
+         << "      proxy_set_header Connection \"upgrade\";\n"
+         << "      proxy_set_header Authorization \"" << authorization_ << "\";\n"
+         << "      proxy_read_timeout 1h;\n"
+         << "    }\n"
+         << "  }\n"
+         << "}\n";
+    if (!conf) throw std::runtime_error("cannot write the nginx configuration");
+  }
+  pid_ = spawnProcess("/usr/sbin/nginx", {"-p", dir_, "-c", dir_ + "/nginx.conf"},
+                      dir_ + "/stderr.log");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (accepts(port_)) return;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("nginx exited at start: " + log());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill();
+  throw std::runtime_error("nginx did not listen in time: " + log());
+}
+
+void InjectingProxy::kill() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  (void)waitProcess(pid_, std::chrono::seconds(10));
+  pid_ = -1;
+}
+
+std::string InjectingProxy::gatewayUrl() const {
+  return "ws://127.0.0.1:" + std::to_string(port_) + "/gateway";
+}
+
+std::string InjectingProxy::log() const {
+  return readFile(dir_ + "/error.log") + readFile(dir_ + "/stderr.log") +
+         readFile(dir_ + "/access.log");
 }
 
 }  // namespace mesh::test

@@ -57,4 +57,33 @@ class ProxyRunner {
   pid_t pid_ = -1;
 };
 
+// Debian's nginx as the egress proxy that holds a node's credentials: a
+// plain-HTTP listener on loopback that passes WebSocket upgrades to
+// `upstreamPort` and sets `Authorization: <authorization>` on every request,
+// so the node needs none. (tinyproxy cannot play this part: inside a
+// CONNECT tunnel it sees no headers, and it drops the hop-by-hop Upgrade and
+// Connection headers of a forwarded request, so an upgrade through it gets
+// 426.) Killed by the destructor.
+class InjectingProxy {
+ public:
+  InjectingProxy(const TempDir& dir, std::uint16_t upstreamPort, std::string authorization);
+  ~InjectingProxy();
+  InjectingProxy(const InjectingProxy&) = delete;
+  InjectingProxy& operator=(const InjectingProxy&) = delete;
+
+  void start();
+  void kill();
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  // ws://127.0.0.1:port/gateway: what the node is given as its relay.
+  [[nodiscard]] std::string gatewayUrl() const;
+  [[nodiscard]] std::string log() const;
+
+ private:
+  std::string dir_;
+  std::uint16_t upstreamPort_;
+  std::string authorization_;
+  std::uint16_t port_;
+  pid_t pid_ = -1;
+};
+
 }  // namespace mesh::test
