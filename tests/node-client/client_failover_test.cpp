@@ -122,6 +122,30 @@ TEST_F(TwoRelays, AutoRegisterRegistersAtTheRelayItReaches) {
   EXPECT_EQ(connectedAt(*second), 1);
 }
 
+TEST_F(TwoRelays, MeshctlTriesEveryRelayOfTheList) {
+  // The first relay is not running.
+  const std::string both = first->gatewayUrl() + "," + second->gatewayUrl();
+  const std::vector<std::string> env = {"MESH_PROXY=none"};
+  auto health = runToEnd(MESH_MESHCTL_BIN, {"health", "--url", both}, dir, env);
+  EXPECT_EQ(health.code, 0) << health.err;
+  EXPECT_NE(health.out.find("\"connected\":0"), std::string::npos) << health.out;
+  auto found = runToEnd(
+      MESH_MESHCTL_BIN,
+      {"discover", "--url", both, "--mesh-id", "alpha", "--secret", kSecretA, "--timeout", "10"},
+      dir, env);
+  EXPECT_EQ(found.code, 0) << found.err;
+  EXPECT_NE(found.out.find("\"alpha\""), std::string::npos) << found.out;
+  // Every relay gone: unreachable (3), after trying each.
+  auto none = runToEnd(MESH_MESHCTL_BIN,
+                       {"discover", "--url", first->gatewayUrl(), "--mesh-id", "alpha", "--secret",
+                        kSecretA, "--timeout", "10"},
+                       dir, env);
+  EXPECT_EQ(none.code, 3) << none.err;
+  second->kill();
+  auto neither = runToEnd(MESH_MESHCTL_BIN, {"health", "--url", both}, dir, env);
+  EXPECT_EQ(neither.code, 3) << neither.err;
+}
+
 TEST(GatewayList, TheResumeTokenGoesAlongToTheNextRelay) {
   TempDir dir;
   RelayRunner relay(dir);
