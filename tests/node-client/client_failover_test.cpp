@@ -163,7 +163,9 @@ TEST(GatewayList, TheResumeTokenGoesAlongToTheNextRelay) {
     if (authOk.empty() && frame.find("gateway_auth_ok") != std::string::npos) authOk = frame;
   };
   Node alpha(o);
-  ASSERT_TRUE(alpha->waitConnected(kWait).ok());
+  // Callbacks run in order: once onStateChange saw Connected, onFrame has
+  // seen gateway_auth_ok.
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) { return timesConnected(s) >= 1; }));
   std::string token;
   {
     std::lock_guard lock(mu);

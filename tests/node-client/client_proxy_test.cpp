@@ -382,6 +382,24 @@ TEST_F(ThroughProxy, MissingProxyCredentialsAre407) {
   EXPECT_NE(allReported(alpha.snapshot()).find("wants credentials"), std::string::npos);
 }
 
+TEST_F(ThroughProxy, APortTheProxyDoesNotAllowIsNamedWithItsStatus) {
+  relay->start();
+  relay->registerMesh("alpha", kSecretA, "Alpha");
+  ProxyConfig config;
+  config.connectPorts = {443};  // the usual corporate rule
+  proxy = std::make_unique<ProxyRunner>(dir, config);
+  proxy->start();
+  auto a = optionsFor("alpha", kSecretA);
+  a.proxy = proxy->url();
+  Node alpha(a);
+  ASSERT_TRUE(alpha.waitFor([](const Seen& s) {
+    return hasError(s, Status::ConnectionFailed, "refused the tunnel");
+  })) << allReported(alpha.snapshot());
+  const std::string text = allReported(alpha.snapshot());
+  EXPECT_NE(text.find("403"), std::string::npos) << text;
+  EXPECT_EQ(text.find("user and password"), std::string::npos) << text;
+}
+
 TEST_F(ThroughProxy, NoProxyGoesAroundTheProxy) {
   startAll();
   relay->registerMesh("alpha", kSecretA, "Alpha");
