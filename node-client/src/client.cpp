@@ -606,8 +606,10 @@ int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::si
 void Client::Impl::onConnectionError(lws* w, std::string why) {
   while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
   const detail::Gateway& g = gateway();
-  if (why == "HS: ws upgrade unauthorized") {
+  if (options.authHeader && why == "HS: ws upgrade unauthorized") {
     // 401 to credentials on the upgrade: as invalid_credentials in a frame.
+    // (Without authHeader a 401 comes from something else in the way, and
+    // is retried like any failed connection.)
     const std::string sent = !options.token.empty()    ? "this token"
                              : !options.secret.empty() ? "this secret"
                                                        : "what the proxy in front added (the node "
