@@ -252,6 +252,7 @@ class ThroughProxy : public ::testing::Test {
   client::Options optionsFor(const std::string& meshId, const std::string& secret) {
     auto o = Node::options(meshId, secret, relay->gatewayUrl(), dir.file(meshId + ".db"));
     if (usesTls()) o.caFile = pki.caFile;
+    o.proxy.clear();  // the environment decides; SetUp() cleared the machine's
     return o;
   }
 
@@ -430,7 +431,7 @@ TEST_F(ThroughProxy, NoProxyGoesAroundTheProxy) {
   EXPECT_TRUE(alpha->waitConnected(kWait).ok());
 }
 
-TEST_F(ThroughProxy, LowerCaseHttpProxyIsNotUsedForWssOrWhenTold) {
+TEST_F(ThroughProxy, LibwebsocketsOwnReadingOfHttpProxyIsOverruled) {
   // lws reads http_proxy by itself; the client must decide, not lws.
   startAll();
   relay->registerMesh("alpha", kSecretA, "Alpha");
@@ -447,7 +448,8 @@ TEST_F(ThroughProxyTls, WssThroughTheTunnelChecksTheRelaysName) {
   startAll();
   relay->registerMesh("bravo", kSecretB, "Bravo");
   env.set("HTTPS_PROXY", proxy->url());
-  env.set("HTTP_PROXY", proxy->urlWithPassword("not-for-wss"));
+  // lws would take http_proxy for wss:// too; the client must not.
+  env.set("http_proxy", proxy->urlWithPassword("not-for-wss"));
   auto a = optionsFor("alpha", kSecretA);
   a.autoRegister = true;  // https:// through a CONNECT tunnel
   Node alpha(a);

@@ -44,6 +44,9 @@ class Node {
     o.retryMin = std::chrono::milliseconds(50);
     o.retryMax = std::chrono::milliseconds(300);
     o.connectTimeout = std::chrono::seconds(5);
+    // Straight to the test's relay on loopback, whatever proxy the machine
+    // is configured with; the proxy tests set their own.
+    o.proxy = "none";
     return o;
   }
 

@@ -70,6 +70,8 @@ class RelayRunner {
 
   // The relay's --admin-token from the next start() on; empty: none.
   void setAdminToken(std::string token) { adminToken_ = std::move(token); }
+  // More flags for the next start() (e.g. --jwt-secret).
+  void setExtraArgs(std::vector<std::string> args) { extraArgs_ = std::move(args); }
   // Starts the relay and waits until /health answers. Throws on failure.
   void start();
   // SIGKILL: a crash, nothing is closed cleanly.
@@ -94,6 +96,7 @@ class RelayRunner {
   std::string dbPath_;
   std::string logPath_;
   std::string adminToken_;
+  std::vector<std::string> extraArgs_;
   const TestPki* pki_;
   pid_t pid_ = -1;
 };
