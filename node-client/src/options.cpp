@@ -109,6 +109,13 @@ Result<> validate(const Options& o) {
     // libwebsockets keeps the proxy's "user:password" in 95 bytes and its
     // host in 127; longer ones it would drop silently and connect directly.
     if (const auto& p = via.value()) {
+      if (url->host.find(':') != std::string::npos) {
+        return Error{Status::InvalidArgument,
+                     "a relay named by an IPv6 address cannot be reached through a proxy (the "
+                     "WebSocket library writes its CONNECT without brackets): use a host name "
+                     "for '" +
+                         text + "' or exempt it in NO_PROXY"};
+      }
       if (p->user.size() + p->password.size() + 1 > 95 || p->host.size() + 8 > 127) {
         return Error{Status::InvalidArgument,
                      "proxy " + p->display() +

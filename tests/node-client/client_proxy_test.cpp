@@ -224,6 +224,16 @@ TEST(ProxyRules, OptionsAreCheckedAtStart) {
   EXPECT_EQ(started.error().message.find("verysecretpw"), std::string::npos);
   // lws holds 95 bytes of user:password: a longer pair is refused, never
   // silently dropped (which would connect around the proxy).
+  // lws writes "CONNECT ::1:4000", which no proxy understands.
+  o.gatewayUrl = "ws://[::1]:4000/gateway";
+  o.proxy = "http://proxy:3128";
+  started = client::Client::start(o);
+  ASSERT_FALSE(started.ok());
+  EXPECT_NE(started.error().message.find("IPv6"), std::string::npos);
+  o.noProxy = "::1";
+  EXPECT_TRUE(client::validate(o).ok());
+  o.noProxy.clear();
+  o.gatewayUrl = "ws://127.0.0.1:1/gateway";
   o.proxy = "http://user:" + std::string(100, 'x') + "@proxy:3128";
   started = client::Client::start(o);
   ASSERT_FALSE(started.ok());
