@@ -26,6 +26,7 @@ enum class FrameType : std::uint8_t {
   Broadcast,
   UpdateRooms,
   UpdateParticipants,
+  Reauth,
 };
 
 FrameType frameTypeFrom(std::string_view s) {
@@ -35,6 +36,7 @@ FrameType frameTypeFrom(std::string_view s) {
   if (s == "gateway_discover") return FrameType::Discover;
   if (s == "gateway_update_rooms") return FrameType::UpdateRooms;
   if (s == "gateway_update_participants") return FrameType::UpdateParticipants;
+  if (s == "gateway_reauth") return FrameType::Reauth;
   return FrameType::Unknown;
 }
 
@@ -46,6 +48,7 @@ enum class FieldKey : std::uint8_t {
   MeshId,
   Secret,
   ResumeToken,
+  Token,
   TargetMeshId,
   PublicRooms,
   Participants,
@@ -61,6 +64,7 @@ FieldKey keyFrom(std::string_view s) {
   if (s == "meshId") return FieldKey::MeshId;
   if (s == "secret") return FieldKey::Secret;
   if (s == "resumeToken") return FieldKey::ResumeToken;
+  if (s == "token") return FieldKey::Token;
   if (s == "publicRooms") return FieldKey::PublicRooms;
   if (s == "participants") return FieldKey::Participants;
   if (s == "presence") return FieldKey::Presence;
@@ -168,6 +172,7 @@ class FrameHandler {
   StringField meshId;
   StringField secret;
   StringField resumeToken;
+  StringField token;
   StringField targetMeshId;
   RawField publicRooms;
   RawField participants;
@@ -192,6 +197,8 @@ class FrameHandler {
         return &secret;
       case FieldKey::ResumeToken:
         return &resumeToken;
+      case FieldKey::Token:
+        return &token;
       case FieldKey::TargetMeshId:
         return &targetMeshId;
       default:
@@ -384,6 +391,8 @@ std::string_view keyName(FieldKey k) {
       return "secret";
     case FieldKey::ResumeToken:
       return "resumeToken";
+    case FieldKey::Token:
+      return "token";
     case FieldKey::TargetMeshId:
       return "targetMeshId";
     case FieldKey::PublicRooms:
@@ -563,11 +572,14 @@ DecodeResult decodeNodeFrame(std::string_view text, bool authenticated, const Li
 
   switch (h.type) {
     case FrameType::Auth: {
-      check(checkString(h.meshId, "meshId", true));
+      // With a token the meshId is the token's; one given must match it.
+      check(checkString(h.meshId, "meshId", h.token.kind == Kind::Absent));
       check(checkString(h.secret, "secret", false));
       check(checkString(h.resumeToken, "resumeToken", false));
-      if (h.secret.kind == Kind::Absent && h.resumeToken.kind == Kind::Absent) {
-        check("gateway_auth needs a secret or a resumeToken");
+      check(checkString(h.token, "token", false));
+      if (h.secret.kind == Kind::Absent && h.resumeToken.kind == Kind::Absent &&
+          h.token.kind == Kind::Absent) {
+        check("gateway_auth needs a secret, a resumeToken or a token");
       }
       check(checkRooms(h.publicRooms, false));
       check(checkParticipants(h.participants, false));
@@ -578,6 +590,7 @@ DecodeResult decodeNodeFrame(std::string_view text, bool authenticated, const Li
       f.meshId = std::move(h.meshId.value);
       if (h.secret.kind == Kind::String) f.secret = std::move(h.secret.value);
       if (h.resumeToken.kind == Kind::String) f.resumeToken = std::move(h.resumeToken.value);
+      if (h.token.kind == Kind::String) f.token = std::move(h.token.value);
       f.publicRoomsJson = view(text, h.publicRooms);
       f.participantsJson = view(text, h.participants);
       f.participantCount = h.participants.count;
@@ -605,6 +618,10 @@ DecodeResult decodeNodeFrame(std::string_view text, bool authenticated, const Li
       if (!problem.empty()) break;
       return DecodedFrame{UpdateParticipantsFrame{view(text, h.participants), h.participants.count},
                           std::move(id)};
+    case FrameType::Reauth:
+      check(checkString(h.token, "token", true));
+      if (!problem.empty()) break;
+      return DecodedFrame{ReauthFrame{std::move(h.token.value)}, std::move(id)};
     case FrameType::Unknown:
       break;
   }
@@ -631,6 +648,7 @@ std::string_view typeName(const NodeFrame& frame) {
     std::string_view operator()(const UpdateParticipantsFrame&) const {
       return "gateway_update_participants";
     }
+    std::string_view operator()(const ReauthFrame&) const { return "gateway_reauth"; }
   };
   return std::visit(Namer{}, frame);
 }

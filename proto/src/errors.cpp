@@ -30,6 +30,8 @@ std::string_view codeText(ErrorCode code) {
       return "slow_consumer";
     case ErrorCode::ShuttingDown:
       return "shutting_down";
+    case ErrorCode::TokenExpired:
+      return "token_expired";
     case ErrorCode::InvalidUtf8:
       return "invalid_utf8";
   }
@@ -65,6 +67,8 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Send queue full";
     case ErrorCode::ShuttingDown:
       return "Relay shutting down";
+    case ErrorCode::TokenExpired:
+      return "Token expires; send gateway_reauth with a fresh one";
     case ErrorCode::InvalidUtf8:
       return "Text frame is not valid UTF-8";
   }
@@ -82,6 +86,8 @@ int closeCode(ErrorCode code) {
       return 1013;
     case ErrorCode::ShuttingDown:
       return 1001;
+    case ErrorCode::TokenExpired:
+      return 4001;
     case ErrorCode::InvalidUtf8:
       return 1007;
     default:

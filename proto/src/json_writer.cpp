@@ -123,6 +123,16 @@ void encodeAuthOk(std::string& out, const AuthOkFields& f) {
   out += '}';
 }
 
+void encodeReauthOk(std::string& out, std::string_view meshId, std::string_view expiresAt,
+                    std::optional<std::string_view> id) {
+  out += R"({"type":"gateway_reauth_ok","meshId":)";
+  appendJsonString(out, meshId);
+  out += ",\"expiresAt\":";
+  appendJsonString(out, expiresAt);
+  appendOptionalId(out, id);
+  out += '}';
+}
+
 void encodeError(std::string& out, ErrorCode code, std::string_view message,
                  std::optional<std::string_view> id) {
   out += isAuthError(code) ? R"({"type":"gateway_auth_error","message":)"

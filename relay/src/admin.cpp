@@ -40,17 +40,24 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
   out += '"';
 }
 
-// `session` is the mesh's connection when it is online: its address is the
-// client's as the relay sees it (after a trusted proxy's forwarded header).
+// `online` is the Router's entry when the mesh is online; `session` its
+// connection when it is held here: its address is the client's as the relay
+// sees it (after a trusted proxy's forwarded header). A mesh held by another
+// relay of a cluster names that relay instead.
 // `log` is its flight recorder log, if it has one; `nowUs`/`nowMs` map the
 // loop's steady times to wall time.
-void appendMesh(std::string& out, const MeshRecord& m, const Session* session, const MeshLog* log,
+void appendMesh(std::string& out, const MeshRecord& m, const MeshEntry* online, const MeshLog* log,
                 std::int64_t nowUs, std::int64_t nowMs) {
+  const auto* session = online ? static_cast<const Session*>(online->conn) : nullptr;
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
   proto::appendJsonString(out, m.name);
-  out += session ? ",\"online\":true" : ",\"online\":false";
+  out += online ? ",\"online\":true" : ",\"online\":false";
+  if (online && !online->local()) {
+    out += ",\"relay\":";
+    proto::appendJsonString(out, online->relayId);
+  }
   if (session) {
     out += ",\"address\":";
     proto::appendJsonString(out, session->peer);
@@ -172,10 +179,6 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     respond(ex, 401, errorJson("Admin API needs Authorization: Bearer <admin token>"));
     return true;
   }
-  auto onlineSession = [this](const std::string& meshId) -> const Session* {
-    auto it = online.find(meshId);
-    return it == online.end() ? nullptr : it->second;
-  };
   if (path == kMeshesPath) {
     if (ex.method != "GET") {
       respond(ex, 405, errorJson("Method not allowed"));
@@ -187,7 +190,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, onlineSession(m.meshId), recorder.find(m.meshId), us, ms);
+      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms);
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -254,7 +257,7 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, onlineSession(meshId), recorder.find(meshId), nowUs(), nowMs());
+    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs());
     respond(ex, 200, std::move(out));
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
@@ -341,9 +344,9 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
 
 void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view reason) {
   meshBuckets.erase(meshId);
-  auto it = online.find(meshId);
-  if (it == online.end()) return;
-  Session& s = *it->second;
+  const LocalConn conn = router.localConn(meshId);
+  if (!conn) return;
+  Session& s = *static_cast<Session*>(conn);
   sendError(s, proto::ErrorCode::InvalidCredentials,
             "Credentials revoked (" + std::string(reason) + ")", std::nullopt);
   closeSession(s, 1008, reason, false);
@@ -384,7 +387,7 @@ std::string Server::Impl::renderMetrics() const {
   }
 
   w.family("mesh_relay_meshes_online", "gauge", "Authenticated meshes connected now.");
-  w.sample("mesh_relay_meshes_online", "", static_cast<std::uint64_t>(online.size()));
+  w.sample("mesh_relay_meshes_online", "", static_cast<std::uint64_t>(router.localCount()));
   w.family("mesh_relay_meshes_registered", "gauge", "Meshes in the registry.");
   w.sample("mesh_relay_meshes_registered", "", static_cast<std::uint64_t>(registry.size()));
   w.family("mesh_relay_registrations_total", "counter", "POST /register answers, by result.");
@@ -415,6 +418,7 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_session_takeovers_total", "counter",
            "Sessions replaced by a newer connection of the same mesh.");
   w.sample("mesh_relay_session_takeovers_total", "", c.takeovers);
+  renderTokenMetrics(w);
 
   w.family("mesh_relay_frames_received_total", "counter",
            "WebSocket messages from nodes, by type.");

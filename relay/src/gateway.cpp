@@ -8,13 +8,11 @@
 
 #include "iso_time.h"
 #include "log.h"
+#include "lws_connection.h"
 #include "server_impl.h"
-#include "ws_codec.h"
 
 namespace mesh::relay {
 namespace {
-
-static_assert(OutFrame::kHeadroom >= LWS_PRE, "lws_write needs LWS_PRE bytes in front");
 
 // How long a peer has to answer our close frame before it is dropped.
 constexpr std::int64_t kCloseAnswerUs = 2'000'000;
@@ -74,17 +72,16 @@ std::optional<RefuseReason> Server::Impl::gatewayRefusal(const std::string& peer
 
 int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   pss->http = nullptr;
-  pss->session = &openSession(wsi, clientAddress(wsi));
+  pss->session = &openSession(std::make_unique<LwsConnection>(*this, wsi), clientAddress(wsi));
   return 0;
 }
 
-Session& Server::Impl::openSession(lws* wsi, std::string peer) {
+Session& Server::Impl::openSession(std::unique_ptr<Connection> conn, std::string peer) {
   auto owned = std::make_unique<Session>();
   Session& s = *owned;
   s.id = nextId++;
-  s.wsi = wsi;
+  s.conn = std::move(conn);
   s.peer = std::move(peer);
-  s.plainFraming = !wsi || lws_get_network_wsi(wsi) == wsi;
   s.controlBucket = TokenBucket(config.controlRate, config.controlBurst, nowUs());
   s.countedUnauthenticated = true;
   ++unauthenticatedPerIp[s.peer];
@@ -245,16 +242,11 @@ void Server::Impl::handleFrame(Session& s, proto::DecodedFrame& decoded) {
         } else if constexpr (std::is_same_v<T, proto::BroadcastFrame>) {
           handleBroadcast(s, f, id);
         } else if constexpr (std::is_same_v<T, proto::UpdateRoomsFrame>) {
-          s.roomsJson.assign(f.publicRoomsJson);
+          router.localRoomsUpdated(s.meshId, f.publicRoomsJson);
         } else if constexpr (std::is_same_v<T, proto::UpdateParticipantsFrame>) {
-          s.participantsJson.assign(f.participantsJson);
-          s.participantCount = f.participantCount;
-          if (s.participantCount > 0) {
-            withParticipants.insert(&s);
-          } else {
-            withParticipants.erase(&s);
-          }
-          pushParticipants(s);
+          router.localParticipantsUpdated(s.meshId, f.participantsJson, f.participantCount);
+        } else if constexpr (std::is_same_v<T, proto::ReauthFrame>) {
+          handleReauth(s, f, id);
         }
       },
       frame);
@@ -268,6 +260,11 @@ void Server::Impl::startAuth(Session& s, proto::AuthFrame& auth, std::optional<s
   s.participantCount = auth.participantCount;
   s.wantsPresence = auth.presence;
   s.authId = std::move(id);
+  if (auth.token) {
+    // A token decides alone; a secret or resume token beside it is ignored.
+    startTokenAuth(s, auth);
+    return;
+  }
 
   const bool wellFormedId = proto::isValidMeshId(auth.meshId);
   if (wellFormedId && auth.resumeToken) {
@@ -390,53 +387,39 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
   }
   releaseUnauthenticated(s);
 
-  bool takeover = false;
-  if (auto it = online.find(meshId); it != online.end() && it->second != &s) {
-    Session& old = *it->second;
-    takeover = true;
-    ++counters.takeovers;
-    LOG_INFO("conn=" << old.id << " meshId=" << meshId << " replaced by conn=" << s.id);
-    detach(old, false);
-    sendError(old, proto::ErrorCode::SessionReplaced,
-              "Another connection authenticated as this mesh", std::nullopt);
-    closeSession(old, 4000, "session_replaced", false);
-  }
-
   s.state = SessionState::Authenticated;
   s.meshId = meshId;
   s.name = *name;
-  online[s.meshId] = &s;
-  s.inRoutingTable = true;
-  if (s.wantsPresence) presenceWatchers.insert(&s);
-  if (s.participantCount > 0) withParticipants.insert(&s);
   ++counters.authOk;
   recorder.auth(s, meshId, true, nowUs());
   LOG_INFO("conn=" << s.id << " auth ok meshId=" << s.meshId << " peer=" << s.peer);
 
   const auto now = nowMs();
-  const ResumeToken token =
-      registry.issueResumeToken(s.meshId, now, config.resumeTokenTtlSeconds * 1000);
+  // A session that came with a signed token gets no resume token: it would
+  // outlive the signed one.
+  ResumeToken token{};
+  if (!s.authByToken) {
+    token = registry.issueResumeToken(s.meshId, now, config.resumeTokenTtlSeconds * 1000);
+  }
   registry.noteSeen(s.meshId, now);
   schedulePersist();
-  const std::string expires = isoTimeMs(token.expiresAtMs);
+  const std::string expires = token.token.empty() ? std::string() : isoTimeMs(token.expiresAtMs);
   enqueue(s, makeFrame([&](std::string& out) {
             proto::encodeAuthOk(out, {s.meshId, s.name, token.token, expires, s.authId});
           }));
   s.authId.reset();
 
-  // Participant exchange, as the original: the newcomer learns the others'
-  // non-empty lists, the others learn the newcomer's if it has one.
-  std::vector<proto::ParticipantsView> others;
-  for (Session* other : withParticipants) {
-    if (other != &s) {
-      others.push_back({other->meshId, other->name, other->participantsJson});
-    }
-  }
-  if (!others.empty()) {
-    enqueue(s, makeFrame([&](std::string& out) { proto::encodeParticipants(out, others); }));
-  }
-  if (s.participantCount > 0) pushParticipants(s);
-  if (!takeover) sendPresence(s, true);
+  // Into the routing table: a connection that held this mesh is replaced
+  // (replaced() below), then the participants exchange and presence.
+  MeshInfo info;
+  info.meshId = s.meshId;
+  info.name = s.name;
+  info.roomsJson = std::move(s.roomsJson);
+  info.participantsJson = std::move(s.participantsJson);
+  info.participantCount = s.participantCount;
+  info.wantsPresence = s.wantsPresence;
+  s.inRoutingTable = true;
+  if (router.localOnline(std::move(info), &s)) ++counters.takeovers;
 
   // Frames that arrived while the secret was being checked.
   auto pending = std::move(s.pendingDuringAuth);
@@ -450,33 +433,49 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
 
 void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
                                const std::optional<std::string>& id) {
-  auto it = online.find(f.targetMeshId);
-  if (it == online.end() || it->second->state != SessionState::Authenticated) {
-    ++counters.relaysOffline;
-    recorder.relayed(s, f.targetMeshId, nullptr, f.payloadJson.size(), frameArrivalUs);
-    if (id)
-      enqueue(s, makeFrame([&](std::string& out) {
-                proto::encodeAck(out, *id, proto::AckStatus::Offline, 0);
-              }));
-    return;
-  }
-  Session& target = *it->second;
   std::string filtered;
   std::string_view payload = f.payloadJson;
   if (config.payloadFilter == PayloadFilter::MeshChat) {
     filtered = proto::filterMeshChatPayload(payload);
     payload = filtered;
   }
-  enqueue(target,
-          makeFrame(
-              [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
-              frameArrivalUs));
-  ++counters.relaysDelivered;
-  recorder.relayed(s, f.targetMeshId, &target, f.payloadJson.size(), frameArrivalUs);
-  if (id)
-    enqueue(s, makeFrame([&](std::string& out) {
-              proto::encodeAck(out, *id, proto::AckStatus::Delivered, 1);
-            }));
+  const auto result =
+      router.relay({s.meshId, s.name, &s}, f.targetMeshId, payload, id, frameArrivalUs, [&] {
+        // The target is on another relay: the ack waits for its answer.
+        return RelayAnswer([this, sessionId = s.id, id](RelayOutcome outcome) {
+          if (Session* sp = findSession(sessionId)) {
+            relayAnswered(*sp, id, outcome);
+          } else {
+            countRelay(outcome);  // the sender is gone: nobody to ack
+          }
+        });
+      });
+  if (!result.outcome) return;
+  recorder.relayed(s, f.targetMeshId, static_cast<Session*>(result.to), f.payloadJson.size(),
+                   frameArrivalUs);
+  relayAnswered(s, id, *result.outcome);
+}
+
+void Server::Impl::relayAnswered(Session& s, const std::optional<std::string>& id,
+                                 RelayOutcome outcome) {
+  countRelay(outcome);
+  if (!id || s.state != SessionState::Authenticated) return;
+  // A relay that cannot be reached answers offline until the protocol has a
+  // code of its own for it.
+  const bool delivered = outcome == RelayOutcome::Delivered;
+  enqueue(s, makeFrame([&](std::string& out) {
+            proto::encodeAck(out, *id,
+                             delivered ? proto::AckStatus::Delivered : proto::AckStatus::Offline,
+                             delivered ? 1 : 0);
+          }));
+}
+
+void Server::Impl::countRelay(RelayOutcome outcome) {
+  if (outcome == RelayOutcome::Delivered) {
+    ++counters.relaysDelivered;
+  } else {
+    ++counters.relaysOffline;
+  }
 }
 
 void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
@@ -487,58 +486,42 @@ void Server::Impl::handleBroadcast(Session& s, const proto::BroadcastFrame& f,
     filtered = proto::filterMeshChatPayload(payload);
     payload = filtered;
   }
-  // Encoded once, shared by every recipient.
-  const OutFramePtr frame = makeFrame(
-      [&](std::string& out) { proto::encodeIncoming(out, s.meshId, s.name, payload, id); },
-      frameArrivalUs);
-  std::vector<Session*> recipients;
-  recipients.reserve(online.size());
-  for (auto& [meshId, other] : online) {
-    if (other != &s && other->state == SessionState::Authenticated) recipients.push_back(other);
-  }
-  for (Session* r : recipients) enqueue(*r, frame);
-  counters.broadcastRecipients += recipients.size();
-  recorder.broadcast(recipients.size());
-  if (id)
+  const auto result = router.broadcast({s.meshId, s.name, &s}, payload, id, frameArrivalUs, [&] {
+    // Other relays were asked too: the ack waits for their count.
+    return CountAnswer([this, sessionId = s.id, id](std::uint32_t recipients) {
+      Session* sp = findSession(sessionId);
+      if (!id || !sp || sp->state != SessionState::Authenticated) return;
+      enqueue(*sp, makeFrame([&](std::string& out) {
+        proto::encodeAck(out, *id, proto::AckStatus::Delivered, recipients);
+      }));
+    });
+  });
+  counters.broadcastRecipients += result.localRecipients;
+  recorder.broadcast(result.localRecipients);
+  if (id && !result.pending)
     enqueue(s, makeFrame([&](std::string& out) {
-              proto::encodeAck(out, *id, proto::AckStatus::Delivered,
-                               static_cast<std::uint32_t>(recipients.size()));
+              proto::encodeAck(out, *id, proto::AckStatus::Delivered, result.localRecipients);
             }));
 }
 
 void Server::Impl::handleDiscover(Session& s, const std::optional<std::string>& id) {
-  std::vector<proto::InstanceView> instances;
-  instances.reserve(online.size());
-  for (auto& [meshId, other] : online) {
-    if (other->state == SessionState::Authenticated) {
-      instances.push_back({other->meshId, other->name, other->roomsJson});
-    }
-  }
-  enqueue(s, makeFrame([&](std::string& out) { proto::encodeDiscoverResult(out, instances, id); }));
+  router.discover(&s, id);
 }
 
-void Server::Impl::pushParticipants(Session& from) {
-  const std::vector<proto::ParticipantsView> list{{from.meshId, from.name, from.participantsJson}};
-  const OutFramePtr frame =
-      makeFrame([&](std::string& out) { proto::encodeParticipants(out, list); });
-  std::vector<Session*> recipients;
-  for (auto& [meshId, other] : online) {
-    if (other != &from && other->state == SessionState::Authenticated) recipients.push_back(other);
-  }
-  for (Session* r : recipients) enqueue(*r, frame);
+// Encoded once, shared by every recipient.
+void Server::Impl::deliver(std::span<const LocalConn> to, Encoder encode, std::int64_t arrivalUs) {
+  if (to.empty()) return;
+  const OutFramePtr frame = makeFrame(encode, arrivalUs);
+  for (LocalConn conn : to) enqueue(*static_cast<Session*>(conn), frame);
 }
 
-void Server::Impl::sendPresence(const Session& about, bool isOnline) {
-  if (presenceWatchers.empty()) return;
-  const OutFramePtr frame = makeFrame(
-      [&](std::string& out) { proto::encodePresence(out, about.meshId, about.name, isOnline); });
-  // Collected first: a slow consumer closed by enqueue() leaves the set.
-  std::vector<Session*> recipients;
-  recipients.reserve(presenceWatchers.size());
-  for (Session* watcher : presenceWatchers) {
-    if (watcher != &about) recipients.push_back(watcher);
-  }
-  for (Session* r : recipients) enqueue(*r, frame);
+void Server::Impl::replaced(LocalConn conn) {
+  Session& old = *static_cast<Session*>(conn);
+  LOG_INFO("conn=" << old.id << " meshId=" << old.meshId << " replaced by a newer connection");
+  old.inRoutingTable = false;
+  sendError(old, proto::ErrorCode::SessionReplaced, "Another connection authenticated as this mesh",
+            std::nullopt);
+  closeSession(old, 4000, "session_replaced", false);
 }
 
 void Server::Impl::sendError(Session& s, proto::ErrorCode code, std::string_view message,
@@ -600,71 +583,7 @@ void Server::Impl::flushDirty() {
 }
 
 void Server::Impl::flush(Session& s) {
-  if (s.plainSocket()) {
-    // After the peer's close frame only our answer to it is still queued.
-    if (!s.queue.empty() && writePlain(s) == WriteResult::Failed) closePlain(s);
-    return;
-  }
-  if (s.queue.empty() || s.peerClosed) return;
-  switch (writeFrames(s)) {
-    case WriteResult::Failed:
-      // The socket is dead; lws closes it (and CLOSED cleans up) shortly.
-      s.queue.clear();
-      s.queuedBytes = 0;
-      s.peerClosed = true;
-      lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-      return;
-    case WriteResult::CloseViaLws:
-      s.closeViaLws = true;
-      lws_callback_on_writable(s.wsi);
-      return;
-    case WriteResult::Ok:
-      break;
-  }
-  if (!s.queue.empty()) lws_callback_on_writable(s.wsi);
-}
-
-// Writes queued frames until the queue is empty or the kernel stops taking
-// them (lws keeps the unsent tail of the last write and asks for POLLOUT).
-// Several frames go out in one write: the relay frames them itself, which
-// RFC 6455 allows on a connection with no extension (this relay offers
-// none). False when the connection failed.
-Server::Impl::WriteResult Server::Impl::writeFrames(Session& s) {
-  // A WebSocket carried inside HTTP/2 is framed by lws: one frame per write.
-  const bool plain = s.plainFraming;
-  while (!s.queue.empty() && !lws_partial_buffered(s.wsi)) {
-    if (!plain && s.queue.front()->isClose) {
-      s.queue.pop();
-      return WriteResult::CloseViaLws;  // lws_close_reason() from WRITEABLE
-    }
-    std::size_t frames = 1;
-    const unsigned char* data;
-    std::size_t len;
-    int n;
-    const OutFrame& first = *s.queue.front();
-    if (!plain) {
-      // lws writes its header into the headroom, so the shared buffer is
-      // copied first.
-      writeScratch.assign(first.bytes.begin(), first.bytes.end());
-      n = lws_write(s.wsi, writeScratch.data() + OutFrame::kHeadroom, first.textSize(),
-                    LWS_WRITE_TEXT);
-      len = first.textSize();
-    } else {
-      len = first.wireSize();
-      while (frames < s.queue.size() && len + s.queue.at(frames)->wireSize() <= kWriteBatchBytes) {
-        len += s.queue.at(frames)->wireSize();
-        ++frames;
-      }
-      // lws_write() takes a mutable buffer but does not change a raw one.
-      data = reinterpret_cast<const unsigned char*>(frames == 1 ? first.wire()
-                                                                : coalesce(s, frames).data());
-      n = lws_write(s.wsi, const_cast<unsigned char*>(data), len, LWS_WRITE_RAW);
-    }
-    if (n < 0 || static_cast<std::size_t>(n) < len) return WriteResult::Failed;
-    std::int64_t now = 0;  // read only if a frame's last copy goes out
-    for (std::size_t i = 0; i < frames; ++i) frameWritten(s, s.queue.pop(), now);
-  }
-  return WriteResult::Ok;
+  if (!s.queue.empty()) s.conn->flush(s);
 }
 
 // The first `count` queued frames as one buffer. A broadcast queues the same
@@ -704,59 +623,6 @@ void Server::Impl::frameWritten(Session& s, const OutFramePtr& frame, std::int64
   }
 }
 
-int Server::Impl::onWriteable(Session& s) {
-  if (s.peerClosed) return 0;
-  if (s.closeViaLws) {
-    lws_close_reason(s.wsi, static_cast<lws_close_status>(s.closeCode),
-                     reinterpret_cast<unsigned char*>(s.closeReason.data()), s.closeReason.size());
-    return -1;
-  }
-  if (!s.queue.empty()) {
-    switch (writeFrames(s)) {
-      case WriteResult::Failed:
-        return -1;
-      case WriteResult::CloseViaLws:
-        s.closeViaLws = true;
-        lws_callback_on_writable(s.wsi);
-        return 0;
-      case WriteResult::Ok:
-        break;
-    }
-  }
-  if (!s.queue.empty()) lws_callback_on_writable(s.wsi);
-  return 0;
-}
-
-// The peer sent a close frame; lws echoes it and closes. Anything still
-// queued can no longer be sent. lws 4.1.6 has already replaced a code no
-// endpoint may send with 1002 in `payload` (it also counts 1012-1014, which
-// IANA has since assigned, as such), but it checks neither a one-byte
-// payload nor the reason's UTF-8, and echoes the peer's reason. A frame
-// that breaks RFC 6455 is answered as on the plain path instead: 1002 or
-// 1007 with a reason, through lws_close_reason() and a non-zero return,
-// which makes lws send that close frame and close.
-int Server::Impl::onPeerClose(Session& s, std::string_view payload) {
-  const bool answering = s.state == SessionState::Closing;
-  s.peerClosed = true;
-  s.queue.clear();
-  s.queuedBytes = 0;
-  if (answering) return 0;  // the answer to our close frame
-  ws::PeerClose close = ws::readClose(payload);
-  if (!close.problem && close.code == 1002) {
-    // The peer's own 1002 or lws's stand-in for an invalid code: either way
-    // a protocol error, answered with a reason.
-    close.answerReason = "protocol_error";
-    close.problem = "close frame with code 1002 or an invalid one";
-  }
-  if (!close.problem) return 0;
-  LOG_INFO("conn=" << s.id << " WebSocket protocol error: " << close.problem);
-  ++counters.framingErrors;
-  std::string reason(close.answerReason);
-  lws_close_reason(s.wsi, static_cast<lws_close_status>(close.answerCode),
-                   reinterpret_cast<unsigned char*>(reason.data()), reason.size());
-  return -1;
-}
-
 void Server::Impl::closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                                 OutFramePtr lastWords) {
   if (s.state == SessionState::Closing) return;
@@ -784,11 +650,11 @@ void Server::Impl::closeSession(Session& s, int code, std::string_view reason, b
   s.closeDeadlineUs = nowUs() + static_cast<std::int64_t>(grace * 1e6);
 }
 
-// Empties the queue, but a frame already half written to a plain socket
-// stays: the rest of it must follow before anything else can.
+// Empties the queue, but a frame already half written stays: the rest of it
+// must follow before anything else can.
 void Server::Impl::dropQueued(Session& s) {
   OutFramePtr started;
-  if (s.sentOfFront > 0 && !s.queue.empty()) started = s.queue.front();
+  if (!s.queue.empty() && s.conn->frontFrameStarted()) started = s.queue.front();
   s.queue.clear();
   s.queuedBytes = 0;
   if (started) queueFrame(s, std::move(started));
@@ -804,11 +670,7 @@ void Server::Impl::releaseUnauthenticated(Session& s) {
 void Server::Impl::detach(Session& s, bool announce) {
   if (!s.inRoutingTable) return;
   s.inRoutingTable = false;
-  presenceWatchers.erase(&s);
-  withParticipants.erase(&s);
-  auto it = online.find(s.meshId);
-  if (it != online.end() && it->second == &s) online.erase(it);
-  if (announce) sendPresence(s, false);
+  router.localOffline(s.meshId, &s, announce);
 }
 
 void Server::Impl::onAuthTimeout(Session& s) {
@@ -826,13 +688,7 @@ void Server::Impl::onClosed(PerSession* pss) {
 }
 
 void Server::Impl::killSession(Session& s) {
-  if (s.plainSocket()) {
-    closePlain(s);
-  } else {
-    // CLOSED runs inside and frees the session: an asynchronous kill is one
-    // more sorted insert into lws's timer list.
-    lws_set_timeout(s.wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-  }
+  s.conn->kill(s);
 }
 
 void Server::Impl::onClosed(Session& s) {

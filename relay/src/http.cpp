@@ -203,7 +203,7 @@ void Server::Impl::route(HttpExchange& ex) {
   const std::string_view path = ex.path;
   if (routeOperator(ex) || routeStatus(ex)) return;
   if (path == "/health" && ex.method == "GET") {
-    respond(ex, 200, "{\"ok\":true,\"connected\":" + std::to_string(online.size()) + "}");
+    respond(ex, 200, "{\"ok\":true,\"connected\":" + std::to_string(router.localCount()) + "}");
   } else if (path == "/healthz" && ex.method == "GET") {
     respond(ex, 200, "{\"ok\":true}");
   } else if (path == "/readyz" && ex.method == "GET") {

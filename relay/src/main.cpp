@@ -153,6 +153,40 @@ void bindOptions(CLI::App& app, Config& c) {
   app.add_option("--deny-ips", c.denyIps, "CIDRs refused (403 / close 1008); wins over allow")
       ->envname("MESH_DENY_IPS")
       ->delimiter(',');
+  app.add_option("--jwt-secret", c.jwtSecret,
+                 "HS256 key for signed tokens in gateway_auth (at least 32 bytes)")
+      ->envname("MESH_JWT_SECRET")
+      ->capture_default_str();
+  app.add_option("--jwt-jwks-file", c.jwtJwksFile,
+                 "JWKS file of token keys (RS256, ES256, EdDSA, HS256), re-read on SIGHUP")
+      ->envname("MESH_JWT_JWKS_FILE");
+  app.add_option("--jwt-jwks-url", c.jwtJwksUrl,
+                 "https:// URL of a JWKS, cached and fetched again on an unknown kid")
+      ->envname("MESH_JWT_JWKS_URL");
+  app.add_option("--jwt-jwks-ca", c.jwtJwksCa,
+                 "PEM CA file the --jwt-jwks-url server must chain to (default: system store)")
+      ->envname("MESH_JWT_JWKS_CA");
+  app.add_option("--jwt-jwks-cache", c.jwtJwksCacheSeconds,
+                 "Seconds a fetched JWKS is kept when the server sends no max-age")
+      ->envname("MESH_JWT_JWKS_CACHE")
+      ->check(CLI::Range(std::int64_t{30}, std::int64_t{86400}));
+  app.add_option("--jwt-jwks-refetch", c.jwtJwksRefetchSeconds,
+                 "Seconds between fetches caused by unknown kids, at least")
+      ->envname("MESH_JWT_JWKS_REFETCH")
+      ->check(CLI::Range(std::int64_t{1}, std::int64_t{3600}));
+  app.add_option("--jwt-issuer", c.jwtIssuer, "Required iss claim of tokens (empty = any)")
+      ->envname("MESH_JWT_ISSUER");
+  app.add_option("--jwt-audience", c.jwtAudience,
+                 "Required aud of tokens: the string or one of the array (empty = any)")
+      ->envname("MESH_JWT_AUDIENCE");
+  app.add_option("--jwt-mesh-claim", c.jwtMeshClaim, "Claim of a token that names the meshId")
+      ->envname("MESH_JWT_MESH_CLAIM");
+  app.add_option("--jwt-leeway", c.jwtLeewaySeconds, "Seconds of clock skew allowed on exp and nbf")
+      ->envname("MESH_JWT_LEEWAY")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{3600}));
+  app.add_flag("--jwt-auto-register", c.jwtAutoRegister,
+               "A valid token for an unregistered meshId registers it (no secret stored)")
+      ->envname("MESH_JWT_AUTO_REGISTER");
   app.add_option("--metrics-token", c.metricsToken,
                  "Bearer token for GET /metrics (empty = metrics are public)")
       ->envname("MESH_METRICS_TOKEN")
@@ -161,6 +195,17 @@ void bindOptions(CLI::App& app, Config& c) {
                  "Frames the flight recorder keeps per mesh (0 = off)")
       ->envname("MESH_RECORDER_FRAMES")
       ->check(CLI::Range(std::size_t{0}, std::size_t{65536}));
+  app.add_option("--nats", c.natsUrls,
+                 "Cluster mode: NATS server URLs, comma-separated (empty = a single relay)")
+      ->envname("MESH_NATS_URLS")
+      ->delimiter(',');
+  app.add_option("--nats-creds", c.natsCredsPath, "NATS credentials file (.creds)")
+      ->envname("MESH_NATS_CREDS");
+  app.add_option("--nats-ca", c.natsCaPath, "PEM CA of the NATS servers' certificates")
+      ->envname("MESH_NATS_CA");
+  app.add_option("--relay-id", c.relayId,
+                 "This relay's name in the cluster (default: hostname:port)")
+      ->envname("MESH_RELAY_ID");
   app.add_option("--log-level", c.logLevel, "error, warn, info or debug")
       ->envname("LOG_LEVEL")
       ->transform(
@@ -217,7 +262,8 @@ int main(int argc, char** argv) {
 
   // Signals are taken by one thread with sigwait, so the handler logic runs
   // as ordinary code: the first SIGTERM/SIGINT asks for a graceful stop, a
-  // second exits at once; SIGHUP re-reads the TLS certificate.
+  // second exits at once; SIGHUP re-reads the TLS certificate and the JWKS
+  // file.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -235,6 +281,7 @@ int main(int argc, char** argv) {
         if (sigwait(&signals, &sig) != 0) continue;
         if (sig == SIGHUP) {
           server.reloadTls();
+          server.reloadJwks();
         } else if (!stopping) {
           stopping = true;
           server.requestStop();

@@ -50,6 +50,8 @@ std::string_view inFrameKindName(InFrameKind k) {
       return "gateway_update_rooms";
     case InFrameKind::UpdateParticipants:
       return "gateway_update_participants";
+    case InFrameKind::Reauth:
+      return "gateway_reauth";
     case InFrameKind::Invalid:
       return "invalid";
     case InFrameKind::Binary:

@@ -33,6 +33,7 @@ enum class InFrameKind : std::uint8_t {
   Broadcast,
   UpdateRooms,
   UpdateParticipants,
+  Reauth,
   Invalid,   // failed to decode
   Binary,    // binary WebSocket message
   TooLarge,  // over --max-frame-bytes

@@ -54,6 +54,8 @@ using VerifierKey = std::array<unsigned char, kVerifierKeyBytes>;
 // An imported mesh's secret_hash until its first auth: this prefix and the
 // original gateway's lowercase hex SHA-256 of the secret.
 constexpr std::string_view kLegacyPrefix = "$legacy-sha256$";
+// The stored "hash" of a mesh registered by its first token: no secret.
+constexpr std::string_view kTokenOnlyHash = "$token-only$";
 
 bool isLegacyHash(std::string_view stored) {
   return stored.substr(0, kLegacyPrefix.size()) == kLegacyPrefix;
@@ -709,6 +711,25 @@ LegacyImportOutcome Registry::importLegacyMesh(std::string_view meshId, std::str
   entry.updatedAtMs = now;
   im.index.insert_or_assign(std::string(meshId), std::move(entry));
   return LegacyImportOutcome::Imported;
+}
+
+bool Registry::registerTokenMesh(std::string_view meshId, std::string_view name) {
+  Impl& im = *impl_;
+  // Not an Argon2id string: crypto_pwhash_str_verify refuses every secret
+  // against it, and it cannot be mistaken for an imported digest.
+  const std::string stored(kTokenOnlyHash);
+  const std::int64_t now = wallClockMs();
+  std::lock_guard dbLock(im.dbMutex);
+  im.stmts->importMesh.run().bind(1, meshId).bind(2, name).bind(3, stored).bind(4, now).done();
+  if (sqlite3_changes(im.db->get()) == 0) return false;
+  std::unique_lock lock(im.indexMutex);
+  Entry entry;
+  entry.name = std::string(name);
+  entry.secretHash = stored;
+  entry.createdAtMs = now;
+  entry.updatedAtMs = now;
+  im.index.insert_or_assign(std::string(meshId), std::move(entry));
+  return true;
 }
 
 void Registry::setBackgroundRunner(std::function<void(std::function<void()>)> run) {

@@ -99,6 +99,12 @@ class Registry {
   LegacyImportOutcome importLegacyMesh(std::string_view meshId, std::string_view name,
                                        std::string_view sha256Hex);
 
+  // [blocking] Adds a mesh that proves itself with signed tokens only
+  // (--jwt-auto-register): no secret is stored, so no secret ever matches it
+  // and POST /register with any secret is a Conflict. True when created;
+  // false when the meshId exists (nothing changes).
+  bool registerTokenMesh(std::string_view meshId, std::string_view name);
+
   // Where verifySecret sends the Argon2id hashing that replaces an imported
   // SHA-256 after a successful auth, so the auth is answered without waiting
   // for it (the server posts it to a worker). Unset: done in the call.

@@ -11,6 +11,7 @@
 
 #include "http_head.h"
 #include "log.h"
+#include "lws_connection.h"
 #include "server_impl.h"
 #include "tls.h"
 
@@ -99,7 +100,9 @@ Server::Impl::Impl(const Config& cfg)
       workers(cfg.workerThreads),
       authBudget(AuthBudgetLimits{cfg.authFailureRate, cfg.authFailureBurst,
                                   cfg.authFailureMeshRate, cfg.authFailureMeshBurst}),
-      netPolicy(makeNetPolicy(cfg)) {
+      netPolicy(makeNetPolicy(cfg)),
+      tokens(std::make_unique<TokenAuthority>(
+          cfg, [this](std::function<void()> fn) { post(std::move(fn)); })) {
   // Every connection, the spare ones above the limit, and a few dozen of
   // the relay's own (database, listener, eventfd, log).
   reserveDescriptorTable(std::size_t{config.maxConnections} + 512);
@@ -126,7 +129,8 @@ Server::Impl::Impl(const Config& cfg)
   protocols[1] = lws_protocols{};  // terminator
 
   // Without TLS the relay listens itself and serves /gateway WebSockets
-  // without lws (plain_gateway.cpp); lws gets every other connection.
+  // without lws (plain_listener.cpp and the plain_*.cpp beside it); lws gets every other
+  // connection.
   const bool plain = config.tlsCertPath.empty() && config.tlsKeyPath.empty();
   lws_context_creation_info info{};
   info.port = plain ? CONTEXT_PORT_NO_LISTEN_SERVER : config.port;
@@ -197,6 +201,8 @@ Server::Impl::Impl(const Config& cfg)
     releaseLoop();
     throw;
   }
+  // The JWKS URL's first fetch: its result can now reach the loop.
+  tokens->start();
 }
 
 void Server::Impl::releaseLoop() {
@@ -212,6 +218,9 @@ void Server::Impl::releaseLoop() {
 }
 
 Server::Impl::~Impl() {
+  // Nothing may be posted once the loop is gone.
+  tokens->shutdown();
+  lws_sul_cancel(&tokenTimer.sul);
   // Finish blocking work first: it may still post to the inbox, which only
   // needs the context to be alive for lws_cancel_service.
   workers.drain();
@@ -366,13 +375,14 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
                        lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0);
     case LWS_CALLBACK_SERVER_WRITEABLE:
       if (!pss || !pss->session) return 0;
-      return onWriteable(*pss->session);
+      return LwsConnection::of(*pss->session).onWriteable(*pss->session);
     case LWS_CALLBACK_RECEIVE_PONG:
       if (pss && pss->session) heardFrom(*pss->session);
       return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (!pss || !pss->session) return 0;
-      return onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
+      return LwsConnection::of(*pss->session)
+          .onPeerClose(*pss->session, std::string_view(static_cast<const char*>(in), len));
     case LWS_CALLBACK_CLOSED:
       onClosed(pss);
       return 0;
@@ -413,6 +423,10 @@ void Server::requestStop() {
 void Server::reloadTls() {
   Impl* impl = impl_.get();
   impl->post([impl] { impl->reloadTlsNow(); });
+}
+void Server::reloadJwks() {
+  Impl* impl = impl_.get();
+  impl->post([impl] { impl->reloadJwksNow(); });
 }
 
 }  // namespace mesh::relay

@@ -6,8 +6,10 @@
 // (thread-safe by itself) and `workers`.
 #pragma once
 
+#include <ev.h>
 #include <libwebsockets.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -18,6 +20,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include "auth_guard.h"
@@ -30,7 +33,9 @@
 #include "rate_limiter.h"
 #include "recorder.h"
 #include "registry.h"
+#include "router.h"
 #include "session.h"
+#include "token_auth.h"
 #include "worker_pool.h"
 
 namespace mesh::relay {
@@ -73,9 +78,11 @@ struct PerSession {
 // protocol's tx_packet_size per call; server.cpp sets it above this).
 inline constexpr std::size_t kWriteBatchBytes = 64 * 1024;
 
-struct Server::Impl {
+// The server is the Router's LocalDelivery: it frames and queues on its own
+// sessions (gateway.cpp).
+struct Server::Impl final : LocalDelivery {
   explicit Impl(const Config& cfg);
-  ~Impl();
+  ~Impl() override;
 
   // ---- lifecycle (server.cpp)
   int run();
@@ -97,14 +104,13 @@ struct Server::Impl {
   // Why a WebSocket from `peer` may not open now, if it may not.
   [[nodiscard]] std::optional<RefuseReason> gatewayRefusal(const std::string& peer);
   int onEstablished(lws* wsi, PerSession* pss);
-  // A new session for an upgraded connection: lws's (wsi), or a plain socket
-  // of ours (wsi null; the caller sets up its watcher).
-  Session& openSession(lws* wsi, std::string peer);
+  // A new session for an upgraded connection, carried by `conn` (a
+  // PlainConnection, which the caller starts, or an LwsConnection).
+  Session& openSession(std::unique_ptr<Connection> conn, std::string peer);
   // One piece of a message: `binary` is read for a message's first piece,
   // `final` ends the message.
   int onReceive(Session& s, const char* data, std::size_t len, bool binary, bool final);
   void heardFrom(Session& s);  // anything arrived from the peer, now
-  int onWriteable(Session& s);
   void onClosed(PerSession* pss);
   void onClosed(Session& s);  // frees the session
   // Closes the connection at once, without a close frame; frees the session.
@@ -121,22 +127,23 @@ struct Server::Impl {
   void handleRelay(Session& s, const proto::RelayFrame& f, const std::optional<std::string>& id);
   void handleBroadcast(Session& s, const proto::BroadcastFrame& f,
                        const std::optional<std::string>& id);
+  // Counts the outcome of a relay (here, or the answer of another relay)
+  // and acks it to its sender when it carried an id.
+  void relayAnswered(Session& s, const std::optional<std::string>& id, RelayOutcome outcome);
+  void countRelay(RelayOutcome outcome);
   void handleDiscover(Session& s, const std::optional<std::string>& id);
-  void pushParticipants(Session& from);
-  void sendPresence(const Session& about, bool online);
+  // LocalDelivery: a LocalConn is a Session*.
+  void deliver(std::span<const LocalConn> to, Encoder encode, std::int64_t arrivalUs) override;
+  void replaced(LocalConn conn) override;
   void sendError(Session& s, proto::ErrorCode code, std::string_view message,
                  const std::optional<std::string>& id);
   bool takeRate(Session& s, bool messageFrame);
   void enqueue(Session& s, const OutFramePtr& frame);
   void queueFrame(Session& s, OutFramePtr frame);
-  void flush(Session& s);
+  void flush(Session& s);  // one Connection::flush() per session and turn
   void flushDirty();
-  // Failed: the connection is dead and must be closed now.
-  enum class WriteResult { Ok, Failed, CloseViaLws };
-  WriteResult writeFrames(Session& s);
+  // Accounting for a frame the connection has handed to the socket.
   void frameWritten(Session& s, const OutFramePtr& frame, std::int64_t& now);
-  // Non-zero: lws is to close with the reason set here, not echo the frame.
-  int onPeerClose(Session& s, std::string_view payload);
   // `lastWords` (an error frame) goes out right before the close frame.
   void closeSession(Session& s, int code, std::string_view reason, bool dropQueue,
                     OutFramePtr lastWords = nullptr);
@@ -150,7 +157,37 @@ struct Server::Impl {
   void persistFinished(std::optional<std::string> error);
   Session* findSession(std::uint64_t id);
 
-  // ---- WebSocket on plain TCP, served without lws (plain_gateway.cpp)
+  // ---- signed tokens in gateway_auth and gateway_reauth (token_gateway.cpp)
+  void startTokenAuth(Session& s, proto::AuthFrame& auth);
+  // Verifies and answers; `mayWait`: an unknown kid may wait for the JWKS
+  // fetch it caused, once.
+  void checkToken(Session& s, const std::string& token, const std::string& claimedMeshId,
+                  bool mayWait);
+  // The relay's rules once a token verified (any way of presenting one
+  // calls this after TokenAuthority::verify): a meshId the node claimed
+  // must be the token's, and the mesh must be registered, or is registered
+  // now with --jwt-auto-register (by a worker). `done` runs on the loop,
+  // now or later, with the mesh's name or the refusal.
+  using TokenAdmission = std::variant<std::string, jwt::Refusal>;
+  using TokenAdmitted = std::function<void(const VerifiedToken&, const TokenAdmission&)>;
+  void admitToken(const VerifiedToken& verified, const std::string& claimedMeshId,
+                  TokenAdmitted done);
+  // mesh_relay_token_refusals_total{reason}: every refused token counts once.
+  void countTokenRefusal(jwt::Refusal why);
+  void refuseToken(Session& s, jwt::Refusal why, std::string_view detail,
+                   const std::string& meshId);
+  void acceptToken(Session& s, const VerifiedToken& token, std::string name);
+  void handleReauth(Session& s, const proto::ReauthFrame& f, const std::optional<std::string>& id);
+  // The session lasts until the token's exp (plus the leeway).
+  void setTokenClock(Session& s, std::int64_t expiresAtSeconds);
+  void tokenTick();  // warnings and closes of sessions whose token runs out
+  void renderTokenMetrics(MetricsWriter& w) const;
+  void reloadJwksNow();
+  [[nodiscard]] std::int64_t unixSeconds() const { return nowMs() / 1000; }
+
+  // ---- WebSocket on plain TCP, served without lws: the listener
+  // (plain_listener.cpp), the request head and upgrade (plain_upgrade.cpp),
+  // the frame reader (plain_reader.cpp) and batched writes (plain_writer.cpp)
   // A connection whose request is still being read.
   struct Upgrade {
     ev_io io{};
@@ -173,20 +210,6 @@ struct Server::Impl {
   // Answers `status` (400, 414, 431) to a request not served and closes.
   void refuseRequest(Upgrade& u, int status);
   void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
-  void onPlainEvent(Session& s, int revents);
-  // Reads what the socket has and handles the frames in it; false when the
-  // session is gone.
-  bool readPlain(Session& s);
-  bool handleBytes(Session& s, char* data, std::size_t len);
-  void dropOversize(Session& s, std::size_t n);
-  bool handleControl(Session& s, std::uint8_t opcode, std::string_view payload);
-  // Fails the connection (RFC 6455 7.1.7): the close frame goes out, then
-  // the socket closes; the peer's input is no longer read.
-  void protocolError(Session& s, std::string_view why, int code = 1002,
-                     std::string_view reason = "protocol_error");
-  WriteResult writePlain(Session& s);
-  void watchWritable(Session& s, bool on);
-  void closePlain(Session& s);
   void sweepUpgrades(std::int64_t now);
 
   // ---- HTTP (http.cpp)
@@ -241,12 +264,9 @@ struct Server::Impl {
   // Loop-thread state.
   std::uint64_t nextId = 1;
   std::unordered_map<std::uint64_t, std::unique_ptr<Session>> sessions;
-  std::unordered_map<std::string, Session*> online;  // meshId -> authenticated session
-  // Authenticated sessions that asked for presence events.
-  std::unordered_set<Session*> presenceWatchers;
-  // Authenticated sessions with a non-empty participant list (what a
-  // newcomer is sent), so an auth does not walk every online mesh.
-  std::unordered_set<Session*> withParticipants;
+  // Who is online where: authenticated meshes, presence, participants.
+  NoClusterLink noCluster;
+  Router router{*this, noCluster};
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
@@ -283,7 +303,7 @@ struct Server::Impl {
   const std::string& coalesce(const Session& s, std::size_t count);
 
   // Plain TCP (no TLS): the relay listens itself, serves /gateway WebSockets
-  // and hands every other connection to lws (plain_gateway.cpp).
+  // and hands every other connection to lws (plain_listener.cpp).
   int listenFd = -1;
   ev_io listenIo{};
   ev_timer acceptPause{};  // out of file descriptors: accept again later
@@ -307,6 +327,22 @@ struct Server::Impl {
   std::int64_t startTimeMs = 0;  // unix ms, for the start-time metric
   // Loop thread: when the node frame being handled arrived (steady us).
   std::int64_t frameArrivalUs = 0;
+
+  // Signed tokens: the key sources and the one verify() the gateway (and
+  // any other way of presenting a token) calls; sessions that authenticated
+  // with one, by id, watched by tokenTimer while there are any.
+  std::unique_ptr<TokenAuthority> tokens;
+  std::unordered_set<std::uint64_t> tokenSessions;
+  LoopTimer tokenTimer;
+  bool tokenTimerRunning = false;
+  struct TokenCounters {
+    std::array<std::uint64_t, static_cast<std::size_t>(jwt::Refusal::Count)> refusals{};
+    std::uint64_t accepted = 0;
+    std::uint64_t reauths = 0;
+    std::uint64_t warned = 0;
+    std::uint64_t expired = 0;  // sessions closed with 4001
+    std::uint64_t autoRegistered = 0;
+  } tokenCounters;
 };
 
 // A control frame (ping, pong, close), queued like any other frame.

@@ -13,11 +13,8 @@
 #include <string>
 #include <vector>
 
-#include <ev.h>
-
+#include "connection.h"
 #include "rate_limiter.h"
-
-struct lws;
 
 namespace mesh::relay {
 
@@ -89,9 +86,9 @@ enum class SessionState {
 
 struct Session {
   std::uint64_t id = 0;
-  // An lws connection (TLS, HTTP/2), or null for a WebSocket the relay
-  // serves itself on a plain TCP socket (see plain_gateway.cpp).
-  lws* wsi = nullptr;
+  // What carries the WebSocket: the relay's own plain socket or an lws
+  // connection (connection.h).
+  std::unique_ptr<Connection> conn;
   std::string peer;  // client address, for logs and per-address limits
   SessionState state = SessionState::Unauthenticated;
 
@@ -106,6 +103,14 @@ struct Session {
   bool wantsPresence = false;
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
+
+  // Authenticated by a signed token (token_gateway.cpp): the session ends
+  // at tokenDeadlineMs (unix ms) unless gateway_reauth moves it; the node
+  // is warned (token_expired) at tokenWarnMs.
+  bool authByToken = false;
+  bool tokenWarned = false;
+  std::int64_t tokenDeadlineMs = 0;
+  std::int64_t tokenWarnMs = 0;
 
   // The `id` of the gateway_auth being answered, echoed on its answer.
   std::optional<std::string> authId;
@@ -143,26 +148,11 @@ struct Session {
   // it; on a plain socket our answer is the last frame written), or its
   // framing broke (plain sockets close once our 1002 is out).
   bool peerClosed = false;
-  // Inside HTTP/2 the close goes through lws_close_reason() from WRITEABLE.
-  bool closeViaLws = false;
-  // A WebSocket on its own TCP connection (not inside HTTP/2): the relay
-  // frames and batches its writes itself.
-  bool plainFraming = true;
 
   TokenBucket controlBucket;
   unsigned refusedInARow = 0;
   // This mesh's flight recorder log, once it has one (recorder.h).
   std::shared_ptr<MeshLog> recorderLog;
-
-  // ---- plain sockets only (wsi == nullptr)
-  ev_io io{};                       // the socket (io.fd) and its watcher; io.data is this session
-  std::string rxPartial;            // a frame cut off by the end of a read
-  std::uint64_t skipRemaining = 0;  // payload bytes of an oversize frame to drop
-  std::size_t sentOfFront = 0;      // bytes of the front frame already written
-  bool skipFinal = false;           // the frame being dropped ends its message
-  bool waitingWritable = false;     // the watcher also waits for EV_WRITE
-
-  [[nodiscard]] bool plainSocket() const { return wsi == nullptr; }
 };
 
 }  // namespace mesh::relay

@@ -225,6 +225,7 @@ TEST(FrameCodec, TypeNamesEveryFrame) {
   EXPECT_EQ(typeName(BroadcastFrame{}), "gateway_broadcast");
   EXPECT_EQ(typeName(UpdateRoomsFrame{}), "gateway_update_rooms");
   EXPECT_EQ(typeName(UpdateParticipantsFrame{}), "gateway_update_participants");
+  EXPECT_EQ(typeName(ReauthFrame{}), "gateway_reauth");
 }
 
 // ---- raw views ------------------------------------------------------------
@@ -318,6 +319,33 @@ TEST(FrameCodec, AuthOptionalListsAbsentGiveEmptyViews) {
   EXPECT_TRUE(auth.participantsJson.empty());
   EXPECT_EQ(auth.participantCount, 0u);
   EXPECT_FALSE(auth.presence);
+}
+
+TEST(FrameCodec, AuthWithASignedTokenNeedsNoMeshId) {
+  const auto alone =
+      std::get<AuthFrame>(ok(decode(R"({"type":"gateway_auth","token":"h.c.s"})", false)).frame);
+  EXPECT_EQ(alone.token, "h.c.s");
+  EXPECT_TRUE(alone.meshId.empty());
+  const auto both = std::get<AuthFrame>(
+      ok(decode(R"({"type":"gateway_auth","meshId":"m","token":"h.c.s"})", false)).frame);
+  EXPECT_EQ(both.meshId, "m");
+  expectError(R"({"type":"gateway_auth","token":7})", ErrorCode::InvalidFrame,
+              "token must be a string", false);
+  expectError(R"({"type":"gateway_auth","meshId":"m"})", ErrorCode::InvalidFrame,
+              "a secret, a resumeToken or a token", false);
+  // Without a token the meshId stays required.
+  expectError(R"({"type":"gateway_auth","secret":"s"})", ErrorCode::InvalidFrame,
+              "missing field: meshId", false);
+}
+
+TEST(FrameCodec, ReauthCarriesAToken) {
+  const DecodeResult r = decode(R"({"type":"gateway_reauth","token":"h.c.s","id":"r"})", true);
+  EXPECT_EQ(std::get<ReauthFrame>(ok(r).frame).token, "h.c.s");
+  EXPECT_EQ(ok(r).id, "r");
+  expectError(R"({"type":"gateway_reauth"})", ErrorCode::InvalidFrame, "missing field: token",
+              true);
+  expectError(R"({"type":"gateway_reauth","token":"h.c.s"})", ErrorCode::NotAuthenticated, {},
+              false);
 }
 
 TEST(FrameCodec, AuthPresenceIsAnOptionalBoolean) {

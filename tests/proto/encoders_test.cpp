@@ -75,12 +75,23 @@ TEST(Encoders, AuthOk) {
   EXPECT_EQ(str(d["resumeToken"]), "tok");
 }
 
+TEST(Encoders, ReauthOk) {
+  std::string out;
+  encodeReauthOk(out, "mesh-a", "2026-12-06T10:00:00.000Z", std::string_view("r1"));
+  EXPECT_EQ(
+      out,
+      R"({"type":"gateway_reauth_ok","meshId":"mesh-a","expiresAt":"2026-12-06T10:00:00.000Z","id":"r1"})");
+  out.clear();
+  encodeReauthOk(out, "m", "t");
+  EXPECT_EQ(out, R"({"type":"gateway_reauth_ok","meshId":"m","expiresAt":"t"})");
+}
+
 TEST(Encoders, ErrorAndAuthErrorFrames) {
   for (ErrorCode code :
        {ErrorCode::InvalidJson, ErrorCode::InvalidFrame, ErrorCode::UnknownType,
         ErrorCode::UnsupportedFrame, ErrorCode::FrameTooLarge, ErrorCode::AlreadyAuthenticated,
         ErrorCode::RateLimited, ErrorCode::SessionReplaced, ErrorCode::SlowConsumer,
-        ErrorCode::ShuttingDown}) {
+        ErrorCode::ShuttingDown, ErrorCode::TokenExpired}) {
     std::string out;
     encodeError(out, code, "bad \"thing\"\n");
     const auto d = parse(out);
@@ -194,6 +205,7 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(codeText(ErrorCode::SessionReplaced), "session_replaced");
   EXPECT_EQ(codeText(ErrorCode::SlowConsumer), "slow_consumer");
   EXPECT_EQ(codeText(ErrorCode::ShuttingDown), "shutting_down");
+  EXPECT_EQ(codeText(ErrorCode::TokenExpired), "token_expired");
 
   EXPECT_EQ(defaultMessage(ErrorCode::InvalidJson), "Invalid JSON");
   EXPECT_EQ(defaultMessage(ErrorCode::NotAuthenticated), "Not authenticated");
@@ -203,6 +215,7 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(closeCode(ErrorCode::SessionReplaced), 4000);
   EXPECT_EQ(closeCode(ErrorCode::SlowConsumer), 1013);
   EXPECT_EQ(closeCode(ErrorCode::ShuttingDown), 1001);
+  EXPECT_EQ(closeCode(ErrorCode::TokenExpired), 4001);
   EXPECT_EQ(closeCode(ErrorCode::InvalidUtf8), 1007);
   EXPECT_EQ(closeCode(ErrorCode::RateLimited), 0);
   EXPECT_EQ(closeCode(ErrorCode::InvalidFrame), 0);

@@ -69,6 +69,11 @@ struct AuthOkFields {
 };
 void encodeAuthOk(std::string& out, const AuthOkFields& f);
 
+// {"type":"gateway_reauth_ok","meshId","expiresAt"[,"id"]}: the session now
+// lasts until `expiresAt` (ISO 8601 UTC).
+void encodeReauthOk(std::string& out, std::string_view meshId, std::string_view expiresAt,
+                    std::optional<std::string_view> id = std::nullopt);
+
 // gateway_auth_error for auth codes, error for the rest; "id" when given.
 void encodeError(std::string& out, ErrorCode code, std::string_view message,
                  std::optional<std::string_view> id = std::nullopt);

@@ -20,6 +20,9 @@ enum class ErrorCode {
   SessionReplaced,
   SlowConsumer,
   ShuttingDown,
+  // The token a session authenticated with runs out soon (close 4001 at
+  // its expiry unless gateway_reauth brings a fresh one).
+  TokenExpired,
   // Not sent as a frame: a text frame that is not UTF-8 closes with 1007.
   InvalidUtf8,
 };

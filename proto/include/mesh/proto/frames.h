@@ -14,9 +14,12 @@
 namespace mesh::proto {
 
 struct AuthFrame {
+  // Empty when absent, which only a frame with a token may be.
   std::string meshId;
   std::optional<std::string> secret;
   std::optional<std::string> resumeToken;
+  // A signed token (JWT) naming the mesh in a claim (docs/protocol.md).
+  std::optional<std::string> token;
   // Raw JSON array of strings, empty view when absent.
   std::string_view publicRoomsJson;
   // Raw JSON array of {"id","name","type"} objects, empty view when absent.
@@ -46,8 +49,14 @@ struct UpdateParticipantsFrame {
   std::size_t participantCount = 0;
 };
 
+// A fresh token for a session that authenticated with one, before the old
+// one expires.
+struct ReauthFrame {
+  std::string token;
+};
+
 using NodeFrame = std::variant<AuthFrame, DiscoverFrame, RelayFrame, BroadcastFrame,
-                               UpdateRoomsFrame, UpdateParticipantsFrame>;
+                               UpdateRoomsFrame, UpdateParticipantsFrame, ReauthFrame>;
 
 // The wire type name of a decoded frame, e.g. "gateway_relay".
 [[nodiscard]] std::string_view typeName(const NodeFrame& frame);

@@ -112,6 +112,37 @@ struct Config {
   std::vector<std::string> allowIps;
   std::vector<std::string> denyIps;
 
+  // Signed tokens (JWT) as a mesh's proof of identity, beside secrets
+  // (docs/protocol.md, "Tokens"). Any one key source turns them on.
+  // HS256 key shared with the identity provider: at least 32 bytes.
+  std::string jwtSecret;
+  // A JWKS document on disk (RS256, ES256, EdDSA, HS256 keys), re-read on
+  // SIGHUP.
+  std::string jwtJwksFile;
+  // A JWKS URL (https:// only), fetched off the loop, cached for the
+  // response's Cache-Control max-age or jwtJwksCacheSeconds, fetched again
+  // on an unknown kid at most once per 30 s.
+  std::string jwtJwksUrl;
+  // PEM CA bundle that the JWKS server's certificate must chain to; empty:
+  // the system's trust store.
+  std::string jwtJwksCa;
+  // How long a fetched JWKS is kept when the server names no max-age.
+  std::int64_t jwtJwksCacheSeconds = 300;
+  // Unknown kids cause at most one fetch per this many seconds, so made-up
+  // kids cannot turn the relay into a load on the identity provider.
+  std::int64_t jwtJwksRefetchSeconds = 30;
+  // Required iss and (one of) aud; empty: not checked.
+  std::string jwtIssuer;
+  std::string jwtAudience;
+  // The claim that names the mesh.
+  std::string jwtMeshClaim = "sub";
+  // Clock skew allowed on exp and nbf: a minute covers an unsynchronised
+  // clock without keeping a revoked token alive for long.
+  std::int64_t jwtLeewaySeconds = 60;
+  // A token for a meshId that is not registered creates the mesh (named by
+  // the token's "name" claim, no secret stored) instead of being refused.
+  bool jwtAutoRegister = false;
+
   // Bearer token for GET /metrics; empty: metrics are public, as is usual
   // on a private network or behind a proxy that hides the path.
   std::string metricsToken;
@@ -119,6 +150,19 @@ struct Config {
   // Frames kept per mesh by the flight recorder (GET /meshes/{id}/recent);
   // 0 turns it off. 256 covers a few minutes of a busy mesh in 22 KiB.
   std::size_t recorderFrames = 256;
+
+  // Cluster mode (docs/cluster.md): NATS servers of one cluster, each
+  // "nats://[user:pass@]host:port" or tls://. Empty: a single relay, nothing
+  // else changes. Several relays on one NATS cluster behave as one relay.
+  std::vector<std::string> natsUrls;
+  // A NATS credentials file (.creds: a user JWT and its NKey seed, as nsc
+  // writes it); user and password go in the URL instead.
+  std::string natsCredsPath;
+  // PEM CA that signs the NATS servers' certificates (tls:// URLs).
+  std::string natsCaPath;
+  // This relay's name in the cluster, unique per relay. Empty: hostname and
+  // port ("host:4000"), filled in by the server at start.
+  std::string relayId;
 
   // On SIGTERM: how long queued frames may take to drain before exit.
   double drainTimeoutSeconds = 5;

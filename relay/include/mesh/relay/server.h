@@ -37,6 +37,11 @@ class Server {
   // Does nothing without TLS.
   void reloadTls();
 
+  // Any thread, also a signal-handling thread: re-read --jwt-jwks-file on
+  // the loop. A bad file is logged and the old keys stay. Does nothing
+  // without one.
+  void reloadJwks();
+
   struct Impl;  // opaque; public only so internal helpers can name it
 
  private:
