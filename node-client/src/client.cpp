@@ -1140,8 +1140,18 @@ void Client::Impl::onAuthError(const proto::AuthError& error) {
     reportError(Error{Status::ProtocolError, "relay: " + error.code + " " + error.message});
     return;
   }
-  if (error.code == "auth_timeout" || error.code == "not_authenticated") {
+  // authorize_unavailable: the credentials were right but the relay's
+  // authorize hook could not be asked; it may answer next time.
+  if (error.code == "auth_timeout" || error.code == "not_authenticated" ||
+      error.code == "authorize_unavailable") {
     closeReason = "relay: " + error.message;  // reconnect as usual
+    return;
+  }
+  if (error.code == "not_authorized") {
+    // Right credentials, refused by the relay's authorize hook: the resume
+    // token is still good, but trying again would get the same answer.
+    failForGood(Error{Status::AuthFailed,
+                      "relay refused meshId '" + options.meshId + "': " + error.message});
     return;
   }
   // invalid_credentials, or an original relay's codeless refusal. We sent

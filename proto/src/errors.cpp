@@ -30,6 +30,12 @@ std::string_view codeText(ErrorCode code) {
       return "slow_consumer";
     case ErrorCode::ShuttingDown:
       return "shutting_down";
+    case ErrorCode::AuthorizeUnavailable:
+      return "authorize_unavailable";
+    case ErrorCode::NotAuthorized:
+      return "not_authorized";
+    case ErrorCode::ClusterUnavailable:
+      return "cluster_unavailable";
     case ErrorCode::TokenExpired:
       return "token_expired";
     case ErrorCode::InvalidUtf8:
@@ -67,6 +73,12 @@ std::string_view defaultMessage(ErrorCode code) {
       return "Send queue full";
     case ErrorCode::ShuttingDown:
       return "Relay shutting down";
+    case ErrorCode::AuthorizeUnavailable:
+      return "Authorization service unavailable";
+    case ErrorCode::NotAuthorized:
+      return "Not authorized";
+    case ErrorCode::ClusterUnavailable:
+      return "The relay holding the target cannot be reached";
     case ErrorCode::TokenExpired:
       return "Token expires; send gateway_reauth with a fresh one";
     case ErrorCode::InvalidUtf8:
@@ -79,6 +91,8 @@ int closeCode(ErrorCode code) {
   switch (code) {
     case ErrorCode::InvalidCredentials:
     case ErrorCode::AuthTimeout:
+    case ErrorCode::AuthorizeUnavailable:
+    case ErrorCode::NotAuthorized:
       return 1008;
     case ErrorCode::SessionReplaced:
       return 4000;
@@ -97,7 +111,8 @@ int closeCode(ErrorCode code) {
 
 bool isAuthError(ErrorCode code) {
   return code == ErrorCode::NotAuthenticated || code == ErrorCode::InvalidCredentials ||
-         code == ErrorCode::AuthTimeout;
+         code == ErrorCode::AuthTimeout || code == ErrorCode::AuthorizeUnavailable ||
+         code == ErrorCode::NotAuthorized;
 }
 
 }  // namespace mesh::proto

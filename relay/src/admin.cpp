@@ -8,6 +8,7 @@
 
 #include <ctime>
 
+#include "cluster_registry.h"
 #include "iso_time.h"
 #include "log.h"
 #include "server_impl.h"
@@ -46,23 +47,30 @@ void appendIsoTime(std::string& out, std::int64_t ms) {
 // relay of a cluster names that relay instead.
 // `log` is its flight recorder log, if it has one; `nowUs`/`nowMs` map the
 // loop's steady times to wall time.
+// `thisRelay` is this relay's id in a cluster (empty when single): a mesh
+// held here names it too.
 void appendMesh(std::string& out, const MeshRecord& m, const MeshEntry* online, const MeshLog* log,
-                std::int64_t nowUs, std::int64_t nowMs) {
+                std::int64_t nowUs, std::int64_t nowMs, std::string_view thisRelay) {
   const auto* session = online ? static_cast<const Session*>(online->conn) : nullptr;
   out += "{\"meshId\":";
   proto::appendJsonString(out, m.meshId);
   out += ",\"name\":";
   proto::appendJsonString(out, m.name);
   out += online ? ",\"online\":true" : ",\"online\":false";
-  if (online && !online->local()) {
+  if (online && (!online->local() || !thisRelay.empty())) {
     out += ",\"relay\":";
-    proto::appendJsonString(out, online->relayId);
+    proto::appendJsonString(out, online->local() ? thisRelay : online->relayId);
   }
   if (session) {
     out += ",\"address\":";
     proto::appendJsonString(out, session->peer);
     out += ",\"since\":";
     appendIsoTime(out, nowMs - (nowUs - session->connectedUs) / 1000);
+    // What the authorize hook answered for this session.
+    if (!session->claimsJson.empty()) {
+      out += ",\"claims\":";
+      out += session->claimsJson;
+    }
   }
   if (log) {
     out += ",\"frames\":" + std::to_string(log->total());
@@ -102,6 +110,32 @@ std::optional<std::string> stringMember(const rapidjson::Document& d, const char
   auto it = d.FindMember(name);
   if (it == d.MemberEnd() || !it->value.IsString()) return std::nullopt;
   return std::string(it->value.GetString(), it->value.GetStringLength());
+}
+
+// Cluster mode: what the link to the other relays sees and carries.
+void renderClusterMetrics(MetricsWriter& w, const NatsClusterLink& link) {
+  const ClusterStats& st = link.stats();
+  w.family("mesh_relay_cluster_connected", "gauge",
+           "Cluster mode: 1 while connected to NATS, 0 while not.");
+  w.sample("mesh_relay_cluster_connected", "", std::uint64_t{link.connected() ? 1u : 0u});
+  w.family("mesh_relay_cluster_relays", "gauge",
+           "Cluster mode: other relays heard from in the last 2.5 s.");
+  w.sample("mesh_relay_cluster_relays", "", static_cast<std::uint64_t>(link.relaysSeen()));
+  w.family("mesh_relay_cluster_frames_total", "counter",
+           "Cluster mode: relays and broadcasts to (out) and from (in) other relays.");
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"out\"", st.relaysOut);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"in\"", st.relaysIn);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"broadcast\",direction=\"out\"",
+           st.broadcastsOut);
+  w.sample("mesh_relay_cluster_frames_total", "kind=\"broadcast\",direction=\"in\"",
+           st.broadcastsIn);
+  w.family("mesh_relay_cluster_takeovers_total", "counter",
+           "Cluster mode: meshes taken from another relay (out) or by one (in).");
+  w.sample("mesh_relay_cluster_takeovers_total", "direction=\"out\"", st.takeoversOut);
+  w.sample("mesh_relay_cluster_takeovers_total", "direction=\"in\"", st.takeoversIn);
+  w.family("mesh_relay_cluster_relays_lost_total", "counter",
+           "Cluster mode: relays dropped with their meshes after their heartbeats stopped.");
+  w.sample("mesh_relay_cluster_relays_lost_total", "", st.relaysLost);
 }
 
 std::string labelValue(std::string_view text) {
@@ -186,11 +220,12 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
     }
     std::string out = "{\"meshes\":[";
     bool first = true;
+    const std::string_view thisRelay = clusterLink ? clusterLink->relayId() : std::string_view();
     const std::int64_t us = nowUs(), ms = nowMs();
     for (const MeshRecord& m : registry.list()) {
       if (!first) out += ',';
       first = false;
-      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms);
+      appendMesh(out, m, router.find(m.meshId), recorder.find(m.meshId), us, ms, thisRelay);
     }
     out += "]}";
     respond(ex, 200, std::move(out));
@@ -257,8 +292,26 @@ bool Server::Impl::routeOperator(HttpExchange& ex) {
       return true;
     }
     std::string out;
-    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs());
+    appendMesh(out, *record, router.find(meshId), recorder.find(meshId), nowUs(), nowMs(),
+               clusterLink ? clusterLink->relayId() : std::string_view());
     respond(ex, 200, std::move(out));
+  } else if (ex.method == "DELETE" && clusterRegistry) {
+    // Cluster mode: the bucket first, on the shared registry's own writers.
+    clusterRegistry->submit([this, cluster = clusterRegistry.get(), id = ex.id, meshId] {
+      auto result = cluster->removeMesh(meshId);
+      post([this, id, meshId, result = std::move(result)] {
+        if (auto* down = std::get_if<RegistryUnavailable>(&result)) {
+          respondLater(id, 503, errorJson(down->message));
+        } else if (!std::get<bool>(result)) {
+          respondLater(id, 404, errorJson("No such mesh"));
+        } else {
+          ++counters.meshesDeleted;
+          LOG_INFO("admin deleted meshId=" << meshId);
+          closeMeshSessions(meshId, "mesh_deleted");
+          respondLater(id, 200, "{\"ok\":true}");
+        }
+      });
+    });
   } else if (ex.method == "DELETE") {
     workers.post([this, id = ex.id, meshId] {
       bool removed = false;
@@ -292,12 +345,32 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
                                 std::optional<std::string> currentSecret, bool reveal) {
   enum class Result { Rotated, UnknownMesh, WrongSecret, Failed };
   ++counters.argon2Queued;
-  workers.post([this, id = ex.id, meshId, newSecret = std::move(newSecret),
-                current = std::move(currentSecret), reveal]() mutable {
+  // Cluster mode: the bucket is written (on the shared registry's writers)
+  // before the answer; a stalled bucket answers 503.
+  auto run = [this](std::function<void()> job) {
+    if (clusterRegistry) {
+      clusterRegistry->submit(std::move(job));
+    } else {
+      workers.post(std::move(job));
+    }
+  };
+  // The job holds the shared registry itself (see handleRegister).
+  run([this, cluster = clusterRegistry.get(), id = ex.id, meshId, newSecret = std::move(newSecret),
+       current = std::move(currentSecret), reveal]() mutable {
     Result result = Result::Rotated;
     std::string failure;
     try {
-      if (current && !registry.verifySecret(meshId, *current)) {
+      if (cluster) {
+        auto outcome = cluster->rotateSecret(meshId, newSecret, current);
+        if (auto* down = std::get_if<RegistryUnavailable>(&outcome)) {
+          result = Result::Failed;
+          failure = down->message;
+        } else if (std::get<RotateOutcome>(outcome) == RotateOutcome::UnknownMesh) {
+          result = Result::UnknownMesh;
+        } else if (std::get<RotateOutcome>(outcome) == RotateOutcome::WrongSecret) {
+          result = Result::WrongSecret;
+        }
+      } else if (current && !registry.verifySecret(meshId, *current)) {
         result = Result::WrongSecret;
       } else if (!registry.rotateSecret(meshId, newSecret)) {
         result = Result::UnknownMesh;
@@ -340,6 +413,34 @@ void Server::Impl::rotateSecret(HttpExchange& ex, const std::string& meshId, std
       sodium_memzero(answer.data(), answer.size());
     });
   });
+}
+
+void Server::Impl::startClusterRegistry() {
+  ClusterRegistry::Hooks hooks;
+  // Another relay deleted the mesh or replaced its secret: its session here
+  // closes as if it had been done here.
+  hooks.onRevoked = [this](const std::string& meshId, const std::string& reason) {
+    post([this, meshId, reason] {
+      LOG_INFO("meshId=" << meshId << " revoked in the cluster (" << reason << ")");
+      closeMeshSessions(meshId, reason);
+    });
+  };
+  clusterRegistry = std::make_unique<ClusterRegistry>(config, registry, std::move(hooks));
+}
+
+std::string Server::Impl::registryReadiness() const {
+  const ClusterRegistry::Status st = clusterRegistry->status();
+  std::string out = "\"registry\":{\"bucket\":";
+  out += st.reachable == 1   ? "\"reachable\""
+         : st.reachable == 0 ? "\"unreachable\""
+                             : "\"unknown\"";
+  out += st.caughtUp ? ",\"caughtUp\":true" : ",\"caughtUp\":false";
+  out += ",\"revision\":" + std::to_string(st.appliedRevision);
+  out += ",\"lag\":" + std::to_string(st.bucketRevision > st.appliedRevision
+                                          ? st.bucketRevision - st.appliedRevision
+                                          : 0);
+  out += '}';
+  return out;
 }
 
 void Server::Impl::closeMeshSessions(const std::string& meshId, std::string_view reason) {
@@ -453,6 +554,9 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_slow_consumers_total", "counter",
            "Connections closed because their send queue was full.");
   w.sample("mesh_relay_slow_consumers_total", "", c.slowConsumers);
+  w.sample("mesh_relay_relays_total", "result=\"cluster_unavailable\"",
+           clusterLink ? clusterLink->stats().unavailable : 0);
+  if (clusterLink) renderClusterMetrics(w, *clusterLink);
   recorder.renderMetrics(w);
 
   std::uint64_t queued = 0;
@@ -466,9 +570,64 @@ std::string Server::Impl::renderMetrics() const {
            "Time from a relayed or broadcast frame's arrival to the write of its last copy.");
   c.deliverySeconds.render(out, "mesh_relay_frame_delivery_seconds");
 
+  w.family("mesh_relay_upgrade_auth_total", "counter",
+           "Authentications by the upgrade request's Authorization header, by result.");
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"ok\"", c.upgradeAuthOk);
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"invalid_credentials\"",
+           c.upgradeAuthInvalid);
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"rate_limited\"", c.upgradeAuthRateLimited);
+  if (authorizer) {
+    w.family("mesh_relay_authorize_requests_total", "counter",
+             "Decisions of the authorize hook, by outcome (cached: answered from the cache "
+             "without a call).");
+    w.sample("mesh_relay_authorize_requests_total", "outcome=\"allow\"", c.authorizeAllowed);
+    w.sample("mesh_relay_authorize_requests_total", "outcome=\"deny\"", c.authorizeDenied);
+    w.sample("mesh_relay_authorize_requests_total", "outcome=\"cached\"", c.authorizeCached);
+    for (std::size_t i = 1; i < c.authorizeFailedBy.size(); ++i) {
+      const std::string label =
+          "outcome=\"" +
+          std::string(authorizeFailureName(static_cast<AuthorizeAnswer::Failure>(i))) + "\"";
+      w.sample("mesh_relay_authorize_requests_total", label, c.authorizeFailedBy[i]);
+    }
+    w.family("mesh_relay_authorize_seconds", "histogram",
+             "Time the authorize hook took to answer (or to fail).");
+    c.authorizeSeconds.render(out, "mesh_relay_authorize_seconds");
+  }
+
   w.family("mesh_relay_tls_reloads_total", "counter", "Certificate reloads (SIGHUP), by result.");
   w.sample("mesh_relay_tls_reloads_total", "result=\"ok\"", c.tlsReloads);
   w.sample("mesh_relay_tls_reloads_total", "result=\"error\"", c.tlsReloadFailures);
+
+  if (clusterRegistry) {
+    const ClusterRegistry::Status st = clusterRegistry->status();
+    w.family("mesh_relay_registry_bucket_reachable", "gauge",
+             "Cluster registry bucket: 1 answered the last probe (every second), 0 did not, -1 "
+             "none yet.");
+    w.sample("mesh_relay_registry_bucket_reachable", "", static_cast<double>(st.reachable));
+    w.family("mesh_relay_registry_revision", "gauge",
+             "Cluster registry: the bucket's last revision (as last probed) and the revision "
+             "this relay's copy has applied.");
+    w.sample("mesh_relay_registry_revision", "source=\"bucket\"", st.bucketRevision);
+    w.sample("mesh_relay_registry_revision", "source=\"applied\"", st.appliedRevision);
+    w.family("mesh_relay_registry_revision_lag", "gauge",
+             "Bucket revisions this relay's registry copy has not applied yet.");
+    w.sample("mesh_relay_registry_revision_lag", "",
+             st.bucketRevision > st.appliedRevision ? st.bucketRevision - st.appliedRevision
+                                                    : std::uint64_t{0});
+    w.family("mesh_relay_registry_caught_up", "gauge",
+             "1 once this relay's copy has applied the bucket's contents since it started.");
+    w.sample("mesh_relay_registry_caught_up", "", std::uint64_t{st.caughtUp ? 1u : 0u});
+    w.family("mesh_relay_registry_writes_unavailable_total", "counter",
+             "Registry writes answered 503 because the bucket did not take them in time.");
+    w.sample("mesh_relay_registry_writes_unavailable_total", "", st.writesUnavailable);
+    w.family("mesh_relay_registry_watch_restarts_total", "counter",
+             "Times the registry watch was started again (ended or stalled).");
+    w.sample("mesh_relay_registry_watch_restarts_total", "", st.watchRestarts);
+    w.family("mesh_relay_registry_tokens_total", "counter",
+             "Resume-token hashes shared through the bucket, by direction.");
+    w.sample("mesh_relay_registry_tokens_total", "direction=\"published\"", st.tokensPublished);
+    w.sample("mesh_relay_registry_tokens_total", "direction=\"applied\"", st.tokensApplied);
+  }
 
   w.family("mesh_relay_database_writable", "gauge",
            "Last database write probe (/readyz or every 15 s): 1 ok, 0 failed, -1 none yet.");

@@ -87,6 +87,9 @@ struct SecretCheck {
   std::string meshId;
   std::string secret;
   std::shared_ptr<std::atomic<bool>> cancelled;  // set when the connection goes
+  // When set, the answer goes here (on the loop) instead of to the session:
+  // the name if the secret is right, and whether it was checked at all.
+  std::function<void(std::optional<std::string> name, bool checked)> done;
 };
 
 // Secret checks queued per client address and taken round robin, so one

@@ -52,6 +52,18 @@ struct Counters {
   int databaseWritable = -1;
   // From a node frame's arrival to the write that sent its last copy.
   Histogram deliverySeconds;
+
+  // Authentications by the upgrade request's Authorization header, by result.
+  std::uint64_t upgradeAuthOk = 0;
+  std::uint64_t upgradeAuthInvalid = 0;
+  std::uint64_t upgradeAuthRateLimited = 0;
+  // The authorize hook: answers by outcome (failures by
+  // AuthorizeAnswer::Failure), answers reused from the cache, call times.
+  std::uint64_t authorizeAllowed = 0;
+  std::uint64_t authorizeDenied = 0;
+  std::uint64_t authorizeCached = 0;
+  std::array<std::uint64_t, 5> authorizeFailedBy{};
+  Histogram authorizeSeconds;
 };
 
 }  // namespace mesh::relay

@@ -73,6 +73,7 @@ std::optional<RefuseReason> Server::Impl::gatewayRefusal(const std::string& peer
 int Server::Impl::onEstablished(lws* wsi, PerSession* pss) {
   pss->http = nullptr;
   pss->session = &openSession(std::make_unique<LwsConnection>(*this, wsi), clientAddress(wsi));
+  adoptLwsUpgradeAuth(wsi, *pss->session);
   return 0;
 }
 
@@ -338,9 +339,15 @@ void Server::Impl::pumpSecretChecks() {
       if (checked) name = registry.verifySecret(job->meshId, job->secret);
       sodium_memzero(job->secret.data(), job->secret.size());
       post([this, sessionId = job->sessionId, peer = std::move(job->peer),
-            meshId = std::move(job->meshId), name = std::move(name), checked] {
+            meshId = std::move(job->meshId), name = std::move(name), checked,
+            done = std::move(job->done)] {
         --counters.argon2Queued;
         --secretChecksRunning;
+        if (done) {  // a check for an upgrade request (upgrade_auth.cpp)
+          done(name, checked);
+          pumpSecretChecks();
+          return;
+        }
         // A client that hung up while its wrong secret was hashed still
         // spent a guess (finishAuth charges the ones still connected).
         const Session* sp = findSession(sessionId);
@@ -383,6 +390,24 @@ void Server::Impl::finishAuth(std::uint64_t sessionId, const std::optional<std::
     s.pendingDuringAuth.clear();
     sendError(s, proto::ErrorCode::InvalidCredentials, "Invalid credentials", s.authId);
     closeSession(s, 1008, "invalid_credentials", false);
+    return;
+  }
+  // The authorize hook has the last word, once per session.
+  if (authorizer && !s.authorized) {
+    authorizeThenFinish(s, *name, meshId);
+    return;
+  }
+  if (clusterLink && !clusterLink->mayTakeOver(meshId)) {
+    // Two nodes fighting over one meshId on two relays: the mesh moved to
+    // another relay less than a second ago and may not move back yet.
+    LOG_INFO("conn=" << s.id << " auth refused meshId=" << meshId
+                     << ": taken over on another relay less than a second ago");
+    recorder.auth(s, meshId, false, nowUs(), proto::ErrorCode::RateLimited);
+    s.pendingDuringAuth.clear();
+    sendError(s, proto::ErrorCode::RateLimited,
+              "This mesh was taken over on another relay less than a second ago; try again later",
+              s.authId);
+    closeSession(s, 1008, "rate_limited", false);
     return;
   }
   releaseUnauthenticated(s);
@@ -459,9 +484,15 @@ void Server::Impl::handleRelay(Session& s, const proto::RelayFrame& f,
 void Server::Impl::relayAnswered(Session& s, const std::optional<std::string>& id,
                                  RelayOutcome outcome) {
   countRelay(outcome);
-  if (!id || s.state != SessionState::Authenticated) return;
-  // A relay that cannot be reached answers offline until the protocol has a
-  // code of its own for it.
+  if (s.state != SessionState::Authenticated) return;
+  if (outcome == RelayOutcome::Unavailable) {
+    // Never a silent drop: the node learns the frame did not go, with or
+    // without an id, and may retry later or elsewhere.
+    sendError(s, proto::ErrorCode::ClusterUnavailable,
+              "The relay holding the target cannot be reached; try again later", id);
+    return;
+  }
+  if (!id) return;
   const bool delivered = outcome == RelayOutcome::Delivered;
   enqueue(s, makeFrame([&](std::string& out) {
             proto::encodeAck(out, *id,
@@ -473,7 +504,7 @@ void Server::Impl::relayAnswered(Session& s, const std::optional<std::string>& i
 void Server::Impl::countRelay(RelayOutcome outcome) {
   if (outcome == RelayOutcome::Delivered) {
     ++counters.relaysDelivered;
-  } else {
+  } else if (outcome == RelayOutcome::Offline) {
     ++counters.relaysOffline;
   }
 }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include "cluster_registry.h"
 #include "http_head.h"
 #include "log.h"
 #include "server_impl.h"
@@ -179,7 +180,9 @@ int Server::Impl::onHttpUpgrade(lws* wsi, const char* upgrade) {
   if (strcasecmp(upgrade, "websocket") == 0 &&
       lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) > 0 &&
       std::string_view(uri) == "/gateway") {
-    return 0;  // FILTER_PROTOCOL_CONNECTION decides the rest
+    // Credentials on the request are checked now; FILTER_PROTOCOL_CONNECTION
+    // decides the rest.
+    return checkLwsUpgrade(wsi);
   }
   // As the original relay: a WebSocket anywhere but /gateway is a 400.
   LOG_DEBUG("refused an upgrade to " << upgrade << " on " << uri);
@@ -211,12 +214,28 @@ void Server::Impl::route(HttpExchange& ex) {
       respond(ex, 503, errorBody("shutting down"));
       return;
     }
+    // Cluster mode: a relay cut off from NATS serves its own meshes but not
+    // the others', so it is not ready for new ones.
+    if (clusterLink && !clusterLink->connected()) {
+      respond(ex, 503, errorBody("not connected to the cluster"));
+      return;
+    }
     workers.post([this, id = ex.id] {
       const bool writable = registry.checkWritable();
       post([this, id, writable] {
         counters.databaseWritable = writable ? 1 : 0;
-        respondLater(id, writable ? 200 : 503,
-                     writable ? "{\"ok\":true}" : errorBody("database not writable"));
+        if (!writable) {
+          respondLater(id, 503, errorBody("database not writable"));
+          return;
+        }
+        // Cluster mode: still ready without the bucket (meshes authenticate
+        // from the local copy), but the answer says so. The cluster link's
+        // own readiness (NATS reachable) is answered before this.
+        std::string body = "{\"ok\":true";
+        if (clusterLink) body += ",\"cluster\":true";
+        if (clusterRegistry) body += "," + registryReadiness();
+        body += "}";
+        respondLater(id, 200, std::move(body));
       });
     });
   } else if (path == "/register" && ex.method == "POST") {
@@ -252,11 +271,33 @@ void Server::Impl::handleRegister(HttpExchange& ex) {
   }
   auto req = std::get<proto::RegisterRequest>(std::move(parsed));
   ++counters.argon2Queued;
-  workers.post([this, id = ex.id, peer = ex.peer, req = std::move(req)]() mutable {
+  // Cluster mode: the shared bucket is written first, on the shared
+  // registry's own writers (a stalled bucket never holds up Argon2 checks).
+  auto run = [this](std::function<void()> job) {
+    if (clusterRegistry) {
+      clusterRegistry->submit(std::move(job));
+    } else {
+      workers.post(std::move(job));
+    }
+  };
+  // The job holds the shared registry itself: the member is already null
+  // while the shared registry finishes its queued jobs at shutdown.
+  run([this, cluster = clusterRegistry.get(), id = ex.id, peer = ex.peer,
+       req = std::move(req)]() mutable {
     std::optional<RegisterOutcome> outcome;
     std::string failure;
     try {
-      outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+      if (cluster) {
+        auto result = cluster->registerMesh(req.meshId, req.name, req.secret);
+        if (auto* down = std::get_if<RegistryUnavailable>(&result)) {
+          LOG_WARN("registering meshId=" << req.meshId << " failed: " << down->message);
+          failure = down->message;
+        } else {
+          outcome = std::get<RegisterOutcome>(result);
+        }
+      } else {
+        outcome = registry.registerMesh(req.meshId, req.name, req.secret);
+      }
     } catch (const std::exception& e) {
       // A full disk, an I/O error: the client is told at once rather than
       // left waiting, and may try again later.

@@ -191,6 +191,31 @@ void bindOptions(CLI::App& app, Config& c) {
                  "Bearer token for GET /metrics (empty = metrics are public)")
       ->envname("MESH_METRICS_TOKEN")
       ->capture_default_str();
+  app.add_option("--authorize-url", c.authorizeUrl,
+                 "Ask this URL (POST, JSON) whether to accept each mesh (empty = no hook)")
+      ->envname("MESH_AUTHORIZE_URL")
+      ->check(CLI::Validator(
+          [](const std::string& url) -> std::string {
+            if (url.empty() || url.rfind("http://", 0) == 0 || url.rfind("https://", 0) == 0) {
+              return {};
+            }
+            return "the authorize URL must start with http:// or https://";
+          },
+          "URL"));
+  app.add_option("--authorize-token", c.authorizeToken,
+                 "Sent to the authorize hook as Authorization: Bearer")
+      ->envname("MESH_AUTHORIZE_TOKEN");
+  app.add_option("--authorize-timeout", c.authorizeTimeoutSeconds,
+                 "Seconds the authorize hook has to answer before the mesh is refused")
+      ->envname("MESH_AUTHORIZE_TIMEOUT")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--authorize-cache-ttl", c.authorizeCacheTtlSeconds,
+                 "Seconds a positive answer of the hook is reused, unless it names its own ttl "
+                 "(0 = not cached)")
+      ->envname("MESH_AUTHORIZE_CACHE_TTL")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--recorder-frames", c.recorderFrames,
                  "Frames the flight recorder keeps per mesh (0 = off)")
       ->envname("MESH_RECORDER_FRAMES")

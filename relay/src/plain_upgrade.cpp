@@ -65,7 +65,7 @@ void Server::Impl::onUpgradeReadable(Upgrade& u) {
 void Server::Impl::finishUpgrade(Upgrade& u) {
   const std::size_t headEnd = u.head.find("\r\n\r\n") + 4;
   const std::size_t lineEnd = u.head.find("\r\n");
-  const ws::UpgradeHeaders h =
+  ws::UpgradeHeaders h =
       ws::parseUpgradeHeaders(std::string_view(u.head).substr(lineEnd + 2, headEnd - lineEnd - 4));
   if (std::string error = ws::upgradeError(h); !error.empty()) {
     dropUpgrade(u, error);
@@ -82,18 +82,40 @@ void Server::Impl::finishUpgrade(Upgrade& u) {
                                      : "503 Service Unavailable"));
     return;
   }
-  if (!plain::sendAll(u.fd, ws::switchingProtocols(h.key))) {
-    dropUpgrade(u, {});
-    return;
-  }
   // Frames the client sent right behind its request.
   std::string early = u.head.substr(headEnd);
+  if (!h.authorization.empty()) {
+    // Credentials on the request: the 101 waits for their check.
+    awaitUpgradeCredentials(u, std::move(peer), std::move(h.key), std::move(h.host),
+                            std::move(h.authorization), std::move(early));
+    return;
+  }
+  upgradeToSession(u, std::move(peer), h.key, std::move(h.host), std::move(early));
+}
+
+Session* Server::Impl::upgradeToSession(Upgrade& u, std::string peer, std::string_view key,
+                                        std::string host, std::string early,
+                                        const std::function<void(Session&)>& beforeEarly) {
+  if (!plain::sendAll(u.fd, ws::switchingProtocols(key))) {
+    dropUpgrade(u, {});
+    return nullptr;
+  }
   const int fd = u.fd;
   ev_io_stop(evLoop, &u.io);
   upgrades.erase(&u);
 
   Session& s = openSession(std::make_unique<PlainConnection>(*this), std::move(peer));
+  s.host = std::move(host);
+  if (beforeEarly) {
+    const std::uint64_t id = s.id;
+    beforeEarly(s);
+    Session* again = findSession(id);
+    if (!again) return nullptr;
+    PlainConnection::of(*again).start(*again, fd, std::move(early));
+    return findSession(id);
+  }
   PlainConnection::of(s).start(s, fd, std::move(early));
+  return &s;
 }
 
 void Server::Impl::handOverToLws(Upgrade& u) {
@@ -128,6 +150,7 @@ void Server::Impl::releaseHandshake(Upgrade& u) {
 
 void Server::Impl::dropUpgrade(Upgrade& u, std::string_view response) {
   releaseHandshake(u);
+  abandonUpgradeCheck(u);
   if (!response.empty()) plain::sendAll(u.fd, response);
   ev_io_stop(evLoop, &u.io);
   ::close(u.fd);

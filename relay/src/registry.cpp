@@ -81,7 +81,7 @@ bool legacyMatches(std::string_view stored, std::string_view secret) {
 
 // Forward migrations: entry i takes the schema from version i to i + 1.
 // Never edit a shipped entry; append a new one.
-const std::array<const char*, 2> kMigrations = {
+const std::array<const char*, 3> kMigrations = {
     // 1: the mesh table and a key/value table for the token hash key.
     "CREATE TABLE meshes ("
     "  mesh_id TEXT PRIMARY KEY NOT NULL,"
@@ -99,7 +99,14 @@ const std::array<const char*, 2> kMigrations = {
     ");",
     // 2: the keyed fast verifier of the secret (NULL until one is known).
     "ALTER TABLE meshes ADD COLUMN verifier BLOB NULL;",
+    // 3: cluster mode. The bucket revision this copy applied (0: never
+    // replicated) and when the secret was last set (a new value = a new
+    // secret, whatever its hash looks like).
+    "ALTER TABLE meshes ADD COLUMN kv_revision INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE meshes ADD COLUMN secret_set_ms INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE meshes SET secret_set_ms = updated_at_ms;",
 };
+constexpr const char* kAppliedRevisionName = "kv_applied_revision";
 
 std::int64_t wallClockMs() {
   using namespace std::chrono;
@@ -124,6 +131,8 @@ struct Entry {
   std::int64_t tokenExpiresMs = 0;
   bool hasVerifier = false;
   Verifier verifier{};
+  std::uint64_t revision = 0;  // cluster mode: the bucket revision applied
+  std::int64_t secretSetMs = 0;
 };
 
 std::string hexOf(const unsigned char* data, std::size_t len) {
@@ -346,7 +355,8 @@ struct Registry::Impl {
   void loadIndex() {
     Statement sel(*db,
                   "SELECT mesh_id, name, secret_hash, created_at_ms, updated_at_ms, last_seen_ms,"
-                  " token_hash, token_expires_ms, verifier FROM meshes");
+                  " token_hash, token_expires_ms, verifier, kv_revision, secret_set_ms"
+                  " FROM meshes");
     auto run = sel.run();
     while (run.step()) {
       Entry e;
@@ -372,6 +382,8 @@ struct Registry::Impl {
           e.hasVerifier = true;
         }
       }
+      e.revision = static_cast<std::uint64_t>(run.int64(9));
+      e.secretSetMs = run.int64(10);
       index.emplace(run.text(0), std::move(e));
     }
   }
@@ -449,6 +461,7 @@ struct Registry::Impl {
     }
   }
 
+  // Reads tokenKey: hold indexMutex (shared is enough).
   TokenHash hashToken(const unsigned char* raw) const {
     TokenHash h{};
     crypto_generichash(h.data(), h.size(), raw, kTokenBytes, tokenKey.data(), tokenKey.size());
@@ -459,16 +472,17 @@ struct Registry::Impl {
 
   struct Statements {
     explicit Statements(Database& d)
-        : insertMesh(d,
-                     "INSERT INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
-                     " updated_at_ms, verifier) VALUES (?1, ?2, ?3, ?4, ?4, ?5)"),
+        : insertMesh(
+              d,
+              "INSERT INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
+              " updated_at_ms, verifier, secret_set_ms) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?4)"),
           updateName(d,
                      "UPDATE meshes SET name = ?2, updated_at_ms = ?3, verifier = ?5"
                      " WHERE mesh_id = ?1 AND secret_hash = ?4"),
           replaceSecret(d,
                         "UPDATE meshes SET secret_hash = ?2, updated_at_ms = ?3,"
-                        " token_hash = NULL, token_expires_ms = 0, verifier = ?4"
-                        " WHERE mesh_id = ?1"),
+                        " token_hash = NULL, token_expires_ms = 0, verifier = ?4,"
+                        " secret_set_ms = ?3 WHERE mesh_id = ?1"),
           // Only if the hash is still the one that was checked: a rotation
           // meanwhile must not get the old secret's verifier back.
           storeVerified(d,
@@ -477,12 +491,17 @@ struct Registry::Impl {
           deleteMesh(d, "DELETE FROM meshes WHERE mesh_id = ?1"),
           importMesh(d,
                      "INSERT OR IGNORE INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
-                     " updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?4)"),
+                     " updated_at_ms, secret_set_ms) VALUES (?1, ?2, ?3, ?4, ?4, ?4)"),
           writeVolatile(d,
                         "UPDATE meshes SET last_seen_ms = ?2, token_hash = ?3,"
                         " token_expires_ms = ?4 WHERE mesh_id = ?1"),
           probeWrite(d, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)"),
-          probeRead(d, "SELECT value FROM meta WHERE key = ?1") {}
+          probeRead(d, "SELECT value FROM meta WHERE key = ?1"),
+          putReplica(d,
+                     "INSERT OR REPLACE INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
+                     " updated_at_ms, last_seen_ms, token_hash, token_expires_ms, verifier,"
+                     " kv_revision, secret_set_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+                     " ?10, ?11)") {}
 
     Statement insertMesh;
     Statement updateName;
@@ -493,13 +512,16 @@ struct Registry::Impl {
     Statement writeVolatile;
     Statement probeWrite;
     Statement probeRead;
+    Statement putReplica;
   };
 
   const Argon2Params argon2;
   // Set once, before the server starts (setBackgroundRunner).
   std::function<void(std::function<void()>)> runInBackground;
-  std::array<unsigned char, kTokenKeyBytes> tokenKey{};  // immutable after construction
-  VerifierKey verifierKey{};                             // immutable after construction
+  // Guarded by indexMutex: replaced when a cluster's key is adopted.
+  std::function<void(const TokenReplica&)> tokenListener;  // set once before start
+  std::array<unsigned char, kTokenKeyBytes> tokenKey{};
+  VerifierKey verifierKey{};  // immutable after construction
 
   // Guarded by dbMutex. Lock order: dbMutex before indexMutex, never the
   // reverse, and never hold either while running Argon2id.
@@ -596,6 +618,7 @@ RegisterOutcome Registry::registerMesh(std::string_view meshId, std::string_view
     entry.updatedAtMs = now;
     entry.hasVerifier = true;
     entry.verifier = verifier;
+    entry.secretSetMs = now;
     im.index.insert_or_assign(std::string(meshId), std::move(entry));
     return RegisterOutcome::Created;
   }
@@ -709,6 +732,7 @@ LegacyImportOutcome Registry::importLegacyMesh(std::string_view meshId, std::str
   entry.secretHash = std::move(stored);
   entry.createdAtMs = now;
   entry.updatedAtMs = now;
+  entry.secretSetMs = now;
   im.index.insert_or_assign(std::string(meshId), std::move(entry));
   return LegacyImportOutcome::Imported;
 }
@@ -749,10 +773,9 @@ std::optional<std::string> Registry::verifyResumeToken(std::string_view meshId,
       rawLen != kTokenBytes || end != token.data() + token.size()) {
     return std::nullopt;
   }
+  std::shared_lock lock(im.indexMutex);
   const TokenHash presented = im.hashToken(raw.data());
   sodium_memzero(raw.data(), raw.size());
-
-  std::shared_lock lock(im.indexMutex);
   auto it = im.index.find(meshId);
   if (it == im.index.end()) return std::nullopt;
   const Entry& e = it->second;
@@ -771,19 +794,27 @@ ResumeToken Registry::issueResumeToken(std::string_view meshId, std::int64_t now
   std::array<char, kTokenChars + 1> text{};
   sodium_bin2base64(text.data(), text.size(), raw.data(), raw.size(),
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  const TokenHash hash = im.hashToken(raw.data());
-  sodium_memzero(raw.data(), raw.size());
   ResumeToken out{std::string(text.data(), kTokenChars), nowMs + ttlMs};
-
-  std::unique_lock lock(im.indexMutex);
-  // An id that vanished meanwhile (removed by an admin) gets a token that is
-  // recorded nowhere and so never verifies.
-  if (auto it = im.index.find(meshId); it != im.index.end()) {
-    it->second.hasToken = true;
-    it->second.tokenHash = hash;
-    it->second.tokenExpiresMs = out.expiresAtMs;
-    im.pending.emplace(meshId);
+  std::optional<TokenReplica> shared;
+  {
+    std::unique_lock lock(im.indexMutex);
+    const TokenHash hash = im.hashToken(raw.data());
+    sodium_memzero(raw.data(), raw.size());
+    // An id that vanished meanwhile (removed by an admin) gets a token that
+    // is recorded nowhere and so never verifies.
+    if (auto it = im.index.find(meshId); it != im.index.end()) {
+      it->second.hasToken = true;
+      it->second.tokenHash = hash;
+      it->second.tokenExpiresMs = out.expiresAtMs;
+      im.pending.emplace(meshId);
+      if (im.tokenListener) {
+        shared = TokenReplica{std::string(meshId),
+                              std::string(reinterpret_cast<const char*>(hash.data()), hash.size()),
+                              out.expiresAtMs, it->second.secretSetMs};
+      }
+    }
   }
+  if (shared) im.tokenListener(*shared);
   return out;
 }
 
@@ -909,6 +940,7 @@ bool Registry::rotateSecret(std::string_view meshId, std::string_view newSecret)
     e.tokenExpiresMs = 0;
     e.hasVerifier = true;
     e.verifier = verifier;
+    e.secretSetMs = now;
   }
   return true;
 }
@@ -928,6 +960,162 @@ bool Registry::checkWritable() {
   } catch (const std::exception&) {
     return false;
   }
+}
+
+// ---- cluster mode ----
+
+ReplicaChange Registry::applyReplica(const ReplicaRecord& r, std::string_view secret) {
+  Impl& im = *impl_;
+  std::lock_guard dbLock(im.dbMutex);
+  std::optional<Entry> old;
+  {
+    std::shared_lock lock(im.indexMutex);
+    if (auto it = im.index.find(r.meshId); it != im.index.end()) old = it->second;
+  }
+  if (old && old->revision >= r.revision) return ReplicaChange::None;
+
+  Entry e;
+  ReplicaChange change = ReplicaChange::Added;
+  if (old && old->secretSetMs == r.secretSetMs) {
+    // The same secret: the hash (possibly re-hashed here with this relay's
+    // parameters), verifier and token stay.
+    e = *old;
+    change = ReplicaChange::Renamed;
+  } else {
+    if (old) {
+      change = ReplicaChange::SecretChanged;
+      e.lastSeenMs = old->lastSeenMs;
+    }
+    e.secretHash = r.secretHash;
+  }
+  e.name = r.name;
+  e.createdAtMs = r.createdAtMs;
+  e.updatedAtMs = r.updatedAtMs;
+  e.secretSetMs = r.secretSetMs;
+  e.revision = r.revision;
+  if (!secret.empty() && !e.hasVerifier) {
+    e.verifier = im.makeVerifier(r.meshId, secret);
+    e.hasVerifier = true;
+  }
+  auto run = im.stmts->putReplica.run();
+  run.bind(1, r.meshId).bind(2, e.name).bind(3, e.secretHash).bind(4, e.createdAtMs);
+  run.bind(5, e.updatedAtMs).bind(6, e.lastSeenMs);
+  if (e.hasToken) {
+    run.bindBlob(7, e.tokenHash.data(), e.tokenHash.size());
+  } else {
+    run.bindNull(7);
+  }
+  run.bind(8, e.hasToken ? e.tokenExpiresMs : 0);
+  if (e.hasVerifier) {
+    run.bindBlob(9, e.verifier.data(), e.verifier.size());
+  } else {
+    run.bindNull(9);
+  }
+  run.bind(10, static_cast<std::int64_t>(e.revision)).bind(11, e.secretSetMs).done();
+  std::unique_lock lock(im.indexMutex);
+  im.index.insert_or_assign(r.meshId, std::move(e));
+  return change;
+}
+
+bool Registry::applyReplicaRemoval(std::string_view meshId, std::uint64_t revision) {
+  Impl& im = *impl_;
+  std::lock_guard dbLock(im.dbMutex);
+  {
+    std::shared_lock lock(im.indexMutex);
+    auto it = im.index.find(meshId);
+    if (it == im.index.end() || it->second.revision >= revision) return false;
+  }
+  im.stmts->deleteMesh.run().bind(1, meshId).done();
+  std::unique_lock lock(im.indexMutex);
+  if (auto it = im.index.find(meshId); it != im.index.end()) im.index.erase(it);
+  if (auto it = im.pending.find(meshId); it != im.pending.end()) im.pending.erase(it);
+  return true;
+}
+
+namespace {
+ReplicaRecord toReplica(const std::string& id, const Entry& e) {
+  return ReplicaRecord{id,        e.name, e.secretHash, e.createdAtMs, e.updatedAtMs, e.secretSetMs,
+                       e.revision};
+}
+}  // namespace
+
+std::optional<ReplicaRecord> Registry::replica(std::string_view meshId) const {
+  std::shared_lock lock(impl_->indexMutex);
+  auto it = impl_->index.find(meshId);
+  if (it == impl_->index.end()) return std::nullopt;
+  return toReplica(it->first, it->second);
+}
+
+std::vector<ReplicaRecord> Registry::replicas() const {
+  std::vector<ReplicaRecord> out;
+  std::shared_lock lock(impl_->indexMutex);
+  out.reserve(impl_->index.size());
+  for (const auto& [id, e] : impl_->index) out.push_back(toReplica(id, e));
+  return out;
+}
+
+std::uint64_t Registry::appliedRevision() const {
+  Impl& im = *impl_;
+  std::lock_guard dbLock(im.dbMutex);
+  auto run = im.stmts->probeRead.run();
+  run.bind(1, kAppliedRevisionName);
+  if (!run.step()) return 0;
+  const std::string text = run.blob(0);
+  return text.empty() ? 0 : std::stoull(text);
+}
+
+void Registry::setAppliedRevision(std::uint64_t revision) {
+  Impl& im = *impl_;
+  const std::string text = std::to_string(revision);
+  std::lock_guard dbLock(im.dbMutex);
+  im.stmts->probeWrite.run()
+      .bind(1, kAppliedRevisionName)
+      .bindBlob(2, text.data(), text.size())
+      .done();
+}
+
+std::string Registry::tokenKey() const {
+  std::shared_lock lock(impl_->indexMutex);
+  return std::string(reinterpret_cast<const char*>(impl_->tokenKey.data()), impl_->tokenKey.size());
+}
+
+void Registry::adoptTokenKey(std::string_view key) {
+  Impl& im = *impl_;
+  if (key.size() != kTokenKeyBytes) throw std::runtime_error("registry: token key of wrong length");
+  std::lock_guard dbLock(im.dbMutex);
+  im.stmts->probeWrite.run().bind(1, kTokenKeyName).bindBlob(2, key.data(), key.size()).done();
+  std::unique_lock lock(im.indexMutex);
+  std::copy(key.begin(), key.end(), im.tokenKey.begin());
+}
+
+void Registry::setTokenListener(std::function<void(const TokenReplica&)> listener) {
+  impl_->tokenListener = std::move(listener);
+}
+
+bool Registry::applyTokenReplica(const TokenReplica& t) {
+  Impl& im = *impl_;
+  if (t.hash.size() != kTokenHashBytes) return false;
+  std::unique_lock lock(im.indexMutex);
+  auto it = im.index.find(t.meshId);
+  if (it == im.index.end()) return false;
+  Entry& e = it->second;
+  // A token of an older secret, or older than the one held, is ignored.
+  if (e.secretSetMs != t.secretSetMs) return false;
+  if (e.hasToken && e.tokenExpiresMs >= t.expiresAtMs) return false;
+  std::copy(t.hash.begin(), t.hash.end(), e.tokenHash.begin());
+  e.hasToken = true;
+  e.tokenExpiresMs = t.expiresAtMs;
+  im.pending.emplace(t.meshId);
+  return true;
+}
+
+bool Registry::hashMatches(const std::string& stored, std::string_view secret) {
+  if (isLegacyHash(stored)) return legacyMatches(stored, secret);
+  return Impl::secretMatches(stored, secret);
+}
+
+std::string Registry::hashSecret(std::string_view secret) const {
+  return impl_->hashSecret(secret);
 }
 
 }  // namespace mesh::relay

@@ -68,6 +68,31 @@ struct ResumeToken {
   std::int64_t expiresAtMs;  // unix ms
 };
 
+// Cluster mode (cluster_registry.h): a mesh as the shared bucket holds it.
+// `secretSetMs` is when its secret was last set (registered or rotated): a
+// different value means another secret, whatever the hash text says (a relay
+// may re-hash the same secret with its own Argon2id parameters).
+struct ReplicaRecord {
+  std::string meshId;
+  std::string name;
+  std::string secretHash;
+  std::int64_t createdAtMs = 0;
+  std::int64_t updatedAtMs = 0;
+  std::int64_t secretSetMs = 0;
+  std::uint64_t revision = 0;  // the bucket's revision; 0 = never replicated
+};
+
+// What applying a replica changed locally.
+enum class ReplicaChange { None, Added, Renamed, SecretChanged };
+
+// A mesh's current resume-token hash, as relays share it in cluster mode.
+struct TokenReplica {
+  std::string meshId;
+  std::string hash;  // 32 bytes
+  std::int64_t expiresAtMs = 0;
+  std::int64_t secretSetMs = 0;  // the secret it was issued under
+};
+
 class Registry {
  public:
   // Opens (creating if needed) the database at `path`, migrates the schema,
@@ -155,6 +180,43 @@ class Registry {
 
   // [blocking] A cheap write+read round trip, for readiness probes.
   bool checkWritable();
+
+  // ---- Cluster mode: the shared bucket is the source of truth and this
+  // database keeps a copy, each mesh with the bucket revision it applied.
+
+  // [blocking] Applies a mesh from the bucket unless this copy already has
+  // that revision or a newer one. `secret`, when the caller knows it is the
+  // mesh's right secret (it just wrote it), stores its verifier too. A new
+  // secret drops the old verifier and resume token.
+  ReplicaChange applyReplica(const ReplicaRecord& record, std::string_view secret = {});
+  // [blocking] Removes the mesh if the revision this copy applied is older
+  // than `revision` (a delete at that revision). True when it was removed.
+  bool applyReplicaRemoval(std::string_view meshId, std::uint64_t revision);
+  // Fast: the mesh as this copy holds it (hash and revision included).
+  std::optional<ReplicaRecord> replica(std::string_view meshId) const;
+  // Fast: every mesh of this copy, for the upload of meshes the bucket lacks
+  // and for the sweep of meshes the bucket no longer has.
+  std::vector<ReplicaRecord> replicas() const;
+  // [blocking] The highest bucket revision applied, kept in the database.
+  std::uint64_t appliedRevision() const;
+  void setAppliedRevision(std::uint64_t revision);
+
+  // The resume-token hash key, and [blocking] replacing it with the
+  // cluster's (tokens hashed with the old key stop verifying).
+  std::string tokenKey() const;
+  void adoptTokenKey(std::string_view key);
+  // Called (on the caller's thread, after the index is updated) with every
+  // token issueResumeToken records; set once before the server starts.
+  void setTokenListener(std::function<void(const TokenReplica&)> listener);
+  // Fast: takes a token issued by another relay if it belongs to the mesh's
+  // current secret and outlives the one held here; queued for persistPending.
+  bool applyTokenReplica(const TokenReplica& token);
+
+  // [blocking] Argon2id check (or an imported SHA-256) of `secret` against
+  // a stored hash, for hashes that come from the bucket.
+  static bool hashMatches(const std::string& stored, std::string_view secret);
+  // [blocking] A new Argon2id hash of `secret` with this registry's cost.
+  std::string hashSecret(std::string_view secret) const;
 
  private:
   struct Impl;

@@ -7,8 +7,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
+#include "cluster_registry.h"
 #include "http_head.h"
 #include "log.h"
 #include "lws_connection.h"
@@ -76,6 +78,7 @@ constexpr lws_usec_t kLivenessTick = 200 * LWS_US_PER_MS;
 void livenessTick(lws_sorted_usec_list_t* sul) {
   auto* self = timerOwner(sul);
   self->sweepSessions();
+  if (self->clusterLink) self->clusterLink->tick();
   lws_sul_schedule(self->context, 0, sul, livenessTick, kLivenessTick);
 }
 
@@ -113,6 +116,10 @@ Server::Impl::Impl(const Config& cfg)
   lws_set_log_level(LLL_ERR | LLL_WARN, lwsLogSink);
   // An imported mesh's first auth is answered before its hash is upgraded.
   registry.setBackgroundRunner([this](std::function<void()> job) { workers.post(std::move(job)); });
+  if (!config.authorizeUrl.empty()) {
+    authorizer = std::make_unique<AuthorizeClient>(config.authorizeUrl, config.authorizeToken,
+                                                   config.authorizeTimeoutSeconds);
+  }
 
   protocols.resize(2);
   protocols[0] = lws_protocols{};
@@ -197,6 +204,7 @@ Server::Impl::Impl(const Config& cfg)
     if (!config.tlsCertPath.empty() && !tlsContext) {
       throw std::runtime_error("TLS: libwebsockets did not hand over its TLS context");
     }
+    if (!config.natsUrls.empty()) startClusterRegistry();
   } catch (...) {
     releaseLoop();
     throw;
@@ -218,6 +226,15 @@ void Server::Impl::releaseLoop() {
 }
 
 Server::Impl::~Impl() {
+  // run() normally closes the cluster link; if it did not get that far, the
+  // link goes first, while lws's context (post()) is still there.
+  if (clusterLink) {
+    router.setClusterLink(noCluster);
+    clusterLink.reset();
+  }
+  // The shared registry's threads next: they post to the inbox and use the
+  // registry.
+  clusterRegistry.reset();
   // Nothing may be posted once the loop is gone.
   tokens->shutdown();
   lws_sul_cancel(&tokenTimer.sul);
@@ -273,6 +290,8 @@ void Server::Impl::requestStop() {
 }
 
 int Server::Impl::run() {
+  // Settings NATS refuses stop the relay here, before it says it listens.
+  startCluster();
   LOG_INFO("listening on " << (config.host.empty() ? "0.0.0.0" : config.host) << ":" << boundPort
                            << " db=" << config.dbPath << " meshes=" << registry.size());
   lws_sul_schedule(context, 0, &sweepTimer.sul, sweepBuckets, 60 * LWS_US_PER_SEC);
@@ -290,6 +309,10 @@ int Server::Impl::run() {
     ev_run(evLoop, EVRUN_ONCE);
   }
   closeListener();
+  if (clusterLink) {
+    router.setClusterLink(noCluster);
+    clusterLink.reset();
+  }
   lws_sul_cancel(&sweepTimer.sul);
   lws_sul_cancel(&livenessTimer.sul);
   lws_sul_cancel(&persistTimer.sul);
@@ -297,9 +320,26 @@ int Server::Impl::run() {
   return 0;
 }
 
+// Cluster mode: the link to the other relays, on the loop thread (the
+// Router's thread). Without --relay-id the relay is "<hostname>:<port>".
+void Server::Impl::startCluster() {
+  if (config.natsUrls.empty()) return;
+  std::string id = config.relayId;
+  if (id.empty()) {
+    char host[256] = {0};
+    if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "relay");
+    id = std::string(host) + ":" + std::to_string(boundPort);
+  }
+  clusterLink = std::make_unique<NatsClusterLink>(
+      config, std::move(id), router, [this](std::function<void()> fn) { post(std::move(fn)); });
+  router.setClusterLink(*clusterLink);
+}
+
 void Server::Impl::beginShutdown() {
   if (shuttingDown) return;
   shuttingDown = true;
+  // The other relays drop this relay's meshes now, not after its silence.
+  if (clusterLink) clusterLink->leave();
   LOG_INFO("shutting down: closing " << sessions.size() << " connections");
   // From here on new TCP connections are dropped at accept (see
   // FILTER_NETWORK_CONNECTION). lws_context_deprecate() would close the
@@ -360,6 +400,7 @@ int Server::Impl::dispatch(lws* wsi, lws_callback_reasons reason, PerSession* ps
       return 0;
     case LWS_CALLBACK_WSI_DESTROY:
       releaseHandshake(wsi);
+      forgetLwsUpgradeAuth(wsi);
       return 0;
 
     // WebSocket

@@ -24,6 +24,8 @@
 #include <vector>
 
 #include "auth_guard.h"
+#include "authorize.h"
+#include "cluster_link.h"
 #include "counters.h"
 #include "mesh/proto/codec.h"
 #include "mesh/relay/config.h"
@@ -39,6 +41,8 @@
 #include "worker_pool.h"
 
 namespace mesh::relay {
+
+class ClusterRegistry;
 
 // One HTTP request/response on a connection.
 struct HttpExchange {
@@ -93,6 +97,7 @@ struct Server::Impl final : LocalDelivery {
   void drainInbox();
   void beginShutdown();
   void finishIfDrained();  // run() asks once a turn while shutting down
+  void startCluster();     // cluster mode: the link to the other relays
   static int callback(lws* wsi, lws_callback_reasons reason, void* user, void* in, size_t len);
   int dispatch(lws* wsi, lws_callback_reasons reason, PerSession* pss, void* in, size_t len);
   [[nodiscard]] std::int64_t nowUs() const;
@@ -198,6 +203,11 @@ struct Server::Impl final : LocalDelivery {
     // Counted in unauthenticatedPerIp under socketPeer (from accept until
     // it is handed on or dropped).
     bool counted = false;
+    // Credentials on the request being checked (upgrade_auth.cpp): set if
+    // the upgrade is dropped meanwhile. Counted under the client's address
+    // (checkPeer) until the answer.
+    std::shared_ptr<std::atomic<bool>> checkCancelled;
+    std::string checkPeer;
   };
   void openListener();
   void servePlainOnThisThread();  // run() calls it before turning the loop
@@ -205,12 +215,66 @@ struct Server::Impl final : LocalDelivery {
   void onAccept();
   void onUpgradeReadable(Upgrade& u);
   void finishUpgrade(Upgrade& u);
+  // Answers 101 and makes the connection a session; null if the client is
+  // gone (the upgrade is dropped) or the session closed. `beforeEarly` runs
+  // on the new session before the frames that followed the request
+  // (`early`) are handled.
+  Session* upgradeToSession(Upgrade& u, std::string peer, std::string_view key, std::string host,
+                            std::string early,
+                            const std::function<void(Session&)>& beforeEarly = {});
   void handOverToLws(Upgrade& u);
   void dropUpgrade(Upgrade& u, std::string_view response);
   // Answers `status` (400, 414, 431) to a request not served and closes.
   void refuseRequest(Upgrade& u, int status);
   void releaseHandshake(Upgrade& u);  // it no longer counts toward its address
   void sweepUpgrades(std::int64_t now);
+
+  // ---- credentials on the upgrade request, the authorize hook
+  // (upgrade_auth.cpp)
+  struct UpgradeVerdict {
+    enum class Kind { Ok, Invalid, RateLimited };
+    Kind kind = Kind::Invalid;
+    std::string meshId;
+    std::string name;                       // Ok: the mesh's registered name
+    std::optional<std::string> token;       // Ok by Bearer: the JWT, for the hook
+    std::optional<VerifiedToken> verified;  // Ok by Bearer: what it proved
+  };
+  using UpgradeDone = std::function<void(UpgradeVerdict)>;
+  // Checks an Authorization header from `peer` as gateway_auth would check
+  // the same credentials (budgets of failures, keyed verifier, Argon2id on
+  // the workers). `done` runs on the loop, possibly before this returns;
+  // not at all if `cancelled` is set before the check ran.
+  void checkUpgradeCredentials(const std::string& peer, std::string authorization,
+                               std::shared_ptr<std::atomic<bool>> cancelled, UpgradeDone done);
+  void upgradeCheckFailed(const std::string& peer, const std::string& meshId, UpgradeDone& done);
+  // Authorization: Bearer: verified as a token in gateway_auth is; `mayWait`
+  // as for checkToken (an unknown kid may wait for the JWKS fetch, once).
+  void checkUpgradeToken(const std::string& peer, std::string token, UpgradeDone done,
+                         bool mayWait);
+  // TLS (lws): from HTTP_CONFIRM_UPGRADE; 0 lets the upgrade go on, -1 when
+  // a 401 or 429 was written and the connection is to close.
+  int checkLwsUpgrade(lws* wsi);
+  void lwsUpgradeChecked(std::uint64_t checkId, UpgradeVerdict verdict);
+  // ESTABLISHED: the session takes over its upgrade's check (or starts one
+  // for an upgrade lws did not confirm, a WebSocket inside HTTP/2).
+  void adoptLwsUpgradeAuth(lws* wsi, Session& s);
+  void forgetLwsUpgradeAuth(lws* wsi);  // WSI_DESTROY
+  // Plain sockets: the 101 (or the 401/429) waits for the check; nothing is
+  // read from the socket meanwhile. `early` is what followed the request.
+  void awaitUpgradeCredentials(Upgrade& u, std::string peer, std::string key, std::string host,
+                               std::string authorization, std::string early);
+  void abandonUpgradeCheck(Upgrade& u);  // dropUpgrade: the answer is not wanted
+  // The session of an upgrade whose credentials were checked: authenticated
+  // now (gateway_auth_ok is its first frame), or told why not and closed.
+  void applyUpgradeVerdict(Session& s, UpgradeVerdict verdict);
+  // The hook (finishAuth calls it once the credentials are right).
+  void authorizeThenFinish(Session& s, const std::string& name, const std::string& meshId);
+  void authorizeAnswered(std::uint64_t sessionId, const std::string& name,
+                         const std::string& meshId, std::string cacheKey, AuthorizeAnswer answer);
+  void acceptAuthorized(Session& s, const std::string& name, const std::string& meshId,
+                        const std::string& answeredMeshId, std::string claimsJson);
+  void refuseAuthorization(Session& s, const std::string& meshId, proto::ErrorCode code,
+                           const std::string& message);
 
   // ---- HTTP (http.cpp)
   int onHttp(lws* wsi, PerSession* pss, const char* uri);
@@ -246,6 +310,12 @@ struct Server::Impl final : LocalDelivery {
   void closeMeshSessions(const std::string& meshId, std::string_view reason);
   void rotateSecret(HttpExchange& ex, const std::string& meshId, std::string newSecret,
                     std::optional<std::string> currentSecret, bool reveal);
+  // Cluster mode: the shared registry (cluster_registry.h, admin.cpp); null
+  // for a single relay.
+  void startClusterRegistry();
+  // "registry":{...} for /readyz: bucket reachable, caught up, revision lag.
+  [[nodiscard]] std::string registryReadiness() const;
+  std::unique_ptr<ClusterRegistry> clusterRegistry;
 
   Config config;
   Registry registry;
@@ -267,6 +337,9 @@ struct Server::Impl final : LocalDelivery {
   // Who is online where: authenticated meshes, presence, participants.
   NoClusterLink noCluster;
   Router router{*this, noCluster};
+  // Cluster mode (config.natsUrls set): the Router's link to the other
+  // relays, made when the loop starts (server.cpp).
+  std::unique_ptr<NatsClusterLink> clusterLink;
   std::unordered_map<std::string, TokenBucket> meshBuckets;
   std::unordered_map<std::string, unsigned> unauthenticatedPerIp;
   std::unordered_map<std::string, TokenBucket> registerBuckets;
@@ -343,6 +416,19 @@ struct Server::Impl final : LocalDelivery {
     std::uint64_t expired = 0;  // sessions closed with 4001
     std::uint64_t autoRegistered = 0;
   } tokenCounters;
+  // Upgrade requests (lws) whose credentials are being checked, by check id,
+  // until their session takes the answer (upgrade_auth.cpp).
+  struct LwsUpgradeCheck {
+    std::optional<UpgradeVerdict> verdict;  // the answer, while no session has it
+    std::uint64_t sessionId = 0;            // the session waiting for it
+    std::shared_ptr<std::atomic<bool>> cancelled;
+  };
+  std::unordered_map<std::uint64_t, LwsUpgradeCheck> lwsUpgradeChecks;
+  std::unordered_map<lws*, std::uint64_t> lwsUpgradeCheckOf;
+  AuthorizeCache authorizeCache{4096};
+  // Last: destroyed first, so that its thread posts nothing to a loop that
+  // is being torn down.
+  std::unique_ptr<AuthorizeClient> authorizer;  // null without --authorize-url
 };
 
 // A control frame (ping, pong, close), queued like any other frame.

@@ -104,6 +104,15 @@ struct Session {
   // Counted in the per-address tally of unauthenticated connections.
   bool countedUnauthenticated = false;
 
+  // The upgrade request's Host header, for the authorize hook.
+  std::string host;
+  // What the authorize hook answered for this session: a JSON object as
+  // text (shown in the admin API), or empty. `authorized` once it allowed.
+  std::string claimsJson;
+  bool authorized = false;
+  // The JWT the session proved itself with, kept only until the hook has
+  // seen it.
+  std::optional<std::string> authToken;
   // Authenticated by a signed token (token_gateway.cpp): the session ends
   // at tokenDeadlineMs (unix ms) unless gateway_reauth moves it; the node
   // is warned (token_expired) at tokenWarnMs.
@@ -111,6 +120,9 @@ struct Session {
   bool tokenWarned = false;
   std::int64_t tokenDeadlineMs = 0;
   std::int64_t tokenWarnMs = 0;
+  // The token's exp (unix seconds), for a clock started only after the
+  // authorize hook allowed the mesh.
+  std::int64_t tokenExpiresAt = 0;
 
   // The `id` of the gateway_auth being answered, echoed on its answer.
   std::optional<std::string> authId;

@@ -60,6 +60,7 @@ void Server::Impl::checkToken(Session& s, const std::string& token,
   // Decided now, or by a worker when the mesh is registered first: the
   // session waits like one whose secret is being checked.
   s.state = SessionState::Authenticating;
+  s.authToken = token;  // for the authorize hook, if there is one
   admitToken(std::get<VerifiedToken>(result), claimedMeshId,
              [this, sessionId = s.id, claimedMeshId](const VerifiedToken& verified,
                                                      const TokenAdmission& admission) {
@@ -141,6 +142,7 @@ void Server::Impl::acceptToken(Session& s, const VerifiedToken& token, std::stri
   // Set first: finishAuth issues no resume token to a token session (one
   // would outlive the token).
   s.authByToken = true;
+  s.tokenExpiresAt = token.expiresAt;  // the clock starts once the mesh is in
   LOG_DEBUG("conn=" << s.id << " token accepted meshId=" << token.meshId
                     << " alg=" << jwt::algName(token.alg) << " kid=" << token.kid);
   finishAuth(s.id, std::move(name), token.meshId);

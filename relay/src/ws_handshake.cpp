@@ -65,6 +65,10 @@ UpgradeHeaders parseUpgradeHeaders(std::string_view lines) {
       field = &h.forwardedFor;
     } else if (equalsIgnoreCase(name, "fly-client-ip")) {
       field = &h.flyClientIp;
+    } else if (equalsIgnoreCase(name, "host")) {
+      field = &h.host;
+    } else if (equalsIgnoreCase(name, "authorization")) {
+      field = &h.authorization;
     }
     if (!field) continue;
     if (!field->empty()) field->append(", ");

@@ -26,6 +26,8 @@ struct UpgradeHeaders {
   std::string version;
   std::string forwardedFor;
   std::string flyClientIp;
+  std::string host;
+  std::string authorization;  // credentials: wiped once read (upgrade_auth.cpp)
 };
 
 // Reads the field lines of a head: what follows the request line, up to

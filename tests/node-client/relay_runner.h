@@ -70,7 +70,7 @@ class RelayRunner {
 
   // The relay's --admin-token from the next start() on; empty: none.
   void setAdminToken(std::string token) { adminToken_ = std::move(token); }
-  // More flags for the next start() (e.g. --jwt-secret).
+  // More command-line arguments from the next start() on.
   void setExtraArgs(std::vector<std::string> args) { extraArgs_ = std::move(args); }
   // Starts the relay and waits until /health answers. Throws on failure.
   void start();

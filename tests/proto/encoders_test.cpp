@@ -91,7 +91,7 @@ TEST(Encoders, ErrorAndAuthErrorFrames) {
        {ErrorCode::InvalidJson, ErrorCode::InvalidFrame, ErrorCode::UnknownType,
         ErrorCode::UnsupportedFrame, ErrorCode::FrameTooLarge, ErrorCode::AlreadyAuthenticated,
         ErrorCode::RateLimited, ErrorCode::SessionReplaced, ErrorCode::SlowConsumer,
-        ErrorCode::ShuttingDown, ErrorCode::TokenExpired}) {
+        ErrorCode::ShuttingDown, ErrorCode::ClusterUnavailable, ErrorCode::TokenExpired}) {
     std::string out;
     encodeError(out, code, "bad \"thing\"\n");
     const auto d = parse(out);
@@ -102,7 +102,8 @@ TEST(Encoders, ErrorAndAuthErrorFrames) {
     EXPECT_EQ(out.rfind(R"({"type":"error","message":)", 0), 0u);
   }
   for (ErrorCode code :
-       {ErrorCode::NotAuthenticated, ErrorCode::InvalidCredentials, ErrorCode::AuthTimeout}) {
+       {ErrorCode::NotAuthenticated, ErrorCode::InvalidCredentials, ErrorCode::AuthTimeout,
+        ErrorCode::AuthorizeUnavailable, ErrorCode::NotAuthorized}) {
     std::string out;
     encodeError(out, code, defaultMessage(code), "r1");
     const auto d = parse(out);
@@ -205,6 +206,10 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
   EXPECT_EQ(codeText(ErrorCode::SessionReplaced), "session_replaced");
   EXPECT_EQ(codeText(ErrorCode::SlowConsumer), "slow_consumer");
   EXPECT_EQ(codeText(ErrorCode::ShuttingDown), "shutting_down");
+  EXPECT_EQ(codeText(ErrorCode::AuthorizeUnavailable), "authorize_unavailable");
+  EXPECT_EQ(codeText(ErrorCode::NotAuthorized), "not_authorized");
+  EXPECT_EQ(codeText(ErrorCode::ClusterUnavailable), "cluster_unavailable");
+  EXPECT_EQ(closeCode(ErrorCode::ClusterUnavailable), 0);
   EXPECT_EQ(codeText(ErrorCode::TokenExpired), "token_expired");
 
   EXPECT_EQ(defaultMessage(ErrorCode::InvalidJson), "Invalid JSON");
@@ -212,6 +217,8 @@ TEST(ErrorCodes, TextsAndCloseCodes) {
 
   EXPECT_EQ(closeCode(ErrorCode::InvalidCredentials), 1008);
   EXPECT_EQ(closeCode(ErrorCode::AuthTimeout), 1008);
+  EXPECT_EQ(closeCode(ErrorCode::AuthorizeUnavailable), 1008);
+  EXPECT_EQ(closeCode(ErrorCode::NotAuthorized), 1008);
   EXPECT_EQ(closeCode(ErrorCode::SessionReplaced), 4000);
   EXPECT_EQ(closeCode(ErrorCode::SlowConsumer), 1013);
   EXPECT_EQ(closeCode(ErrorCode::ShuttingDown), 1001);

@@ -201,7 +201,7 @@ TEST(Registry, MigratesZeroByteFile) {
     EXPECT_EQ(reg.registerMesh("alpha", "Alpha", kSecret), RegisterOutcome::Created);
   }
   RawDb raw(dir.dbPath());
-  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.scalar("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.scalar("SELECT length(value) FROM meta WHERE key = 'resume_token_key'"), "32");
 }
@@ -464,6 +464,141 @@ TEST(Registry, ConcurrentRegisterCreatesOnce) {
   const bool ownerWon = reg.verifySecret("race", kSecret).has_value();
   const bool otherWon = reg.verifySecret("race", kOtherSecret).has_value();
   EXPECT_NE(ownerWon, otherWon);
+}
+
+// ---- cluster mode: replicas from the shared bucket ----
+
+TEST(Registry, MigratesVersion2FileKeepingMeshesForTheCluster) {
+  TempDir dir;
+  fs::create_directories(fs::path(dir.dbPath()).parent_path());
+  char hash[crypto_pwhash_STRBYTES];
+  ASSERT_EQ(crypto_pwhash_str(hash, kSecret.data(), kSecret.size(), fastParams().opsLimit,
+                              fastParams().memLimit),
+            0);
+  {
+    RawDb raw(dir.dbPath());
+    // Schema 2 as a relay of the previous release left it.
+    raw.exec(
+        "CREATE TABLE meshes (mesh_id TEXT PRIMARY KEY NOT NULL, name TEXT NOT NULL,"
+        " secret_hash TEXT NOT NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT"
+        " NULL, last_seen_ms INTEGER NOT NULL DEFAULT 0, token_hash BLOB NULL,"
+        " token_expires_ms INTEGER NOT NULL DEFAULT 0, verifier BLOB NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL);"
+        "PRAGMA user_version = 2;");
+    raw.exec(std::string("INSERT INTO meshes(mesh_id, name, secret_hash, created_at_ms,"
+                         " updated_at_ms) VALUES ('old', 'Old', '") +
+             hash + "', 1000, 2000)");
+  }
+  Registry reg(dir.dbPath(), fastParams());
+  auto r = reg.replica("old");
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->revision, 0u);       // never in a bucket: uploaded on the first clustered start
+  EXPECT_EQ(r->secretSetMs, 2000);  // the last change is the best guess
+  EXPECT_EQ(r->secretHash, hash);
+  EXPECT_TRUE(reg.verifySecret("old", kSecret).has_value());
+  EXPECT_EQ(reg.appliedRevision(), 0u);
+  RawDb raw(dir.dbPath());
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), "3");
+}
+
+ReplicaRecord replicaOf(const Registry& reg, const std::string& id) {
+  auto r = reg.replica(id);
+  return r ? *r : ReplicaRecord{};
+}
+
+TEST(Registry, AppliesReplicasByRevision) {
+  TempDir dir;
+  Registry reg(dir.dbPath(), fastParams());
+  ReplicaRecord r{"m", "Name", reg.hashSecret(kSecret), 1000, 1000, 1000, 5};
+  EXPECT_EQ(reg.applyReplica(r), ReplicaChange::Added);
+  EXPECT_TRUE(reg.verifySecret("m", kSecret).has_value());
+  EXPECT_EQ(reg.applyReplica(r), ReplicaChange::None);  // the same revision again
+
+  // A rename: the secret, its verifier and the token stay.
+  const ResumeToken t = reg.issueResumeToken("m", kNow, kDay);
+  r.name = "Renamed";
+  r.revision = 6;
+  EXPECT_EQ(reg.applyReplica(r), ReplicaChange::Renamed);
+  EXPECT_EQ(reg.find("m")->name, "Renamed");
+  EXPECT_TRUE(reg.verifyResumeToken("m", t.token, kNow).has_value());
+  // An older revision arriving late changes nothing.
+  ReplicaRecord stale = r;
+  stale.name = "Stale";
+  stale.revision = 4;
+  EXPECT_EQ(reg.applyReplica(stale), ReplicaChange::None);
+  EXPECT_EQ(reg.find("m")->name, "Renamed");
+
+  // A new secret: the old one, its verifier and the token die.
+  r.secretHash = reg.hashSecret(kOtherSecret);
+  r.secretSetMs = 3000;
+  r.revision = 7;
+  EXPECT_EQ(reg.applyReplica(r), ReplicaChange::SecretChanged);
+  EXPECT_FALSE(reg.verifySecret("m", kSecret).has_value());
+  EXPECT_TRUE(reg.verifySecret("m", kOtherSecret).has_value());
+  EXPECT_FALSE(reg.verifyResumeToken("m", t.token, kNow).has_value());
+
+  // Removal only by a later revision; and it survives a reopen.
+  EXPECT_FALSE(reg.applyReplicaRemoval("m", 7));
+  EXPECT_TRUE(reg.applyReplicaRemoval("m", 8));
+  EXPECT_FALSE(reg.find("m").has_value());
+  reg.applyReplica(ReplicaRecord{"n", "N", reg.hashSecret(kSecret), 1, 1, 1, 9});
+  reg.setAppliedRevision(9);
+  {
+    Registry again(dir.dbPath(), fastParams());
+    EXPECT_FALSE(again.find("m").has_value());
+    EXPECT_EQ(replicaOf(again, "n").revision, 9u);
+    EXPECT_EQ(again.appliedRevision(), 9u);
+  }
+}
+
+TEST(Registry, TokenReplicasFromAnotherRelayVerifyHere) {
+  TempDir a, b;
+  Registry issuer(a.dbPath(), fastParams());
+  Registry other(b.dbPath(), fastParams());
+  other.adoptTokenKey(issuer.tokenKey());
+  const ReplicaRecord r{"m", "M", issuer.hashSecret(kSecret), 1, 1, 1000, 3};
+  issuer.applyReplica(r);
+  other.applyReplica(r);
+  std::vector<TokenReplica> shared;
+  issuer.setTokenListener([&](const TokenReplica& t) { shared.push_back(t); });
+  const ResumeToken t1 = issuer.issueResumeToken("m", kNow, kDay);
+  ASSERT_EQ(shared.size(), 1u);
+  EXPECT_EQ(shared[0].secretSetMs, 1000);
+  EXPECT_FALSE(other.verifyResumeToken("m", t1.token, kNow).has_value());
+  EXPECT_TRUE(other.applyTokenReplica(shared[0]));
+  EXPECT_TRUE(other.verifyResumeToken("m", t1.token, kNow).has_value());
+  // An older token arriving after a newer one is ignored.
+  const ResumeToken t2 = issuer.issueResumeToken("m", kNow + 1000, kDay);
+  ASSERT_EQ(shared.size(), 2u);
+  EXPECT_TRUE(other.applyTokenReplica(shared[1]));
+  EXPECT_FALSE(other.applyTokenReplica(shared[0]));
+  EXPECT_TRUE(other.verifyResumeToken("m", t2.token, kNow).has_value());
+  EXPECT_FALSE(other.verifyResumeToken("m", t1.token, kNow).has_value());
+  // A token of the mesh's previous secret is ignored.
+  ReplicaRecord rotated = r;
+  rotated.secretSetMs = 2000;
+  rotated.revision = 4;
+  other.applyReplica(rotated);
+  EXPECT_FALSE(other.applyTokenReplica(shared[1]));
+  EXPECT_FALSE(other.verifyResumeToken("m", t2.token, kNow).has_value());
+}
+
+TEST(Registry, AdoptedTokenKeySurvivesReopen) {
+  TempDir a, b;
+  Registry issuer(a.dbPath(), fastParams());
+  issuer.registerMesh("m", "M", kSecret);
+  const ResumeToken t = issuer.issueResumeToken("m", kNow, kDay);
+  issuer.persistPending();
+  const std::string key = issuer.tokenKey();
+  {
+    Registry other(b.dbPath(), fastParams());
+    EXPECT_NE(other.tokenKey(), key);
+    other.adoptTokenKey(key);
+  }
+  Registry reopened(b.dbPath(), fastParams());
+  EXPECT_EQ(reopened.tokenKey(), key);
+  EXPECT_THROW(reopened.adoptTokenKey("short"), std::runtime_error);
+  (void)t;
 }
 
 }  // namespace

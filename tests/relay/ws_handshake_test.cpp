@@ -62,13 +62,16 @@ TEST(WsHandshake, HeaderNamesAreCaseInsensitiveAndRepeatsJoin) {
       "Host: relay.example\r\nUPGRADE: websocket\r\nconnection:  keep-alive \r\n"
       "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
       "sec-websocket-version: 13\r\nX-Forwarded-For: 203.0.113.7\r\n"
-      "X-Forwarded-For: 198.51.100.2\r\nFly-Client-IP: 192.0.2.1\r\nno colon here\r\n");
+      "X-Forwarded-For: 198.51.100.2\r\nFly-Client-IP: 192.0.2.1\r\nno colon here\r\n"
+      "authorization: Basic bTpz\r\n");
   EXPECT_EQ(h.upgrade, "websocket");
   EXPECT_EQ(h.connection, "keep-alive, Upgrade");
   EXPECT_EQ(h.key, "dGhlIHNhbXBsZSBub25jZQ==");
   EXPECT_EQ(h.version, "13");
   EXPECT_EQ(h.forwardedFor, "203.0.113.7, 198.51.100.2");
   EXPECT_EQ(h.flyClientIp, "192.0.2.1");
+  EXPECT_EQ(h.host, "relay.example");
+  EXPECT_EQ(h.authorization, "Basic bTpz");
 }
 
 TEST(WsHandshake, KeyMustBeSixteenBytesOfBase64) {

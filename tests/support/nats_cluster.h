@@ -74,7 +74,8 @@ class NatsCluster {
 std::string httpGetLocal(std::uint16_t port, const std::string& path,
                          std::chrono::milliseconds timeout = std::chrono::milliseconds(2000));
 
-// A free TCP port on 127.0.0.1 at the time of the call.
+// A free TCP port on 127.0.0.1 at the time of the call, below the ephemeral
+// range (see nats_cluster.cpp).
 std::uint16_t freeLoopbackPort();
 
 }  // namespace mesh::test

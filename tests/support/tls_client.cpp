@@ -159,13 +159,16 @@ bool TlsStream::read(std::string& into, Clock::time_point deadline) {
 }
 
 std::unique_ptr<TlsWsClient> TlsWsClient::connect(std::uint16_t port, const std::string& path,
-                                                  const std::string& sourceAddress) {
+                                                  const std::string& sourceAddress,
+                                                  const std::vector<std::string>& extraHeaders) {
   auto stream = TlsStream::connect(port, std::chrono::milliseconds(5000), sourceAddress);
   const std::string key = ws::base64Encode("mesh-relay-tls-k");
+  std::string extra;
+  for (const auto& h : extraHeaders) extra += h + "\r\n";
   stream->write("GET " + path +
                 " HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 "Sec-WebSocket-Key: " +
-                key + "\r\nSec-WebSocket-Version: 13\r\n\r\n");
+                key + "\r\nSec-WebSocket-Version: 13\r\n" + extra + "\r\n");
   std::unique_ptr<TlsWsClient> c(new TlsWsClient(std::move(stream)));
   const auto deadline = Clock::now() + std::chrono::seconds(5);
   std::size_t end;

@@ -55,9 +55,11 @@ class TlsStream {
 class TlsWsClient {
  public:
   // Throws std::runtime_error carrying the status line if the upgrade fails.
+  // `extraHeaders` ("Name: value") go into the upgrade request.
   static std::unique_ptr<TlsWsClient> connect(std::uint16_t port,
                                               const std::string& path = "/gateway",
-                                              const std::string& sourceAddress = {});
+                                              const std::string& sourceAddress = {},
+                                              const std::vector<std::string>& extraHeaders = {});
   void sendText(std::string_view text);
   // Bytes as they are: several frames in one TLS write, for instance.
   void sendRaw(std::string_view bytes) { stream_->write(bytes); }

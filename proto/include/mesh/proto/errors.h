@@ -20,6 +20,14 @@ enum class ErrorCode {
   SessionReplaced,
   SlowConsumer,
   ShuttingDown,
+  // The authorize hook could not be asked or gave no usable answer; the
+  // credentials themselves were right.
+  AuthorizeUnavailable,
+  // The authorize hook answered allow: false.
+  NotAuthorized,
+  // Cluster mode: the target is held by another relay, which cannot be
+  // reached now (NATS unreachable, or that relay did not answer).
+  ClusterUnavailable,
   // The token a session authenticated with runs out soon (close 4001 at
   // its expiry unless gateway_reauth brings a fresh one).
   TokenExpired,

@@ -147,6 +147,17 @@ struct Config {
   // on a private network or behind a proxy that hides the path.
   std::string metricsToken;
 
+  // The authorize hook: when set, every mesh whose credentials are right is
+  // accepted only if a POST to this URL answers {"allow": true}
+  // (docs/protocol.md, Authorize hook). authorizeToken, when set, goes with
+  // it as Authorization: Bearer. The hook fails closed: no answer within the
+  // timeout refuses the mesh. Positive answers are kept for the cache TTL
+  // (the answer's own "ttl" wins; 0 keeps none).
+  std::string authorizeUrl;
+  std::string authorizeToken;
+  double authorizeTimeoutSeconds = 2;
+  double authorizeCacheTtlSeconds = 60;
+
   // Frames kept per mesh by the flight recorder (GET /meshes/{id}/recent);
   // 0 turns it off. 256 covers a few minutes of a busy mesh in 22 KiB.
   std::size_t recorderFrames = 256;

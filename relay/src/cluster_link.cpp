@@ -1,0 +1,686 @@
+#include "cluster_link.h"
+
+#include <nats/nats.h>
+
+#include <charconv>
+#include <chrono>
+#include <mutex>
+#include <stdexcept>
+#include <vector>
+
+#include "log.h"
+#include "nats_options.h"
+
+namespace mesh::relay {
+
+// One message or connection event as a libnats thread saw it, copied for
+// the loop.
+struct NatsClusterLink::Inbound {
+  enum class Kind { Message, Connected, Disconnected };
+  Kind kind = Kind::Message;
+  std::string subject;
+  std::string reply;
+  std::string data;
+  bool noResponders = false;
+};
+
+// What libnats's threads may touch: a queue to the loop, while the link
+// exists. Callbacks append to it; the loop is woken once per batch (one
+// post() for however many messages arrived meanwhile), not once per
+// message. The link closes it before it goes; a callback that runs later
+// (libnats may still be finishing one) finds it closed and drops what it
+// has. Kept alive by every link ever made (see retired()), so a late
+// callback never reads freed memory.
+struct NatsClusterLink::Shared {
+  std::mutex mutex;
+  bool open = true;
+  bool scheduled = false;  // a drain is posted and has not run yet
+  std::vector<Inbound> queue;
+  Post post;
+  NatsClusterLink* link = nullptr;
+
+  void push(Inbound in) {
+    std::lock_guard lock(mutex);
+    if (!open) return;
+    queue.push_back(std::move(in));
+    if (scheduled) return;
+    scheduled = true;
+    post([this] { drain(); });
+  }
+
+  // On the loop thread, where the link lives and dies: while it is open,
+  // `link` is alive.
+  void drain() {
+    std::vector<Inbound> batch;
+    NatsClusterLink* l;
+    {
+      std::lock_guard lock(mutex);
+      scheduled = false;
+      if (!open) return;
+      batch.swap(queue);
+      l = link;
+    }
+    for (Inbound& in : batch) l->handleInbound(in);
+  }
+};
+
+namespace {
+
+using Link = NatsClusterLink;
+
+// Shared states of links already destroyed: libnats gives no promise that
+// no callback is still on its way once a connection is destroyed.
+std::vector<std::shared_ptr<Link::Shared>>& retired() {
+  static std::vector<std::shared_ptr<Link::Shared>> all;
+  return all;
+}
+std::mutex retiredMutex;
+
+void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  Link::Inbound in;
+  in.subject = natsMsg_GetSubject(msg);
+  if (const char* reply = natsMsg_GetReply(msg)) in.reply = reply;
+  if (const char* data = natsMsg_GetData(msg)) {
+    in.data.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+  }
+  in.noResponders = natsMsg_IsNoResponders(msg);
+  natsMsg_Destroy(msg);
+  static_cast<Link::Shared*>(closure)->push(std::move(in));
+}
+
+void onConnected(natsConnection*, void* closure) {
+  Link::Inbound in;
+  in.kind = Link::Inbound::Kind::Connected;
+  static_cast<Link::Shared*>(closure)->push(std::move(in));
+}
+
+void onDisconnected(natsConnection*, void* closure) {
+  Link::Inbound in;
+  in.kind = Link::Inbound::Kind::Disconnected;
+  static_cast<Link::Shared*>(closure)->push(std::move(in));
+}
+
+void onError(natsConnection*, natsSubscription*, natsStatus err, void*) {
+  // Slow consumer on a subscription: libnats dropped messages for it.
+  LOG_WARN("NATS: " << natsStatus_GetText(err));
+}
+
+void check(natsStatus s, const char* what) {
+  if (s != NATS_OK) {
+    throw std::runtime_error(std::string("NATS: ") + what + ": " + natsStatus_GetText(s));
+  }
+}
+
+}  // namespace
+
+std::int64_t NatsClusterLink::unixMs() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t NatsClusterLink::nowUs() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Router& router,
+                                 Post post)
+    : relayId_(std::move(relayId)), router_(router), shared_(std::make_shared<Shared>()) {
+  shared_->post = std::move(post);
+  shared_->link = this;
+  {
+    std::lock_guard lock(retiredMutex);
+    retired().push_back(shared_);
+  }
+  natsStatus s = NATS_OK;
+  try {
+    NatsOptionsPtr opts = makeNatsOptions(config, "mesh-relay " + relayId_);
+    check(natsOptions_SetRetryOnFailedConnect(opts.get(), true, onConnected, shared_.get()),
+          "retry at start");
+    check(natsOptions_SetReconnectedCB(opts.get(), onConnected, shared_.get()), "reconnected");
+    check(natsOptions_SetDisconnectedCB(opts.get(), onDisconnected, shared_.get()), "disconnected");
+    check(natsOptions_SetErrorHandler(opts.get(), onError, shared_.get()), "error handler");
+
+    natsInbox* inbox = nullptr;
+    check(natsInbox_Create(&inbox), "inbox");
+    inbox_ = inbox;
+    natsInbox_Destroy(inbox);
+
+    s = natsConnection_Connect(&nc_, opts.get());
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+      check(s, "connect");
+    }
+    const std::string inboxAll = inbox_ + ".*";
+    check(natsConnection_Subscribe(&inboxSub_, nc_, inboxAll.c_str(), onMessage, shared_.get()),
+          "inbox subscription");
+    const std::string control(cluster::kDirectorySubject);
+    check(natsConnection_Subscribe(&controlSub_, nc_, control.c_str(), onMessage, shared_.get()),
+          "directory subscription");
+    const std::string takeoverSubject(cluster::kTakeoverSubject);
+    check(natsConnection_Subscribe(&takeoverSub_, nc_, takeoverSubject.c_str(), onMessage,
+                                   shared_.get()),
+          "takeover subscription");
+    const std::string broadcastSubject(cluster::kBroadcastSubject);
+    check(natsConnection_Subscribe(&broadcastSub_, nc_, broadcastSubject.c_str(), onMessage,
+                                   shared_.get()),
+          "broadcast subscription");
+  } catch (...) {
+    // No destructor runs for a constructor that throws: undo what it did.
+    {
+      std::lock_guard lock(shared_->mutex);
+      shared_->open = false;
+    }
+    for (natsSubscription* sub : {inboxSub_, controlSub_, takeoverSub_, broadcastSub_}) {
+      if (sub) natsSubscription_Destroy(sub);
+    }
+    if (nc_) natsConnection_Destroy(nc_);
+    throw;
+  }
+  LOG_INFO("cluster: relay " << relayId_
+                             << (s == NATS_OK ? " starts" : " starts, waiting for NATS"));
+  if (s == NATS_OK) connectionChanged(true);
+}
+
+NatsClusterLink::~NatsClusterLink() {
+  leave();
+  {
+    std::lock_guard lock(shared_->mutex);
+    shared_->open = false;
+  }
+  for (auto& [meshId, sub] : deliverSubs_) natsSubscription_Destroy(sub);
+  deliverSubs_.clear();
+  if (nc_) {
+    // Close writes what is still buffered (the "bye") before it returns.
+    natsConnection_Close(nc_);
+  }
+  for (natsSubscription* sub : {inboxSub_, controlSub_, takeoverSub_, broadcastSub_}) {
+    if (sub) natsSubscription_Destroy(sub);
+  }
+  if (nc_) natsConnection_Destroy(nc_);
+}
+
+void NatsClusterLink::leave() {
+  if (left_) return;
+  left_ = true;
+  if (connected_) {
+    cluster::DirectoryMessage bye;
+    bye.type = cluster::DirectoryType::Bye;
+    bye.relayId = relayId_;
+    publishDirectory(bye);
+  }
+}
+
+void NatsClusterLink::publish(std::string_view subject, std::string_view data,
+                              std::string_view reply) {
+  const std::string subj(subject);
+  natsStatus s;
+  if (reply.empty()) {
+    s = natsConnection_Publish(nc_, subj.c_str(), data.data(), static_cast<int>(data.size()));
+  } else {
+    const std::string rep(reply);
+    s = natsConnection_PublishRequest(nc_, subj.c_str(), rep.c_str(), data.data(),
+                                      static_cast<int>(data.size()));
+  }
+  if (s != NATS_OK) {
+    LOG_DEBUG("cluster: publish on " << subj << " failed: " << natsStatus_GetText(s));
+  }
+}
+
+void NatsClusterLink::publishDirectory(const cluster::DirectoryMessage& m) {
+  // After the "bye" this relay says nothing more about its meshes.
+  if (left_ && m.type != cluster::DirectoryType::Bye) return;
+  publish(cluster::kDirectorySubject, cluster::encodeDirectory(m));
+}
+
+void NatsClusterLink::sendHeartbeat() {
+  std::vector<MeshInfo> meshes;
+  std::vector<std::uint64_t> epochs;
+  meshes.reserve(local_.size());
+  epochs.reserve(local_.size());
+  for (const auto& [meshId, info] : local_) {
+    meshes.push_back(info);
+    auto c = claims_.find(meshId);
+    epochs.push_back(c == claims_.end() ? 0 : c->second.epoch);
+  }
+  for (const auto& part : cluster::heartbeatParts(relayId_, std::move(meshes), std::move(epochs))) {
+    publishDirectory(part);
+  }
+  lastHeartbeatUs = nowUs();
+}
+
+// ---- ClusterLink
+
+void NatsClusterLink::meshOnline(const MeshEntry& mesh) {
+  MeshInfo info = mesh;
+  info.wantsPresence = false;  // a local choice, not the cluster's business
+  local_[mesh.meshId] = info;
+  // A new claim, unless takeover() just made it for this authentication.
+  Claim& claim = claims_[mesh.meshId];
+  if (!claim.justMade) {
+    claim.epoch = nextEpoch(claim.epoch);
+    claim.relayId.clear();
+  }
+  claim.justMade = false;
+  if (!deliverSubs_.contains(mesh.meshId)) {
+    natsSubscription* sub = nullptr;
+    const std::string subject = cluster::deliverSubject(mesh.meshId);
+    const natsStatus s =
+        natsConnection_Subscribe(&sub, nc_, subject.c_str(), onMessage, shared_.get());
+    if (s == NATS_OK) {
+      deliverSubs_.emplace(mesh.meshId, sub);
+    } else {
+      LOG_ERROR("cluster: cannot subscribe to " << subject << ": " << natsStatus_GetText(s));
+    }
+  }
+  cluster::DirectoryMessage m;
+  m.type = cluster::DirectoryType::Online;
+  m.relayId = relayId_;
+  m.meshes.push_back(std::move(info));
+  m.epochs.push_back(claim.epoch);
+  publishDirectory(m);
+  publish(cluster::kConnectedSubject, cluster::encodeSessionEvent(mesh.meshId, relayId_, unixMs()));
+}
+
+void NatsClusterLink::meshOffline(std::string_view meshId) {
+  const std::string id(meshId);
+  local_.erase(id);
+  if (auto c = claims_.find(id); c != claims_.end() && c->second.relayId.empty()) {
+    claims_.erase(c);
+  }
+  if (auto it = deliverSubs_.find(id); it != deliverSubs_.end()) {
+    natsSubscription_Unsubscribe(it->second);
+    natsSubscription_Destroy(it->second);
+    deliverSubs_.erase(it);
+  }
+  cluster::DirectoryMessage m;
+  m.type = cluster::DirectoryType::Offline;
+  m.relayId = relayId_;
+  m.meshId = id;
+  publishDirectory(m);
+  publish(cluster::kDisconnectedSubject,
+          cluster::encodeSessionEvent(id, relayId_, unixMs(), "closed"));
+}
+
+void NatsClusterLink::meshUpdated(const MeshEntry& mesh, MeshChange what) {
+  auto it = local_.find(mesh.meshId);
+  if (it == local_.end()) return;
+  it->second.roomsJson = mesh.roomsJson;
+  it->second.participantsJson = mesh.participantsJson;
+  it->second.participantCount = mesh.participantCount;
+  cluster::DirectoryMessage m;
+  m.type = cluster::DirectoryType::Updated;
+  m.relayId = relayId_;
+  m.change = what;
+  m.meshes.push_back(it->second);
+  auto c = claims_.find(mesh.meshId);
+  m.epochs.push_back(c == claims_.end() ? 0 : c->second.epoch);
+  publishDirectory(m);
+}
+
+void NatsClusterLink::relay(std::string_view, std::string_view targetMeshId,
+                            std::string incomingText, RelayAnswer answer) {
+  if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
+    ++stats_.unavailable;
+    answer(RelayOutcome::Unavailable);
+    return;
+  }
+  const std::uint64_t n = nextRequest_++;
+  const std::string reply = inbox_ + "." + std::to_string(n);
+  const std::string subject = cluster::deliverSubject(targetMeshId);
+  const natsStatus s =
+      natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), incomingText.data(),
+                                    static_cast<int>(incomingText.size()));
+  if (s != NATS_OK) {
+    ++stats_.unavailable;
+    answer(RelayOutcome::Unavailable);
+    return;
+  }
+  ++stats_.relaysOut;
+  pendingRelays_.emplace(n, PendingRelay{std::move(answer), nowUs() + kRelayTimeoutUs});
+}
+
+void NatsClusterLink::broadcast(std::string incomingText, std::string_view fromMeshId,
+                                CountAnswer answer) {
+  if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
+    answer(0);
+    return;
+  }
+  const std::uint64_t n = nextRequest_++;
+  const std::string reply = inbox_ + "." + std::to_string(n);
+  publish(cluster::kBroadcastSubject,
+          cluster::encodeBroadcast({relayId_, std::string(fromMeshId), std::move(incomingText)}),
+          reply);
+  ++stats_.broadcastsOut;
+  if (relays_.empty()) {
+    answer(0);
+    return;
+  }
+  PendingBroadcast p;
+  p.answer = std::move(answer);
+  p.expected = relays_.size();
+  p.deadlineUs = nowUs() + kBroadcastWaitUs;
+  pendingBroadcasts_.emplace(n, std::move(p));
+}
+
+void NatsClusterLink::takeover(std::string_view ownerRelayId, std::string_view meshId) {
+  ++stats_.takeoversOut;
+  moves_[std::string(meshId)] = Move{nowUs(), relayId_};
+  // The claim of the authentication that meshOnline() announces next.
+  Claim& claim = claims_[std::string(meshId)];
+  claim.epoch = nextEpoch(claim.epoch);
+  claim.relayId.clear();
+  claim.justMade = true;
+  publish(cluster::kTakeoverSubject,
+          cluster::encodeTakeover(
+              {std::string(meshId), std::string(ownerRelayId), relayId_, claim.epoch}));
+}
+
+bool NatsClusterLink::mayTakeOver(std::string_view meshId) const {
+  auto it = moves_.find(std::string(meshId));
+  if (it == moves_.end() || it->second.toRelayId == relayId_) return true;
+  if (nowUs() - it->second.atUs >= kTakeoverHoldUs) return true;
+  // Unless it moved on since (or went offline there: that forgets the
+  // move). Not in the table yet counts as held: the new holder's "online"
+  // may still be on its way.
+  const MeshEntry* e = router_.find(meshId);
+  return e != nullptr && (e->local() || e->relayId != it->second.toRelayId);
+}
+
+// ---- from NATS (on the loop thread)
+
+void NatsClusterLink::handleInbound(Inbound& in) {
+  if (in.kind != Inbound::Kind::Message) {
+    connectionChanged(in.kind == Inbound::Kind::Connected);
+    return;
+  }
+  if (in.subject.size() > inbox_.size() && in.subject.compare(0, inbox_.size(), inbox_) == 0) {
+    onReply(in);
+  } else if (auto meshId = cluster::meshOfDeliverSubject(in.subject)) {
+    onDeliver(*meshId, in);
+  } else if (in.subject == cluster::kDirectorySubject) {
+    if (auto m = cluster::decodeDirectory(in.data)) {
+      onDirectory(*m);
+    } else {
+      LOG_WARN("cluster: ignored a malformed directory message");
+    }
+  } else if (in.subject == cluster::kTakeoverSubject) {
+    if (auto t = cluster::decodeTakeover(in.data)) onTakeover(*t);
+  } else if (in.subject == cluster::kBroadcastSubject) {
+    onBroadcast(in);
+  }
+}
+
+void NatsClusterLink::connectionChanged(bool up) {
+  if (up == connected_) return;
+  connected_ = up;
+  if (!up) {
+    LOG_WARN("cluster: disconnected from NATS; routing to other relays is unavailable");
+    failPending();
+    return;
+  }
+  LOG_INFO("cluster: connected to NATS");
+  // While this relay was cut off it heard nobody: that says nothing about
+  // the others. Their silence counts from now.
+  const auto now = nowUs();
+  for (auto& [id, r] : relays_) r.lastHeardUs = now;
+  cluster::DirectoryMessage hello;
+  hello.type = cluster::DirectoryType::Hello;
+  hello.relayId = relayId_;
+  publishDirectory(hello);
+  sendHeartbeat();
+}
+
+void NatsClusterLink::failPending() {
+  auto relays = std::move(pendingRelays_);
+  pendingRelays_.clear();
+  for (auto& [n, p] : relays) {
+    ++stats_.unavailable;
+    p.answer(RelayOutcome::Unavailable);
+  }
+  std::vector<std::uint64_t> broadcasts;
+  for (auto& [n, p] : pendingBroadcasts_) broadcasts.push_back(n);
+  for (auto n : broadcasts) finishBroadcast(n);
+}
+
+void NatsClusterLink::finishBroadcast(std::uint64_t n) {
+  auto it = pendingBroadcasts_.find(n);
+  if (it == pendingBroadcasts_.end()) return;
+  PendingBroadcast p = std::move(it->second);
+  pendingBroadcasts_.erase(it);
+  p.answer(p.recipients);
+}
+
+void NatsClusterLink::onReply(Inbound& in) {
+  std::uint64_t n = 0;
+  const char* begin = in.subject.data() + inbox_.size() + 1;
+  const char* end = in.subject.data() + in.subject.size();
+  if (std::from_chars(begin, end, n).ec != std::errc()) return;
+  if (auto it = pendingRelays_.find(n); it != pendingRelays_.end()) {
+    PendingRelay p = std::move(it->second);
+    pendingRelays_.erase(it);
+    const bool delivered = !in.noResponders && in.data == cluster::kDeliveredReply;
+    p.answer(delivered ? RelayOutcome::Delivered : RelayOutcome::Offline);
+    return;
+  }
+  if (auto it = pendingBroadcasts_.find(n); it != pendingBroadcasts_.end()) {
+    if (in.noResponders) return;
+    auto count = cluster::decodeCount(in.data);
+    if (!count) return;
+    it->second.recipients += *count;
+    if (++it->second.answered >= it->second.expected) finishBroadcast(n);
+  }
+}
+
+void NatsClusterLink::onDeliver(const std::string& meshId, Inbound& in) {
+  ++stats_.relaysIn;
+  const RelayOutcome outcome = router_.deliverRelay(meshId, in.data);
+  if (outcome != RelayOutcome::Delivered) {
+    // Sent while this relay still held the mesh, which another relay has
+    // taken since: that one answers (both were subscribed for a moment),
+    // and an "offline" from here must not beat its "delivered".
+    const MeshEntry* e = router_.find(meshId);
+    if (e && !e->local()) return;
+  }
+  if (!in.reply.empty()) {
+    publish(in.reply,
+            outcome == RelayOutcome::Delivered ? cluster::kDeliveredReply : cluster::kOfflineReply);
+  }
+}
+
+void NatsClusterLink::onBroadcast(Inbound& in) {
+  auto b = cluster::decodeBroadcast(in.data);
+  if (!b || b->relayId == relayId_) return;
+  ++stats_.broadcastsIn;
+  const std::uint32_t n = router_.deliverBroadcast(b->incomingText, b->fromMeshId);
+  if (!in.reply.empty()) publish(in.reply, std::to_string(n));
+}
+
+void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
+  using cluster::DirectoryType;
+  if (m.relayId == relayId_) return;
+  if (m.type == DirectoryType::Bye) {
+    LOG_INFO("cluster: relay " << m.relayId << " left");
+    relayGone(m.relayId);
+    return;
+  }
+  auto [it, isNew] = relays_.try_emplace(m.relayId);
+  RelayState& r = it->second;
+  r.lastHeardUs = nowUs();
+  if (isNew) LOG_INFO("cluster: relay " << m.relayId << " joined");
+  switch (m.type) {
+    case DirectoryType::Hello:
+      sendHeartbeat();
+      break;
+    case DirectoryType::Heartbeat: {
+      // The parts of one heartbeat arrive in order; a part missing (this
+      // relay was cut off meanwhile) makes it wait for the next whole one.
+      if (m.part == 0) {
+        r.assembling.clear();
+      } else if (m.part != r.nextPart) {
+        r.nextPart = 0;
+        r.assembling.clear();
+        break;
+      }
+      r.nextPart = m.part + 1;
+      for (std::size_t i = 0; i < m.meshes.size(); ++i) {
+        const MeshInfo& info = m.meshes[i];
+        r.assembling.insert(info.meshId);
+        const MeshEntry* e = router_.find(info.meshId);
+        if (!e) {
+          // Deltas keep the table current; a heartbeat only fills in what
+          // this relay missed, and never overrides another holder (a
+          // takeover may be on its way).
+          if (acceptClaim(info.meshId, m.relayId, m.epochs[i])) {
+            router_.remoteOnline(info, m.relayId);
+          }
+        } else if (e->local()) {
+          // Both relays hold it: two claims that crossed, or one made by a
+          // relay that had not heard of the other yet. Both sides compare
+          // the same two claims; the loser yields.
+          if (acceptClaim(info.meshId, m.relayId, m.epochs[i])) {
+            movedAway(info.meshId, m.relayId);
+            router_.remoteOnline(info, m.relayId);
+          }
+        } else if (!e->local() && e->relayId == m.relayId) {
+          if (e->participantsJson != info.participantsJson) {
+            router_.remoteUpdated(info, m.relayId, MeshChange::Participants);
+          } else if (e->roomsJson != info.roomsJson) {
+            router_.remoteUpdated(info, m.relayId, MeshChange::Rooms);
+          }
+        }
+      }
+      if (r.nextPart < m.parts) break;
+      for (const std::string& meshId : r.meshes) {
+        if (!r.assembling.contains(meshId)) remoteOffline(meshId, m.relayId);
+      }
+      r.meshes = std::move(r.assembling);
+      r.assembling.clear();
+      r.nextPart = 0;
+      break;
+    }
+    case DirectoryType::Online:
+      // An older claim than the one this relay knows (delayed), or the
+      // losing one of two at once, changes nothing.
+      if (!acceptClaim(m.meshes.front().meshId, m.relayId, m.epochs.front())) break;
+      r.meshes.insert(m.meshes.front().meshId);
+      // remoteOnline closes a connection here that held it.
+      movedAway(m.meshes.front().meshId, m.relayId);
+      router_.remoteOnline(m.meshes.front(), m.relayId);
+      break;
+    case DirectoryType::Offline:
+      r.meshes.erase(m.meshId);
+      if (auto mv = moves_.find(m.meshId); mv != moves_.end() && mv->second.toRelayId == m.relayId)
+        moves_.erase(mv);
+      remoteOffline(m.meshId, m.relayId);
+      break;
+    case DirectoryType::Updated:
+      router_.remoteUpdated(m.meshes.front(), m.relayId, m.change);
+      break;
+    case DirectoryType::Bye:
+      break;
+  }
+}
+
+void NatsClusterLink::onTakeover(const cluster::Takeover& t) {
+  if (t.toRelayId == relayId_) return;
+  // The new holder's "online" delta, right behind, updates the claims.
+  if (auto c = claims_.find(t.meshId); c != claims_.end()) {
+    const std::string& holder = c->second.relayId.empty() ? relayId_ : c->second.relayId;
+    if (holder != t.toRelayId &&
+        !cluster::claimWins(t.epoch, t.toRelayId, c->second.epoch, holder)) {
+      return;
+    }
+  }
+  moves_[t.meshId] = Move{nowUs(), t.toRelayId};
+  if (t.fromRelayId != relayId_) return;
+  if (movedAway(t.meshId, t.toRelayId)) router_.takenOver(t.meshId);
+}
+
+// A claim made now: after every claim this relay knows of, and, when the
+// relays' clocks agree, after every claim made before now anywhere (so that
+// the latest authentication wins even on a relay that has not heard of an
+// earlier one yet).
+std::uint64_t NatsClusterLink::nextEpoch(std::uint64_t known) {
+  return std::max(known + 1, static_cast<std::uint64_t>(unixMs()));
+}
+
+bool NatsClusterLink::acceptClaim(const std::string& meshId, const std::string& relayId,
+                                  std::uint64_t epoch) {
+  auto [it, fresh] = claims_.try_emplace(meshId);
+  Claim& c = it->second;
+  if (!fresh) {
+    const std::string& holder = c.relayId.empty() ? relayId_ : c.relayId;
+    if (holder != relayId && !cluster::claimWins(epoch, relayId, c.epoch, holder)) return false;
+  }
+  c.relayId = relayId;
+  c.epoch = std::max(c.epoch, epoch);
+  c.justMade = false;
+  return true;
+}
+
+void NatsClusterLink::remoteOffline(const std::string& meshId, const std::string& relayId) {
+  if (auto c = claims_.find(meshId); c != claims_.end() && c->second.relayId == relayId) {
+    claims_.erase(c);
+  }
+  router_.remoteOffline(meshId, relayId);
+}
+
+void NatsClusterLink::relayGone(const std::string& relayId) {
+  relays_.erase(relayId);
+  std::erase_if(claims_, [&](const auto& kv) { return kv.second.relayId == relayId; });
+  router_.relayGone(relayId);
+}
+
+// A mesh held here was taken by another relay (its takeover or its online
+// delta, whichever came first): no longer announced or subscribed here.
+// True when it was still held here; the caller has the Router close the
+// connection (session_replaced, 4000).
+bool NatsClusterLink::movedAway(const std::string& meshId, const std::string& toRelayId) {
+  if (local_.erase(meshId) == 0) return false;
+  if (auto it = deliverSubs_.find(meshId); it != deliverSubs_.end()) {
+    natsSubscription_Unsubscribe(it->second);
+    natsSubscription_Destroy(it->second);
+    deliverSubs_.erase(it);
+  }
+  ++stats_.takeoversIn;
+  LOG_INFO("cluster: meshId=" << meshId << " taken over by relay " << toRelayId);
+  publish(cluster::kDisconnectedSubject,
+          cluster::encodeSessionEvent(meshId, relayId_, unixMs(), "replaced"));
+  return true;
+}
+
+void NatsClusterLink::tick() {
+  const auto now = nowUs();
+  if (connected_) {
+    if (now - lastHeartbeatUs >= kHeartbeatUs) sendHeartbeat();
+    std::vector<std::string> silent;
+    for (const auto& [id, r] : relays_) {
+      if (now - r.lastHeardUs >= kSilenceUs) silent.push_back(id);
+    }
+    for (const std::string& id : silent) {
+      LOG_WARN("cluster: relay " << id << " silent for " << kSilenceUs / 1000
+                                 << " ms; its meshes are offline");
+      ++stats_.relaysLost;
+      relayGone(id);
+    }
+  }
+  std::vector<std::uint64_t> late;
+  for (const auto& [n, p] : pendingRelays_) {
+    if (now >= p.deadlineUs) late.push_back(n);
+  }
+  for (auto n : late) {
+    auto it = pendingRelays_.find(n);
+    PendingRelay p = std::move(it->second);
+    pendingRelays_.erase(it);
+    ++stats_.unavailable;
+    p.answer(RelayOutcome::Unavailable);
+  }
+  late.clear();
+  for (const auto& [n, p] : pendingBroadcasts_) {
+    if (now >= p.deadlineUs) late.push_back(n);
+  }
+  for (auto n : late) finishBroadcast(n);
+  std::erase_if(moves_, [&](const auto& kv) { return now - kv.second.atUs >= kTakeoverHoldUs; });
+}
+
+}  // namespace mesh::relay
