@@ -2,9 +2,12 @@
 // libwebsockets loop. See client_impl.h for which thread owns what.
 #include <sodium.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -187,14 +190,42 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   if (auto ok = validate(options); !ok) return ok.error();
   if (sodium_init() < 0) return Error{Status::StorageError, "libsodium cannot initialise"};
   auto impl = std::make_unique<Impl>(options);
-  impl->url = *detail::parseUrl(options.gatewayUrl);
-  impl->hostHeader = impl->url.hostHeader();
-  if (options.httpBaseUrl.empty()) {
-    auto base = httpBaseFromGatewayUrl(options.gatewayUrl);
-    if (!base) return base.error();
-    impl->httpBase = base.value();
-  } else {
-    impl->httpBase = options.httpBaseUrl;
+  const auto urls = gatewayUrlList(options);
+  for (const auto& text : urls) {
+    detail::Gateway g;
+    g.text = text;
+    g.url = *detail::parseUrl(text);
+    g.hostHeader = g.url.hostHeader();
+    if (options.httpBaseUrl.empty()) {
+      auto base = httpBaseFromGatewayUrl(text);
+      if (!base) return base.error();
+      g.httpBase = base.value();
+    } else {
+      g.httpBase = options.httpBaseUrl;
+    }
+    auto via = detail::proxyFor(g.url, options.proxy, options.noProxy);
+    if (!via) return via.error();
+    g.proxy = std::move(via).value();
+    impl->gateways.push_back(std::move(g));
+  }
+  // A list keeps its token whichever relay of it issued the token.
+  for (const auto& g : impl->gateways) {
+    if (!impl->tokenUrlKey.empty()) impl->tokenUrlKey += ",";
+    impl->tokenUrlKey += g.text;
+  }
+  if (options.authHeader) {
+    if (!options.token.empty()) {
+      impl->authorization = "Bearer " + options.token;
+    } else if (!options.secret.empty()) {
+      const std::string pair = options.meshId + ":" + options.secret;
+      std::string text(sodium_base64_ENCODED_LEN(pair.size(), sodium_base64_VARIANT_ORIGINAL),
+                       '\0');
+      sodium_bin2base64(text.data(), text.size(),
+                        reinterpret_cast<const unsigned char*>(pair.data()), pair.size(),
+                        sodium_base64_VARIANT_ORIGINAL);
+      text.resize(std::strlen(text.c_str()));
+      impl->authorization = "Basic " + text;
+    }
   }
   impl->rooms = options.publicRooms;
   impl->participants = options.participants;
@@ -214,11 +245,9 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   } else if (auto set = outbox.setMeta(kMetaMeshId, options.meshId); !set) {
     return set.error();
   }
-  if (outbox.getMeta(kMetaTokenUrl) == options.gatewayUrl) {
+  if (outbox.getMeta(kMetaTokenUrl) == impl->tokenUrlKey) {
     impl->resumeToken = outbox.getMeta(kMetaToken);
   }
-  impl->registeredKey = "registered@" + impl->httpBase;
-  impl->needsRegistration = options.autoRegister && !outbox.getMeta(impl->registeredKey);
 
   auto stored = outbox.all();
   if (!stored) return stored.error();
@@ -233,12 +262,14 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
     impl->schedule(p, now);
   }
 
+  const bool anySecure = std::any_of(impl->gateways.begin(), impl->gateways.end(),
+                                     [](const detail::Gateway& g) { return g.url.secure(); });
   // Checked for ws:// too: the file may serve https:// registration, and a
   // wrong path is better reported now than at the first wss:// connect.
-  if (!options.caFile.empty() || impl->url.secure()) {
+  if (!options.caFile.empty() || anySecure) {
     auto tls = detail::makeClientTlsContext(options.caFile);
     if (!tls) return tls.error();
-    if (impl->url.secure()) impl->tls = std::move(tls).value();
+    if (anySecure) impl->tls = std::move(tls).value();
   }
 
   // lws logs through stderr for the whole process; errors only, since every
@@ -257,7 +288,13 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
   // 4.1.6 leaks the shared SSL_CTX it builds itself when two contexts are
   // alive in one process (seen under LeakSanitizer). lws never frees a
   // context it was handed; `tls` outlives lws_context_destroy().
-  info.options = impl->url.secure() ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+  //
+  // One vhost per gateway, each with its own proxy setting. lws reads the
+  // http_proxy variable by itself for a vhost not given one, which would
+  // bypass NO_PROXY, "none" and https_proxy for wss://: every vhost gets an
+  // explicit setting, ":0" (port 0) being lws' "no proxy".
+  info.options =
+      LWS_SERVER_OPTION_EXPLICIT_VHOSTS | (anySecure ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
   info.provided_client_ssl_ctx = impl->tls.get();
   info.user = impl.get();
   info.fd_limit_per_thread = 16;  // one connection plus lws' own pipes
@@ -265,12 +302,36 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
       1, std::chrono::duration_cast<std::chrono::seconds>(options.connectTimeout).count()));
   info.timeout_secs = connectSecs;
   info.connect_timeout_secs = connectSecs;
-  if (impl->url.secure()) {
-    TlsGate::instance().create([&] { impl->context = lws_create_context(&info); });
-  } else {
+  bool vhostsMade = true;
+  const auto create = [&] {
     impl->context = lws_create_context(&info);
+    if (impl->context == nullptr) return;
+    for (std::size_t i = 0; i < impl->gateways.size(); ++i) {
+      detail::Gateway& g = impl->gateways[i];
+      // "user:password@host:port": lws sends the part before the last '@'
+      // base64-encoded as Proxy-Authorization: basic.
+      std::string spec = ":0";
+      if (g.proxy) {
+        spec = g.proxy->authority();
+        if (g.proxy->hasCredentials()) spec = g.proxy->user + ":" + g.proxy->password + "@" + spec;
+      }
+      const std::string name = "gateway-" + std::to_string(i);
+      lws_context_creation_info vi = info;
+      vi.vhost_name = name.c_str();
+      vi.http_proxy_address = spec.c_str();
+      vi.http_proxy_port = 0;
+      g.vhost = lws_create_vhost(impl->context, &vi);
+      sodium_memzero(spec.data(), spec.size());
+      if (g.vhost == nullptr) vhostsMade = false;
+    }
+  };
+  if (anySecure) {
+    TlsGate::instance().create(create);
+  } else {
+    create();
   }
-  if (impl->context == nullptr) {
+  if (impl->context == nullptr || !vhostsMade) {
+    if (impl->context != nullptr) lws_context_destroy(impl->context);
     return Error{Status::ConnectionFailed, "cannot create the libwebsockets context"};
   }
   impl->reconnectTimer.owner = impl.get();
@@ -498,30 +559,16 @@ int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::si
       std::string why = in == nullptr ? std::string("connection failed")
                         : len > 0     ? std::string(static_cast<const char*>(in), len)
                                       : std::string(static_cast<const char*>(in));
-      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-      // lws' text for a refused certificate is terse; OpenSSL knows why.
-      // UNSPECIFIED is what a handshake that ended before the certificate
-      // was checked leaves behind: then lws' text is the better one.
-      if (SSL* ssl = w != nullptr ? lws_get_ssl(w) : nullptr) {
-        const long verify = SSL_get_verify_result(ssl);
-        if (verify != X509_V_OK && verify != X509_V_ERR_UNSPECIFIED) {
-          why = std::string("TLS certificate verify failed: ") +
-                X509_verify_cert_error_string(verify);
-          if (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-              verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
-              verify == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE ||
-              verify == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
-              verify == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN) {
-            why +=
-                " (a relay certificate from a private CA needs that CA in MESH_CA_FILE, "
-                "Options::caFile)";
-          }
-        }
-      }
-      const std::string message = "cannot connect to " + options.gatewayUrl + ": " + why;
-      const bool wasActive = attemptActive;
-      onDisconnected(message);
-      if (wasActive) reportConnectError(message);
+      onConnectionError(w, std::move(why));
+      return 0;
+    }
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+      if (authorization.empty() || in == nullptr) return 0;
+      auto** cursor = static_cast<unsigned char**>(in);
+      const std::string line = "Authorization: " + authorization + "\r\n";
+      if (line.size() >= len) return -1;  // no room: fail rather than go without
+      std::memcpy(*cursor, line.data(), line.size());
+      *cursor += line.size();
       return 0;
     }
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
@@ -535,18 +582,87 @@ int Client::Impl::onEvent(lws* w, lws_callback_reasons reason, void* in, std::si
       // The payload is a 2-byte big-endian code and an optional reason.
       if (in != nullptr && len >= 2) {
         const auto* bytes = static_cast<const unsigned char*>(in);
-        closeReason = "relay closed the connection: " + std::to_string(bytes[0] * 256 + bytes[1]);
+        peerCloseCode = bytes[0] * 256 + bytes[1];
+        closeReason = "relay closed the connection: " + std::to_string(peerCloseCode);
         if (len > 2) {
           closeReason += " " + std::string(static_cast<const char*>(in) + 2, len - 2);
         }
       }
       return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-      onDisconnected(closeReason.empty() ? "connection closed" : closeReason);
+    case LWS_CALLBACK_CLIENT_CLOSED: {
+      // No close frame, or one that says the relay is going away or broken:
+      // this relay is gone for now. Anything else (1000, 1008, 4xxx) came
+      // from a relay that works.
+      const bool gone = peerCloseCode == 0 || peerCloseCode == 1001 || peerCloseCode == 1011 ||
+                        peerCloseCode == 1012 || peerCloseCode == 1013;
+      onDisconnected(closeReason.empty() ? "connection closed" : closeReason, gone);
       return 0;
+    }
     default:
       return 0;
   }
+}
+
+void Client::Impl::onConnectionError(lws* w, std::string why) {
+  while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+  const detail::Gateway& g = gateway();
+  if (options.authHeader && why == "HS: ws upgrade unauthorized") {
+    // 401 to credentials on the upgrade: as invalid_credentials in a frame.
+    // (Without authHeader a 401 comes from something else in the way, and
+    // is retried like any failed connection.)
+    const std::string sent = !options.token.empty()    ? "this token"
+                             : !options.secret.empty() ? "this secret"
+                                                       : "what the proxy in front added (the node "
+                                                         "itself sent no credentials)";
+    onDisconnected("relay answered 401 to the upgrade");
+    failForGood(Error{Status::AuthFailed, "relay " + g.text + " refused meshId '" + options.meshId +
+                                              "' with " + sent + " (401 on the upgrade)"});
+    return;
+  }
+  // lws' text for a refused certificate is terse; OpenSSL knows why.
+  // UNSPECIFIED is what a handshake that ended before the certificate
+  // was checked leaves behind: then lws' text is the better one.
+  if (SSL* ssl = w != nullptr ? lws_get_ssl(w) : nullptr) {
+    const long verify = SSL_get_verify_result(ssl);
+    if (verify != X509_V_OK && verify != X509_V_ERR_UNSPECIFIED) {
+      why = std::string("TLS certificate verify failed: ") + X509_verify_cert_error_string(verify);
+      if (verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+          verify == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+          verify == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE ||
+          verify == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+          verify == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN) {
+        why +=
+            " (a relay certificate from a private CA needs that CA in MESH_CA_FILE, "
+            "Options::caFile)";
+      }
+    }
+  }
+  std::string message = "cannot connect to " + g.text;
+  if (g.proxy) message += " through proxy " + g.proxy->display();
+  message += ": " + why;
+  if (g.proxy && why.rfind("proxy ", 0) == 0 && attemptActive && !stopping) {
+    // lws only says the proxy did not answer 200. Our own CONNECT learns
+    // the proxy's status line (407: its credentials) off this thread; the
+    // attempt ends when that answer is in, so the reason a node (and
+    // meshctl) sees is the precise one. The backoff applies as usual.
+    leaveTlsHandshake();
+    proxyProbeRunning = true;
+    post([this, proxy = *g.proxy, url = g.url, fallback = message,
+          prefix = "cannot connect to " + g.text + ": ", timeout = options.connectTimeout] {
+      auto tunnel = detail::openTunnel(proxy, url, std::chrono::steady_clock::now() + timeout);
+      std::string text = fallback;
+      if (tunnel) {
+        ::close(tunnel.value());
+      } else {
+        text = prefix + tunnel.error().message;
+      }
+      push(detail::ProxyProbeDone{std::move(text)});
+    });
+    return;
+  }
+  const bool wasActive = attemptActive;
+  onDisconnected(message, true);
+  if (wasActive) reportConnectError(message);
 }
 
 void Client::Impl::drainCommands() {
@@ -603,6 +719,11 @@ void Client::Impl::drainCommands() {
             requestWrite();
           } else if constexpr (std::is_same_v<T, detail::RegistrationDone>) {
             onRegistrationDone(c.result);
+          } else if constexpr (std::is_same_v<T, detail::ProxyProbeDone>) {
+            proxyProbeRunning = false;
+            const bool wasActive = attemptActive;
+            onDisconnected(c.message, true);
+            if (wasActive && !stopping) reportConnectError(c.message);
           } else if constexpr (std::is_same_v<T, detail::StopRequested>) {
             stopping = true;
             lws_sul_cancel(&reconnectTimer.sul);
@@ -619,15 +740,20 @@ void Client::Impl::drainCommands() {
             } else {
               exitLoop = true;
             }
+            if (proxyProbeRunning) exitLoop = true;
           }
         },
         command);
   }
 }
 
+bool Client::Impl::needsRegistration() {
+  return options.autoRegister && !outbox->getMeta(registeredKey());
+}
+
 void Client::Impl::beginAttempt() {
   if (stopping || failed) return;
-  if (needsRegistration) {
+  if (needsRegistration()) {
     startRegistration();
   } else {
     connectNow();
@@ -637,13 +763,14 @@ void Client::Impl::beginAttempt() {
 void Client::Impl::startRegistration() {
   if (registrationRunning) return;
   registrationRunning = true;
-  setState(ConnectionState::Connecting, "registering at " + httpBase);
+  const std::string base = gateway().httpBase;
+  setState(ConnectionState::Connecting, "registering at " + base);
   // The HTTP request blocks, so it runs on the callback thread; its result
   // comes back as a command.
   const std::string name = options.name.empty() ? options.meshId : options.name;
-  post([this, name] {
-    auto result = registerMesh(httpBase, options.meshId, options.secret, name,
-                               options.connectTimeout, options.caFile);
+  post([this, name, base] {
+    auto result = registerMesh(base, options.meshId, options.secret, name, options.connectTimeout,
+                               options.caFile, options.proxy, options.noProxy);
     push(detail::RegistrationDone{std::move(result)});
   });
 }
@@ -652,8 +779,7 @@ void Client::Impl::onRegistrationDone(const Result<RegisterOutcome>& result) {
   registrationRunning = false;
   if (stopping) return;
   if (result) {
-    needsRegistration = false;
-    if (auto r = outbox->setMeta(registeredKey, "1"); !r) reportError(r.error());
+    if (auto r = outbox->setMeta(registeredKey(), "1"); !r) reportError(r.error());
     connectNow();
     return;
   }
@@ -663,6 +789,11 @@ void Client::Impl::onRegistrationDone(const Result<RegisterOutcome>& result) {
     return;
   }
   reportError(result.error());
+  // A relay that cannot be reached for registration is gone as much as one
+  // that refuses the WebSocket.
+  if (result.status() == Status::ConnectionFailed && gateways.size() > 1) {
+    current = (current + 1) % gateways.size();
+  }
   setState(ConnectionState::WaitingToReconnect, result.error().message);
   scheduleReconnect();
 }
@@ -671,21 +802,25 @@ void Client::Impl::connectNow() {
   if (stopping || failed || attemptActive) return;
   attemptActive = true;
   closeReason.clear();
-  setState(ConnectionState::Connecting, "connecting to " + options.gatewayUrl);
+  peerCloseCode = 0;
+  const detail::Gateway& g = gateway();
+  setState(ConnectionState::Connecting,
+           "connecting to " + g.text + (g.proxy ? " through proxy " + g.proxy->display() : ""));
   lws_client_connect_info info{};
   info.context = context;
-  info.address = url.host.c_str();
-  info.port = url.port;
-  info.path = url.path.c_str();
-  info.host = hostHeader.c_str();
-  info.origin = hostHeader.c_str();
-  info.ssl_connection = url.secure() ? LCCSCF_USE_SSL : 0;
+  info.vhost = g.vhost;
+  info.address = g.url.host.c_str();
+  info.port = g.url.port;
+  info.path = g.url.path.c_str();
+  info.host = g.hostHeader.c_str();
+  info.origin = g.hostHeader.c_str();
+  info.ssl_connection = g.url.secure() ? LCCSCF_USE_SSL : 0;
   // Bind to our handler without asking the relay for a subprotocol: the
   // relay, like the original, expects none.
   info.protocol = nullptr;
   info.local_protocol_name = kProtocols[0].name;
   info.retry_and_idle_policy = &keepalivePolicy;
-  if (url.secure()) {
+  if (g.url.secure()) {
     TlsGate::instance().enter();
     inTlsHandshake = true;
   }
@@ -693,8 +828,8 @@ void Client::Impl::connectNow() {
     // lws may already have reported CONNECTION_ERROR; onDisconnected ignores
     // a second report for the same attempt.
     const bool wasActive = attemptActive;
-    const std::string message = "cannot start a connection to " + options.gatewayUrl;
-    onDisconnected(message);
+    const std::string message = "cannot start a connection to " + g.text;
+    onDisconnected(message, true);
     if (wasActive) reportConnectError(message);
   }
 }
@@ -711,7 +846,8 @@ void Client::Impl::onEstablished(lws* w) {
   rx.clear();
   rxTooLarge = false;
   control.clear();
-  control.push_back(authFrame());
+  // Credentials on the upgrade: the relay speaks first (gateway_auth_ok).
+  if (!options.authHeader) control.push_back(authFrame());
   setState(ConnectionState::Authenticating, "authenticating as " + options.meshId);
   lws_callback_on_writable(wsi);
 }
@@ -724,7 +860,8 @@ std::string Client::Impl::authFrame() {
   // The relay tries the token first and falls back to the secret, so both
   // go along: a dead token costs one Argon2 check, never a failed auth.
   if (resumeToken) out.field("resumeToken", *resumeToken);
-  out.field("secret", options.secret);
+  if (!options.token.empty()) out.field("token", options.token);
+  if (!options.secret.empty()) out.field("secret", options.secret);
   // The relay sends gateway_presence only to nodes that ask (the original
   // ignores the field).
   if (options.callbacks.onPresence) out.boolField("presence", true);
@@ -835,9 +972,12 @@ void Client::Impl::armRetryTimer() {
       wait * LWS_US_PER_MS + 1);
 }
 
-void Client::Impl::onDisconnected(const std::string& reason) {
+void Client::Impl::onDisconnected(const std::string& reason, bool relayGone) {
   if (!attemptActive) return;
   attemptActive = false;
+  if (relayGone && gateways.size() > 1 && !stopping && !failed) {
+    current = (current + 1) % gateways.size();
+  }
   leaveTlsHandshake();
   wsi = nullptr;
   authenticated = false;
@@ -862,7 +1002,8 @@ void Client::Impl::onDisconnected(const std::string& reason) {
     return;
   }
   if (failed) return;
-  setState(ConnectionState::WaitingToReconnect, reason);
+  setState(ConnectionState::WaitingToReconnect,
+           relayGone && gateways.size() > 1 ? reason + "; next: " + gateway().text : reason);
   scheduleReconnect();
 }
 
@@ -946,13 +1087,34 @@ void Client::Impl::onAuthOk(const proto::AuthOk& ok) {
     resumeToken = ok.resumeToken;
     // The token is only good at this relay; a failure to store it costs an
     // Argon2 check at the next connect, nothing more.
-    for (auto r : {outbox->setMeta(kMetaToken, ok.resumeToken),
-                   outbox->setMeta(kMetaTokenUrl, options.gatewayUrl),
-                   outbox->setMeta(kMetaTokenExpires, ok.resumeExpiresAt)}) {
+    for (auto r :
+         {outbox->setMeta(kMetaToken, ok.resumeToken), outbox->setMeta(kMetaTokenUrl, tokenUrlKey),
+          outbox->setMeta(kMetaTokenExpires, ok.resumeExpiresAt)}) {
       if (!r) reportError(r.error());
     }
   }
-  setState(ConnectionState::Connected, "authenticated as " + ok.meshId + " (" + ok.name + ")");
+  setState(ConnectionState::Connected,
+           "authenticated as " + ok.meshId + " (" + ok.name + ") at " + gateway().text);
+  if (options.authHeader) {
+    // No gateway_auth carried them: announce what the node has.
+    std::lock_guard lock(mu);
+    if (!rooms.empty()) {
+      detail::JsonOut out;
+      out.beginObject();
+      out.field("type", "gateway_update_rooms");
+      out.stringArray("publicRooms", rooms);
+      out.endObject();
+      control.push_back(out.take());
+    }
+    if (!participants.empty()) {
+      detail::JsonOut out;
+      out.beginObject();
+      out.field("type", "gateway_update_participants");
+      out.participants("participants", participants);
+      out.endObject();
+      control.push_back(out.take());
+    }
+  }
   // Discover calls made while we were away go out now.
   std::vector<std::string> waiting;
   {
@@ -998,8 +1160,9 @@ void Client::Impl::onAuthError(const proto::AuthError& error) {
   for (auto r : {outbox->deleteMeta(kMetaToken), outbox->deleteMeta(kMetaTokenUrl)}) {
     if (!r) reportError(r.error());
   }
-  failForGood(Error{Status::AuthFailed, "relay refused meshId '" + options.meshId +
-                                            "' with this secret: " + error.message});
+  failForGood(Error{Status::AuthFailed, "relay refused meshId '" + options.meshId + "' with this " +
+                                            (options.token.empty() ? "secret" : "token") + ": " +
+                                            error.message});
 }
 
 void Client::Impl::onAck(const proto::Ack& ack) {

@@ -33,6 +33,7 @@
 #include "mesh/client/http.h"
 #include "mesh/proto/server_frames.h"
 #include "outbox.h"
+#include "proxy.h"
 #include "tls.h"
 #include "url.h"
 
@@ -92,8 +93,22 @@ struct RegistrationDone {
   Result<RegisterOutcome> result;
 };
 struct StopRequested {};
+// What a CONNECT of our own learnt from a proxy that refused lws' tunnel.
+struct ProxyProbeDone {
+  std::string message;
+};
 using Command = std::variant<NewMessage, RoomsChanged, ParticipantsChanged, DiscoverRequested,
-                             RegistrationDone, StopRequested>;
+                             RegistrationDone, StopRequested, ProxyProbeDone>;
+
+// One relay of Options' list and how to reach it.
+struct Gateway {
+  std::string text;  // the URL as configured
+  Url url;
+  std::string hostHeader;  // lws keeps pointers into it while connecting
+  std::string httpBase;
+  std::optional<ProxyUrl> proxy;  // nullopt: direct
+  lws_vhost* vhost = nullptr;     // carries the proxy setting for lws
+};
 
 struct DiscoverWaiter {
   bool done = false;
@@ -107,13 +122,12 @@ struct Client::Impl {
 
   // ---- fixed after start(), read by every thread ----
   const Options options;
-  std::string httpBase;
-  detail::Url url;
-  std::string hostHeader;  // lws keeps pointers into it while connecting
-  detail::SslCtxPtr tls;   // wss:// only; lws borrows it, we free it
+  std::vector<detail::Gateway> gateways;  // at least one
+  std::string tokenUrlKey;                // the gateway list a stored resume token is bound to
+  std::string authorization;              // the upgrade's Authorization value (authHeader)
+  detail::SslCtxPtr tls;                  // wss:// only; lws borrows it, we free it
   std::unique_ptr<detail::Outbox> outbox;
   detail::Dispatcher dispatcher;
-  std::string registeredKey;  // meta key marking a successful registration
 
   // ---- shared: guarded by mu ----
   mutable std::mutex mu;
@@ -141,7 +155,9 @@ struct Client::Impl {
   bool exitLoop = false;
   bool failed = false;  // no more reconnects
   bool registrationRunning = false;
-  bool needsRegistration = false;
+  std::size_t current = 0;  // index into gateways of this (or the next) attempt
+  bool proxyProbeRunning = false;
+  int peerCloseCode = 0;            // the relay's close frame, 0: none came
   std::string closeReason;          // from the relay's close frame or error
   std::deque<std::string> control;  // frames to send before messages
   std::string rx;                   // a message being reassembled
@@ -188,7 +204,13 @@ struct Client::Impl {
   void leaveTlsHandshake();
   int onReceive(lws* w, const void* in, std::size_t len);
   int onWriteable(lws* w);
-  void onDisconnected(const std::string& reason);
+  // `relayGone`: the relay could not be reached or vanished without a
+  // normal close; with several gateways the next attempt goes to the next.
+  void onDisconnected(const std::string& reason, bool relayGone = false);
+  void onConnectionError(lws* w, std::string why);
+  [[nodiscard]] const detail::Gateway& gateway() const { return gateways[current]; }
+  [[nodiscard]] bool needsRegistration();
+  [[nodiscard]] std::string registeredKey() const { return "registered@" + gateway().httpBase; }
   void handleFrame(const std::string& text);
   void onAuthOk(const proto::AuthOk& ok);
   void onAuthError(const proto::AuthError& error);

@@ -34,15 +34,16 @@ std::string trimSlash(std::string base) {
 
 Result<RegisterOutcome> registerMesh(const std::string& httpBaseUrl, const std::string& meshId,
                                      const std::string& secret, const std::string& name,
-                                     std::chrono::milliseconds timeout, const std::string& caFile) {
+                                     std::chrono::milliseconds timeout, const std::string& caFile,
+                                     const std::string& proxy, const std::string& noProxy) {
   detail::JsonOut body;
   body.beginObject();
   body.field("meshId", meshId);
   body.field("secret", secret);
   body.field("name", name);
   body.endObject();
-  auto answer =
-      httpRequest("POST", trimSlash(httpBaseUrl) + "/register", body.take(), {}, timeout, caFile);
+  auto answer = httpRequest("POST", trimSlash(httpBaseUrl) + "/register", body.take(), {}, timeout,
+                            caFile, proxy, noProxy);
   if (!answer) return answer.error();
   const auto& r = answer.value();
   switch (r.status) {
@@ -64,8 +65,10 @@ Result<RegisterOutcome> registerMesh(const std::string& httpBaseUrl, const std::
 }
 
 Result<HealthReport> checkHealth(const std::string& httpBaseUrl, std::chrono::milliseconds timeout,
-                                 const std::string& caFile) {
-  auto answer = httpRequest("GET", trimSlash(httpBaseUrl) + "/health", {}, {}, timeout, caFile);
+                                 const std::string& caFile, const std::string& proxy,
+                                 const std::string& noProxy) {
+  auto answer = httpRequest("GET", trimSlash(httpBaseUrl) + "/health", {}, {}, timeout, caFile,
+                            proxy, noProxy);
   if (!answer) return answer.error();
   const auto& r = answer.value();
   if (r.status != 200) {

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string_view>
 
+#include "proxy.h"
 #include "tls.h"
 #include "url.h"
 
@@ -214,21 +215,84 @@ bool answerComplete(const std::string& raw) {
   return false;
 }
 
+// "host:port" with brackets around IPv6 and the port always written: the
+// request target of CONNECT.
+std::string connectAuthority(const Url& url) {
+  const bool v6 = url.host.find(':') != std::string::npos;
+  return (v6 ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+}
+
 }  // namespace
+
+Result<int> openTunnel(const ProxyUrl& proxy, const Url& target, Clock::time_point deadline) {
+  Url at;
+  at.scheme = "http";
+  at.host = proxy.host;
+  at.port = proxy.port;
+  auto connected = connectTcp(at, deadline);
+  if (!connected) {
+    return Error{Status::ConnectionFailed,
+                 "cannot reach proxy " + proxy.display() + ": " + connected.error().message};
+  }
+  FdCloser fd{connected.value()};
+  const std::string where = connectAuthority(target);
+  std::string request =
+      "CONNECT " + where + " HTTP/1.1\r\nHost: " + where + "\r\nUser-Agent: libmeshclient\r\n";
+  if (proxy.hasCredentials()) request += "Proxy-Authorization: " + proxy.basicAuth() + "\r\n";
+  request += "\r\n";
+  Stream stream(fd.fd, nullptr);
+  if (!stream.writeAll(request, deadline)) {
+    return Error{Status::ConnectionFailed, "sending to proxy " + proxy.display() + " failed"};
+  }
+  // Nothing comes after the proxy's answer until we speak, so reading past
+  // its end cannot swallow the relay's bytes.
+  std::string raw;
+  while (raw.find("\r\n\r\n") == std::string::npos) {
+    const int rc = stream.readSome(raw, deadline);
+    if (rc <= 0) {
+      return Error{Status::ConnectionFailed, rc == 0 ? "proxy " + proxy.display() +
+                                                           " closed the connection instead of "
+                                                           "answering CONNECT " +
+                                                           where
+                                                     : "no answer from proxy " + proxy.display() +
+                                                           " to CONNECT " + where +
+                                                           " within the timeout"};
+    }
+    if (raw.size() > 65536) break;
+  }
+  const std::string statusLine = raw.substr(0, raw.find("\r\n"));
+  if (statusLine.compare(0, 7, "HTTP/1.") != 0 || statusLine.size() < 12 || statusLine[9] != '2') {
+    return Error{Status::ConnectionFailed,
+                 proxyRefusal(proxy, where,
+                              statusLine.substr(0, std::min<std::size_t>(200, statusLine.size())))};
+  }
+  const int out = fd.fd;
+  fd.fd = -1;
+  return out;
+}
+
 }  // namespace mesh::client::detail
 
 namespace mesh::client {
 
 Result<HttpAnswer> httpRequest(const std::string& method, const std::string& urlText,
                                const std::string& body, const std::string& bearer,
-                               std::chrono::milliseconds timeout, const std::string& caFile) {
+                               std::chrono::milliseconds timeout, const std::string& caFile,
+                               const std::string& proxy, const std::string& noProxy) {
   using namespace detail;
   const auto url = parseUrl(urlText);
   if (!url || (url->scheme != "http" && url->scheme != "https")) {
     return Error{Status::InvalidArgument, "not an http:// or https:// URL: '" + urlText + "'"};
   }
+  auto via = proxyFor(*url, proxy, noProxy);
+  if (!via) return via.error();
+  const std::optional<ProxyUrl>& viaProxy = via.value();
   const auto deadline = Clock::now() + timeout;
-  auto fdResult = connectTcp(*url, deadline);
+  // Through a proxy, http:// and https:// alike go through a CONNECT
+  // tunnel, as the WebSocket does: the proxy needs one rule for the relay's
+  // port, and its refusals read the same for every call.
+  Result<int> fdResult =
+      viaProxy ? openTunnel(*viaProxy, *url, deadline) : connectTcp(*url, deadline);
   if (!fdResult) return fdResult.error();
   FdCloser fd{fdResult.value()};
 

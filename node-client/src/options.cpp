@@ -6,6 +6,7 @@
 
 #include "mesh/proto/codec.h"
 #include "mesh/proto/limits.h"
+#include "proxy.h"
 #include "url.h"
 
 namespace mesh::client {
@@ -34,7 +35,12 @@ Result<Options> Options::fromEnvironment() {
 Result<Options> Options::fromEnvironment(Options base) {
   if (auto v = env("MESH_ID")) base.meshId = *v;
   if (auto v = env("MESH_SECRET")) base.secret = *v;
-  if (auto v = env("MESH_GATEWAY_URL")) base.gatewayUrl = *v;
+  if (auto v = env("MESH_TOKEN")) base.token = *v;
+  if (auto v = env("MESH_GATEWAY_URL")) {
+    base.gatewayUrl = *v;
+    base.gatewayUrls.clear();
+  }
+  if (auto v = env("MESH_PROXY")) base.proxy = *v;
   if (auto v = env("MESH_NAME")) base.name = *v;
   if (auto v = env("MESH_HTTP_URL")) base.httpBaseUrl = *v;
   if (auto v = env("MESH_CA_FILE")) base.caFile = *v;
@@ -48,8 +54,20 @@ Result<Options> Options::fromEnvironment(Options base) {
     }
     base.autoRegister = *flag;
   }
+  if (auto v = env("MESH_AUTH_HEADER")) {
+    auto flag = parseFlag(*v);
+    if (!flag) {
+      return Error{Status::InvalidArgument,
+                   "MESH_AUTH_HEADER must be 1, true, yes, on or 0, false, no, off: '" + *v + "'"};
+    }
+    base.authHeader = *flag;
+  }
   if (base.meshId.empty()) return Error{Status::InvalidArgument, "MESH_ID is not set"};
-  if (base.secret.empty()) return Error{Status::InvalidArgument, "MESH_SECRET is not set"};
+  if (base.secret.empty() && base.token.empty() && !base.authHeader) {
+    return Error{Status::InvalidArgument,
+                 "MESH_SECRET or MESH_TOKEN is not set (or MESH_AUTH_HEADER=1 for a proxy that "
+                 "adds the credentials)"};
+  }
   return base;
 }
 
@@ -58,16 +76,53 @@ Result<> validate(const Options& o) {
     return Error{Status::InvalidArgument,
                  "meshId must be 1 to 64 characters of A-Z a-z 0-9 . _ -: '" + o.meshId + "'"};
   }
-  if (o.secret.size() < proto::kMinSecretBytes || o.secret.size() > proto::kMaxSecretBytes) {
+  if (!o.secret.empty() &&
+      (o.secret.size() < proto::kMinSecretBytes || o.secret.size() > proto::kMaxSecretBytes)) {
     return Error{Status::InvalidArgument, "secret must be 16 to 256 bytes"};
+  }
+  if (o.secret.empty() && o.token.empty() && !o.authHeader) {
+    return Error{Status::InvalidArgument,
+                 "a secret or a token is needed (or authHeader, for a proxy that adds them)"};
+  }
+  if (o.autoRegister && o.secret.empty()) {
+    return Error{Status::InvalidArgument, "autoRegister needs the secret"};
+  }
+  // The token travels in a JSON string or an HTTP header: printable ASCII.
+  for (const char c : o.token) {
+    if (c <= ' ' || c > '~') {
+      return Error{Status::InvalidArgument, "token must be printable ASCII without spaces"};
+    }
   }
   if (o.name.size() > proto::kMaxNameBytes) {
     return Error{Status::InvalidArgument, "name is longer than 128 bytes"};
   }
-  const auto url = detail::parseUrl(o.gatewayUrl);
-  if (!url || (url->scheme != "ws" && url->scheme != "wss")) {
-    return Error{Status::InvalidArgument,
-                 "gateway URL must be ws://host[:port]/path or wss://...: '" + o.gatewayUrl + "'"};
+  const auto urls = gatewayUrlList(o);
+  if (urls.empty()) return Error{Status::InvalidArgument, "no gateway URL"};
+  for (const auto& text : urls) {
+    const auto url = detail::parseUrl(text);
+    if (!url || (url->scheme != "ws" && url->scheme != "wss")) {
+      return Error{Status::InvalidArgument,
+                   "gateway URL must be ws://host[:port]/path or wss://...: '" + text + "'"};
+    }
+    auto via = detail::proxyFor(*url, o.proxy, o.noProxy);
+    if (!via) return via.error();
+    // libwebsockets keeps the proxy's "user:password" in 95 bytes and its
+    // host in 127; longer ones it would drop silently and connect directly.
+    if (const auto& p = via.value()) {
+      if (url->host.find(':') != std::string::npos) {
+        return Error{Status::InvalidArgument,
+                     "a relay named by an IPv6 address cannot be reached through a proxy (the "
+                     "WebSocket library writes its CONNECT without brackets): use a host name "
+                     "for '" +
+                         text + "' or exempt it in NO_PROXY"};
+      }
+      if (p->user.size() + p->password.size() + 1 > 95 || p->host.size() + 8 > 127) {
+        return Error{Status::InvalidArgument,
+                     "proxy " + p->display() +
+                         ": user:password must be at most 95 bytes and the "
+                         "host at most 118"};
+      }
+    }
   }
   if (!o.httpBaseUrl.empty()) {
     const auto http = detail::parseUrl(o.httpBaseUrl);
@@ -89,6 +144,31 @@ Result<> validate(const Options& o) {
     return Error{Status::InvalidArgument, "maxMessageAge must be positive and under 100 years"};
   }
   return success();
+}
+
+std::vector<std::string> gatewayUrlList(const Options& o) {
+  std::vector<std::string> out;
+  const auto add = [&out](std::string_view text) {
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front()))) {
+      text.remove_prefix(1);
+    }
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
+      text.remove_suffix(1);
+    }
+    if (!text.empty()) out.emplace_back(text);
+  };
+  if (!o.gatewayUrls.empty()) {
+    for (const auto& u : o.gatewayUrls) add(u);
+    return out;
+  }
+  std::string_view all = o.gatewayUrl;
+  while (!all.empty()) {
+    const auto comma = all.find(',');
+    add(all.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    all.remove_prefix(comma + 1);
+  }
+  return out;
 }
 
 Result<std::string> httpBaseFromGatewayUrl(const std::string& gatewayUrl) {

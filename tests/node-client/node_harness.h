@@ -24,6 +24,7 @@ struct Seen {
   std::vector<client::PresenceEvent> presence;
   std::vector<client::RemoteParticipants> participants;  // the latest list
   std::vector<client::ConnectionState> states;
+  std::vector<std::string> reasons;  // with each state change
 };
 
 class Node {
@@ -43,6 +44,9 @@ class Node {
     o.retryMin = std::chrono::milliseconds(50);
     o.retryMax = std::chrono::milliseconds(300);
     o.connectTimeout = std::chrono::seconds(5);
+    // Straight to the test's relay on loopback, whatever proxy the machine
+    // is configured with; the proxy tests set their own.
+    o.proxy = "none";
     return o;
   }
 
@@ -62,8 +66,11 @@ class Node {
     o.callbacks.onParticipants = [this](const std::vector<client::RemoteParticipants>& r) {
       update([&] { seen_.participants = r; });
     };
-    o.callbacks.onStateChange = [this](client::ConnectionState s, const std::string&) {
-      update([&] { seen_.states.push_back(s); });
+    o.callbacks.onStateChange = [this](client::ConnectionState s, const std::string& why) {
+      update([&] {
+        seen_.states.push_back(s);
+        seen_.reasons.push_back(why);
+      });
     };
     auto started = client::Client::start(o);
     if (!started) throw std::runtime_error("start: " + started.error().message);

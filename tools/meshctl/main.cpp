@@ -17,8 +17,12 @@
 //   meshctl rotate ID [--secret NEW]
 //   meshctl recent ID [--json]
 //
-// Every subcommand takes --url (or MESH_GATEWAY_URL); register and the ones
-// that connect take --mesh-id/--secret (or MESH_ID/MESH_SECRET). Results go to stdout as
+// Every subcommand takes --url (or MESH_GATEWAY_URL; a comma-separated list
+// of relays is tried in order) and --proxy (or MESH_PROXY; by default the
+// HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables apply); register and the ones
+// that connect take --mesh-id/--secret (or MESH_ID/MESH_SECRET), the ones
+// that connect also --token (MESH_TOKEN) and --auth-header
+// (MESH_AUTH_HEADER). Results go to stdout as
 // JSON (a table for `meshes`, env lines for new secrets), problems to stderr
 // as one line; the exit code says which kind. The admin token is never
 // printed.
@@ -28,6 +32,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -96,8 +101,11 @@ struct Settings {
   std::string url = "ws://localhost:4000/gateway";
   std::string httpUrl;
   std::string caFile;  // PEM CAs trusted besides the system store
+  std::string proxy;   // Options::proxy: empty reads the environment
   std::string meshId;
   std::string secret;
+  std::string token;       // a JWT instead of (or beside) the secret
+  std::string authHeader;  // credentials on the upgrade: a flag word
   std::string name;
   std::string target;
   std::string json;
@@ -109,11 +117,38 @@ struct Settings {
   [[nodiscard]] milliseconds timeout() const {
     return milliseconds(static_cast<long long>(timeoutSeconds * 1000));
   }
-  [[nodiscard]] mc::Result<std::string> httpBase() const {
-    if (!httpUrl.empty()) return httpUrl;
-    return mc::httpBaseFromGatewayUrl(url);
+  [[nodiscard]] std::vector<std::string> gatewayUrls() const {
+    mc::Options o;
+    o.gatewayUrl = url;
+    return mc::gatewayUrlList(o);
+  }
+  // The HTTP bases to try, in order: --http-url, or one per gateway URL.
+  [[nodiscard]] mc::Result<std::vector<std::string>> httpBases() const {
+    if (!httpUrl.empty()) return std::vector<std::string>{httpUrl};
+    std::vector<std::string> out;
+    for (const auto& one : gatewayUrls()) {
+      auto base = mc::httpBaseFromGatewayUrl(one);
+      if (!base) return base.error();
+      out.push_back(base.value());
+    }
+    if (out.empty()) return mc::Error{mc::Status::InvalidArgument, "--url is empty"};
+    return out;
   }
 };
+
+// `call(base)` at the first relay of the list that answers: a relay that
+// cannot be reached hands over to the next, any answer ends the search.
+template <class Call>
+auto atFirstReachable(const Settings& s, Call call) -> decltype(call(std::string())) {
+  auto bases = s.httpBases();
+  if (!bases) return bases.error();
+  std::optional<decltype(call(std::string()))> last;
+  for (const auto& base : bases.value()) {
+    last.emplace(call(base));
+    if (last->ok() || last->status() != mc::Status::ConnectionFailed) break;
+  }
+  return std::move(*last);
+}
 
 // One JSON value per line, whatever whitespace the relay's sender used, and
 // every number exactly as the sender wrote it.
@@ -127,6 +162,14 @@ bool isJsonObject(const std::string& text) {
   rapidjson::Document doc;
   doc.Parse<rapidjson::kParseIterativeFlag>(text.data(), text.size());
   return !doc.HasParseError() && doc.IsObject();
+}
+
+// 1/true/yes/on and 0/false/no/off, in any case; nullopt for anything else.
+std::optional<bool> parseFlag(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (text == "1" || text == "true" || text == "yes" || text == "on") return true;
+  if (text == "0" || text == "false" || text == "no" || text == "off") return false;
+  return std::nullopt;
 }
 
 std::string jsonString(std::string_view text) {
@@ -145,26 +188,43 @@ class Session {
   mc::Result<> open(const Settings& s) {
     options.meshId = s.meshId;
     options.secret = s.secret;
+    options.token = s.token;
     options.gatewayUrl = s.url;
     options.httpBaseUrl = s.httpUrl;
     options.caFile = s.caFile;
+    options.proxy = s.proxy;
+    if (!s.authHeader.empty()) {
+      const auto flag = parseFlag(s.authHeader);
+      if (!flag) {
+        return mc::Error{mc::Status::InvalidArgument,
+                         "--auth-header (MESH_AUTH_HEADER) must be 1, true, yes, on or 0, false, "
+                         "no, off"};
+      }
+      options.authHeader = *flag;
+    }
+    // Every relay of a list gets its chance before the first failure counts.
+    const std::size_t relays = std::max<std::size_t>(1, mc::gatewayUrlList(options).size());
     options.outboxPath = ":memory:";  // a one-shot tool keeps nothing
     options.durableSync = false;
     options.retryOffline = false;
     options.connectTimeout = s.timeout();
     // A subcommand's own hook (listen reports reconnects) runs as well.
-    options.callbacks.onStateChange = [this, also = options.callbacks.onStateChange](
+    options.callbacks.onStateChange = [this, relays, also = options.callbacks.onStateChange](
                                           mc::ConnectionState state, const std::string& why) {
       {
         std::lock_guard lock(mu_);
-        if (state == mc::ConnectionState::WaitingToReconnect && !firstFailure_) firstFailure_ = why;
+        if (state == mc::ConnectionState::WaitingToReconnect && !firstFailure_ &&
+            ++failures_ >= relays) {
+          firstFailure_ = why;
+        }
       }
       cv_.notify_all();
       if (also) also(state, why);
     };
-    if (s.meshId.empty() || s.secret.empty()) {
+    if (s.meshId.empty() || (s.secret.empty() && s.token.empty() && !options.authHeader)) {
       return mc::Error{mc::Status::InvalidArgument,
-                       "--mesh-id and --secret (or MESH_ID and MESH_SECRET) are required"};
+                       "--mesh-id and --secret or --token (or MESH_ID and MESH_SECRET or "
+                       "MESH_TOKEN) are required"};
     }
     auto started = mc::Client::start(options);
     if (!started) return started.error();
@@ -195,6 +255,7 @@ class Session {
   std::mutex mu_;  // guards firstFailure_
   std::condition_variable cv_;
   std::optional<std::string> firstFailure_;
+  std::size_t failures_ = 0;
   std::unique_ptr<mc::Client> client_;
 };
 
@@ -203,10 +264,10 @@ int runRegister(const Settings& s) {
     std::cerr << "meshctl: invalid argument: --mesh-id (or MESH_ID) is required\n";
     return kUsage;
   }
-  auto base = s.httpBase();
-  if (!base) return fail(base.error());
   const std::string secret = s.secret.empty() ? mc::generateSecret() : s.secret;
-  auto done = mc::registerMesh(base.value(), s.meshId, secret, s.name, s.timeout(), s.caFile);
+  auto done = atFirstReachable(s, [&](const std::string& base) {
+    return mc::registerMesh(base, s.meshId, secret, s.name, s.timeout(), s.caFile, s.proxy);
+  });
   if (!done) return fail(done.error());
   std::cerr << (done.value().created ? "registered " : "already registered, name updated: ")
             << s.meshId << "\n";
@@ -216,9 +277,9 @@ int runRegister(const Settings& s) {
 }
 
 int runHealth(const Settings& s) {
-  auto base = s.httpBase();
-  if (!base) return fail(base.error());
-  auto health = mc::checkHealth(base.value(), s.timeout(), s.caFile);
+  auto health = atFirstReachable(s, [&](const std::string& base) {
+    return mc::checkHealth(base, s.timeout(), s.caFile, s.proxy);
+  });
   if (!health) return fail(health.error());
   std::cout << oneLine(health.value().body) << std::endl;
   return kOk;
@@ -430,15 +491,11 @@ int failAnswer(const mc::HttpAnswer& answer, const std::string& request, const s
 std::optional<std::string> askRelay(const Settings& s, const std::string& method,
                                     const std::string& path, const std::string& body, bool byAdmin,
                                     int& failure) {
-  auto base = s.httpBase();
-  if (!base) {
-    failure = fail(base.error());
-    return std::nullopt;
-  }
-  std::string url = base.value();
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  auto answer = mc::httpRequest(method, url + path, body, byAdmin ? s.adminToken : std::string(),
-                                s.timeout(), s.caFile);
+  auto answer = atFirstReachable(s, [&](std::string url) {
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    return mc::httpRequest(method, url + path, body, byAdmin ? s.adminToken : std::string(),
+                           s.timeout(), s.caFile, s.proxy);
+  });
   if (!answer) {
     failure = fail(answer.error());
     return std::nullopt;
@@ -690,16 +747,35 @@ int main(int argc, char** argv) {
                          "PEM file of CAs to trust besides the system store (wss://, "
                          "https://); env MESH_CA_FILE"),
          "MESH_CA_FILE", &s.caFile});
+    fallbacks.push_back(
+        {cmd,
+         cmd->add_option("--proxy", s.proxy,
+                         "HTTP proxy URL http://[user:password@]host:port, or none (default: "
+                         "HTTPS_PROXY / HTTP_PROXY / NO_PROXY); env MESH_PROXY"),
+         "MESH_PROXY", &s.proxy});
     cmd->add_option("--timeout", s.timeoutSeconds, "Seconds to wait for the relay")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
   };
-  auto addCredentials = [&s, &fallbacks](CLI::App* cmd) {
+  auto addCredentials = [&s, &fallbacks](CLI::App* cmd, bool connects = true) {
     fallbacks.push_back({cmd, cmd->add_option("--mesh-id", s.meshId, "This mesh's id; env MESH_ID"),
                          "MESH_ID", &s.meshId});
     fallbacks.push_back(
         {cmd, cmd->add_option("--secret", s.secret, "This mesh's secret; env MESH_SECRET"),
          "MESH_SECRET", &s.secret});
+    if (!connects) return;
+    fallbacks.push_back(
+        {cmd,
+         cmd->add_option("--token", s.token,
+                         "A signed token (JWT) the relay accepts, instead of the secret; env "
+                         "MESH_TOKEN"),
+         "MESH_TOKEN", &s.token});
+    fallbacks.push_back(
+        {cmd,
+         cmd->add_option("--auth-header", s.authHeader,
+                         "1: send the credentials on the upgrade request (Authorization), or "
+                         "none when a proxy adds them; env MESH_AUTH_HEADER"),
+         "MESH_AUTH_HEADER", &s.authHeader});
   };
 
   auto* reg = app.add_subcommand("register", "Register a mesh; prints the env lines for its node");
@@ -738,7 +814,7 @@ int main(int argc, char** argv) {
   auto* rotateOwn = app.add_subcommand(
       "rotate-own", "Set a new secret for this mesh by proving the current one; prints env lines");
   addUrl(rotateOwn);
-  addCredentials(rotateOwn);
+  addCredentials(rotateOwn, false);
   rotateOwn->add_option("--new-secret", s.newSecret, "New secret (default: a strong random one)");
 
   // The admin API. The token is read from the environment like the other

@@ -2,6 +2,12 @@
 // checks and the admin API, from nodes and tools. http:// and https:// (system CA store, plus
 // the PEM bundle `caFile` when not empty, as Options::caFile).
 // Callable from any thread; each call opens and closes its own connection.
+//
+// `proxy` and `noProxy` work as Options::proxy and Options::noProxy: empty
+// reads HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment, "none"
+// connects directly. Both http:// and https:// go through a CONNECT tunnel
+// (TLS inside it); a proxy that refuses (407: its credentials) is a
+// ConnectionFailed error that names the proxy without its credentials.
 #pragma once
 
 #include <chrono>
@@ -21,7 +27,7 @@ struct RegisterOutcome {
 [[nodiscard]] Result<RegisterOutcome> registerMesh(
     const std::string& httpBaseUrl, const std::string& meshId, const std::string& secret,
     const std::string& name, std::chrono::milliseconds timeout = std::chrono::seconds(10),
-    const std::string& caFile = {});
+    const std::string& caFile = {}, const std::string& proxy = {}, const std::string& noProxy = {});
 
 struct HealthReport {
   int connected = 0;  // authenticated meshes online
@@ -31,7 +37,7 @@ struct HealthReport {
 // GET {base}/health.
 [[nodiscard]] Result<HealthReport> checkHealth(
     const std::string& httpBaseUrl, std::chrono::milliseconds timeout = std::chrono::seconds(10),
-    const std::string& caFile = {});
+    const std::string& caFile = {}, const std::string& proxy = {}, const std::string& noProxy = {});
 
 struct HttpAnswer {
   int status = 0;
@@ -48,7 +54,7 @@ struct HttpAnswer {
 [[nodiscard]] Result<HttpAnswer> httpRequest(
     const std::string& method, const std::string& url, const std::string& body = {},
     const std::string& bearer = {}, std::chrono::milliseconds timeout = std::chrono::seconds(10),
-    const std::string& caFile = {});
+    const std::string& caFile = {}, const std::string& proxy = {}, const std::string& noProxy = {});
 
 // A strong random secret for a new mesh: 32 random bytes, base64url.
 [[nodiscard]] std::string generateSecret();

@@ -1,5 +1,6 @@
 // How a Client is configured: from code, or from the environment variables
-// existing mesh nodes use (MESH_ID, MESH_SECRET, MESH_GATEWAY_URL).
+// existing mesh nodes use (MESH_ID, MESH_SECRET, MESH_GATEWAY_URL) and the
+// proxy variables most tools read (HTTPS_PROXY, HTTP_PROXY, NO_PROXY).
 //
 // Client::start() copies the Options, so changing an Options value later
 // never reaches a running client.
@@ -46,18 +47,52 @@ struct Callbacks {
 };
 
 struct Options {
-  // Identity at the relay.
+  // Identity at the relay: the meshId and its secret, or a signed token
+  // (JWT) the relay trusts, sent as "token" in gateway_auth. Either may be
+  // empty when the other is set; both empty only with authHeader (below).
   std::string meshId;
   std::string secret;
+  std::string token;
+  // Credentials on the WebSocket upgrade request instead of in
+  // gateway_auth: "Authorization: Bearer <token>", or "Authorization: Basic
+  // base64(meshId:secret)" without a token; the client then sends no
+  // gateway_auth and waits for the relay's gateway_auth_ok, and announces
+  // its rooms and participants right after it. With neither a secret nor a
+  // token, no Authorization header is sent at all: a proxy in front of the
+  // node adds it, and the node holds no credentials.
+  bool authHeader = false;
   // Registered name; auto-register uses it (the meshId when empty).
   std::string name;
 
   // The relay's WebSocket endpoint: ws:// or wss://. wss:// checks the
-  // relay's certificate and host name against the system CA store.
+  // relay's certificate and host name against the system CA store. Several
+  // relays without a load balancer in front: a comma-separated list (or
+  // gatewayUrls).
   std::string gatewayUrl = "ws://localhost:4000/gateway";
+  // When not empty, replaces gatewayUrl: relays tried in order. The client
+  // stays on one while it works and moves to the next when that one is gone
+  // (the connection cannot be made, or drops without a normal close); the
+  // resume token goes along.
+  std::vector<std::string> gatewayUrls;
   // The relay's HTTP base for /register and /health. Empty: derived from
   // gatewayUrl (ws->http, wss->https, a trailing "/gateway" dropped).
   std::string httpBaseUrl;
+  // The HTTP proxy for the WebSocket connection and the HTTP calls. Empty:
+  // from the environment, as curl reads it (ws:// and http:// use
+  // http_proxy or HTTP_PROXY, wss:// and https:// https_proxy or
+  // HTTPS_PROXY, then all_proxy or ALL_PROXY for both; the lower-case name
+  // wins). "none" (or "direct"): never a proxy, whatever the environment
+  // says. Otherwise the proxy's URL, http://[user:password@]host[:port]
+  // (credentials percent-encoded; sent as Proxy-Authorization: Basic, and
+  // never shown in messages). Every connection, WebSocket and HTTP, goes
+  // through an HTTP CONNECT tunnel (TLS runs inside it, checked against the
+  // relay's name), so the proxy must allow CONNECT to the relay's port.
+  std::string proxy;
+  // Hosts reached without the proxy: empty reads no_proxy or NO_PROXY.
+  // Comma-separated: "*" for all, host names (matching their subdomains
+  // too, with or without a leading dot), IP addresses, CIDR ranges, each
+  // optionally with ":port".
+  std::string noProxy;
   // A PEM file of CA certificates trusted for wss:// and https:// besides
   // the system store: for a relay whose certificate a private CA issued.
   // start() fails (InvalidArgument) when it cannot be read. Empty: none.
@@ -126,17 +161,26 @@ struct Options {
 
   Callbacks callbacks;
 
-  // Reads MESH_ID, MESH_SECRET, MESH_GATEWAY_URL (default above),
-  // MESH_NAME, MESH_HTTP_URL, MESH_CA_FILE, MESH_OUTBOX_PATH and
-  // MESH_AUTO_REGISTER (1/true/yes/on or 0/false/no/off) into `base`;
-  // unset or empty variables leave `base` as it is. Fails when MESH_ID or
-  // MESH_SECRET ends up empty, or MESH_AUTO_REGISTER is another word.
+  // Reads MESH_ID, MESH_SECRET, MESH_TOKEN, MESH_AUTH_HEADER,
+  // MESH_GATEWAY_URL (default above; may be a comma-separated list),
+  // MESH_NAME, MESH_HTTP_URL, MESH_CA_FILE, MESH_PROXY (Options::proxy),
+  // MESH_OUTBOX_PATH and MESH_AUTO_REGISTER (MESH_AUTH_HEADER and
+  // MESH_AUTO_REGISTER: 1/true/yes/on or 0/false/no/off) into `base`;
+  // unset or empty variables leave `base` as it is. Fails when MESH_ID is
+  // empty, when both MESH_SECRET and MESH_TOKEN are empty without
+  // MESH_AUTH_HEADER, or a flag is another word. The proxy variables
+  // (HTTPS_PROXY, ...) are read when the client starts, not here.
   [[nodiscard]] static Result<Options> fromEnvironment(Options base);
   [[nodiscard]] static Result<Options> fromEnvironment();
 };
 
-// Checks the options a client needs: meshId pattern, secret length, URL.
+// Checks the options a client needs: meshId pattern, secret length, URLs,
+// the proxy settings.
 [[nodiscard]] Result<> validate(const Options& options);
+
+// The relays an Options names, in order: gatewayUrls, or gatewayUrl split
+// at commas (blanks around each URL dropped).
+[[nodiscard]] std::vector<std::string> gatewayUrlList(const Options& options);
 
 // "ws://h:p/gateway" -> "http://h:p"; "wss://h/x/gateway" -> "https://h/x".
 [[nodiscard]] Result<std::string> httpBaseFromGatewayUrl(const std::string& gatewayUrl);
