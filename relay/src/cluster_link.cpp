@@ -324,19 +324,44 @@ void NatsClusterLink::relay(std::string_view, std::string_view targetMeshId,
     answer(RelayOutcome::Unavailable);
     return;
   }
-  const std::uint64_t n = nextRequest_++;
-  const std::string reply = inbox_ + "." + std::to_string(n);
-  const std::string subject = cluster::deliverSubject(targetMeshId);
-  const natsStatus s =
-      natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), incomingText.data(),
-                                    static_cast<int>(incomingText.size()));
-  if (s != NATS_OK) {
-    ++stats_.unavailable;
-    answer(RelayOutcome::Unavailable);
-    return;
+  // Sent by flush() at the end of this loop turn, with whatever else this
+  // turn queued for the same mesh.
+  Outgoing& out = outgoing_[std::string(targetMeshId)];
+  out.frames.push_back(std::move(incomingText));
+  out.answers.push_back(std::move(answer));
+}
+
+void NatsClusterLink::flush() {
+  if (outgoing_.empty()) return;
+  auto batches = std::move(outgoing_);
+  outgoing_.clear();
+  const bool up = connected_ && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  const std::int64_t deadline = nowUs() + kRelayTimeoutUs;
+  for (auto& [meshId, out] : batches) {
+    natsStatus s = up ? NATS_OK : NATS_ERR;
+    const std::uint64_t n = nextRequest_++;
+    if (s == NATS_OK) {
+      const std::string reply = inbox_ + "." + std::to_string(n);
+      const std::string subject = cluster::deliverSubject(meshId);
+      const std::string batch =
+          out.frames.size() == 1 ? std::string() : cluster::encodeRelayBatch(out.frames);
+      const std::string& data = out.frames.size() == 1 ? out.frames.front() : batch;
+      s = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), data.data(),
+                                        static_cast<int>(data.size()));
+    }
+    PendingRelay p{std::move(out.answers), deadline};
+    if (s != NATS_OK) {
+      answerAll(p, RelayOutcome::Unavailable);
+      continue;
+    }
+    stats_.relaysOut += p.answers.size();
+    pendingRelays_.emplace(n, std::move(p));
   }
-  ++stats_.relaysOut;
-  pendingRelays_.emplace(n, PendingRelay{std::move(answer), nowUs() + kRelayTimeoutUs});
+}
+
+void NatsClusterLink::answerAll(PendingRelay& p, RelayOutcome outcome) {
+  if (outcome == RelayOutcome::Unavailable) stats_.unavailable += p.answers.size();
+  for (RelayAnswer& a : p.answers) a(outcome);
 }
 
 void NatsClusterLink::broadcast(std::string incomingText, std::string_view fromMeshId,
@@ -433,9 +458,13 @@ void NatsClusterLink::connectionChanged(bool up) {
 void NatsClusterLink::failPending() {
   auto relays = std::move(pendingRelays_);
   pendingRelays_.clear();
-  for (auto& [n, p] : relays) {
-    ++stats_.unavailable;
-    p.answer(RelayOutcome::Unavailable);
+  for (auto& [n, p] : relays) answerAll(p, RelayOutcome::Unavailable);
+  // Queued in this turn and not sent yet.
+  auto queued = std::move(outgoing_);
+  outgoing_.clear();
+  for (auto& [meshId, out] : queued) {
+    PendingRelay p{std::move(out.answers), 0};
+    answerAll(p, RelayOutcome::Unavailable);
   }
   std::vector<std::uint64_t> broadcasts;
   for (auto& [n, p] : pendingBroadcasts_) broadcasts.push_back(n);
@@ -458,8 +487,17 @@ void NatsClusterLink::onReply(Inbound& in) {
   if (auto it = pendingRelays_.find(n); it != pendingRelays_.end()) {
     PendingRelay p = std::move(it->second);
     pendingRelays_.erase(it);
-    const bool delivered = !in.noResponders && in.data == cluster::kDeliveredReply;
-    p.answer(delivered ? RelayOutcome::Delivered : RelayOutcome::Offline);
+    if (p.answers.size() == 1) {
+      const bool delivered = !in.noResponders && in.data == cluster::kDeliveredReply;
+      p.answers.front()(delivered ? RelayOutcome::Delivered : RelayOutcome::Offline);
+      return;
+    }
+    // A batch: one character per frame; nobody subscribed is offline for all.
+    for (std::size_t i = 0; i < p.answers.size(); ++i) {
+      const bool delivered =
+          !in.noResponders && i < in.data.size() && in.data[i] == cluster::kBatchDelivered;
+      p.answers[i](delivered ? RelayOutcome::Delivered : RelayOutcome::Offline);
+    }
     return;
   }
   if (auto it = pendingBroadcasts_.find(n); it != pendingBroadcasts_.end()) {
@@ -472,19 +510,30 @@ void NatsClusterLink::onReply(Inbound& in) {
 }
 
 void NatsClusterLink::onDeliver(const std::string& meshId, Inbound& in) {
-  ++stats_.relaysIn;
-  const RelayOutcome outcome = router_.deliverRelay(meshId, in.data);
-  if (outcome != RelayOutcome::Delivered) {
+  auto batch = cluster::decodeRelayBatch(in.data);
+  std::string answers;
+  bool anyDelivered = false;
+  if (batch) {
+    stats_.relaysIn += batch->size();
+    answers.reserve(batch->size());
+    for (std::string_view frame : *batch) {
+      const bool delivered = router_.deliverRelay(meshId, frame) == RelayOutcome::Delivered;
+      anyDelivered = anyDelivered || delivered;
+      answers += delivered ? cluster::kBatchDelivered : cluster::kBatchOffline;
+    }
+  } else {
+    ++stats_.relaysIn;
+    anyDelivered = router_.deliverRelay(meshId, in.data) == RelayOutcome::Delivered;
+    answers = anyDelivered ? cluster::kDeliveredReply : cluster::kOfflineReply;
+  }
+  if (!anyDelivered) {
     // Sent while this relay still held the mesh, which another relay has
     // taken since: that one answers (both were subscribed for a moment),
     // and an "offline" from here must not beat its "delivered".
     const MeshEntry* e = router_.find(meshId);
     if (e && !e->local()) return;
   }
-  if (!in.reply.empty()) {
-    publish(in.reply,
-            outcome == RelayOutcome::Delivered ? cluster::kDeliveredReply : cluster::kOfflineReply);
-  }
+  if (!in.reply.empty()) publish(in.reply, answers);
 }
 
 void NatsClusterLink::onBroadcast(Inbound& in) {
@@ -672,8 +721,7 @@ void NatsClusterLink::tick() {
     auto it = pendingRelays_.find(n);
     PendingRelay p = std::move(it->second);
     pendingRelays_.erase(it);
-    ++stats_.unavailable;
-    p.answer(RelayOutcome::Unavailable);
+    answerAll(p, RelayOutcome::Unavailable);
   }
   late.clear();
   for (const auto& [n, p] : pendingBroadcasts_) {

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "cluster_wire.h"
 #include "mesh/relay/config.h"
@@ -76,6 +77,10 @@ class NatsClusterLink final : public ClusterLink {
   void takeover(std::string_view ownerRelayId, std::string_view meshId) override;
 
   // ---- the server
+  // Sends the relays queued in this loop turn: one request per target mesh
+  // (cluster_wire.h, relay batches). Call once per loop turn, before the
+  // sessions' queues are written.
+  void flush();
   // Heartbeats, silent relays, late answers; call a few times a second.
   void tick();
   // The rule against two nodes fighting over one meshId on two relays: a
@@ -145,10 +150,19 @@ class NatsClusterLink final : public ClusterLink {
   };
   std::unordered_map<std::string, RelayState> relays_;
 
+  // One request on a deliver subject: one frame or a batch of them, in
+  // order, answered together.
   struct PendingRelay {
-    RelayAnswer answer;
+    std::vector<RelayAnswer> answers;
     std::int64_t deadlineUs = 0;
   };
+  // Relays queued in this loop turn, per target mesh, for flush().
+  struct Outgoing {
+    std::vector<std::string> frames;
+    std::vector<RelayAnswer> answers;
+  };
+  std::unordered_map<std::string, Outgoing> outgoing_;
+  void answerAll(PendingRelay& p, RelayOutcome outcome);
   struct PendingBroadcast {
     CountAnswer answer;
     std::size_t expected = 0;

@@ -323,6 +323,39 @@ std::optional<std::uint32_t> decodeCount(std::string_view text) {
   return n;
 }
 
+std::string encodeRelayBatch(const std::vector<std::string>& frames) {
+  std::size_t size = 1;
+  for (const std::string& f : frames) size += f.size() + 12;
+  std::string out;
+  out.reserve(size);
+  out += kBatchMark;
+  for (const std::string& f : frames) {
+    out += std::to_string(f.size());
+    out += '\n';
+    out += f;
+  }
+  return out;
+}
+
+std::optional<std::vector<std::string_view>> decodeRelayBatch(std::string_view text) {
+  if (text.empty() || text.front() != kBatchMark) return std::nullopt;
+  std::vector<std::string_view> frames;
+  std::size_t at = 1;
+  while (at < text.size()) {
+    std::size_t len = 0;
+    const char* begin = text.data() + at;
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(begin, end, len);
+    if (ec != std::errc() || ptr == begin || ptr == end || *ptr != '\n') return std::nullopt;
+    at = static_cast<std::size_t>(ptr - text.data()) + 1;
+    if (len > text.size() - at) return std::nullopt;
+    frames.push_back(text.substr(at, len));
+    at += len;
+  }
+  if (frames.empty()) return std::nullopt;
+  return frames;
+}
+
 std::string encodeSessionEvent(std::string_view meshId, std::string_view relayId,
                                std::int64_t unixMs, std::string_view reason) {
   std::string out = "{";

@@ -117,6 +117,20 @@ struct Broadcast {
 inline constexpr std::string_view kDeliveredReply = "delivered";
 inline constexpr std::string_view kOfflineReply = "offline";
 
+// ---- relay batches (several frames for one mesh in one request)
+//
+// The frames a relay queues for one remote mesh in one loop turn go out as
+// one request on its deliver subject: "B", then per frame its length in
+// decimal, a newline and the frame text. A lone frame is sent as it is (its
+// text starts with '{'). The answer to a batch is one character per frame,
+// in order: 'd' delivered, 'o' offline.
+inline constexpr char kBatchMark = 'B';
+inline constexpr char kBatchDelivered = 'd';
+inline constexpr char kBatchOffline = 'o';
+[[nodiscard]] std::string encodeRelayBatch(const std::vector<std::string>& frames);
+// The frames of a batch; nullopt when `text` is not a well-formed batch.
+[[nodiscard]] std::optional<std::vector<std::string_view>> decodeRelayBatch(std::string_view text);
+
 // ---- session events (kConnectedSubject, kDisconnectedSubject)
 
 // {"meshId":...,"relay":...,"time":"<ISO 8601 UTC>"}, plus "reason" for a

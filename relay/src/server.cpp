@@ -303,6 +303,9 @@ int Server::Impl::run() {
   // connections have drained (the liveness tick wakes the loop at least
   // every 200 ms for the drain deadline).
   while (!loopDone) {
+    // The turn's relays to other relays first: a failure answers at once,
+    // and those answers go out with the rest.
+    if (clusterLink) clusterLink->flush();
     flushDirty();
     if (shuttingDown) finishIfDrained();
     if (loopDone) break;

@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "cluster_support.h"
+#include "cluster_wire.h"
 
 namespace mesh::test {
 namespace {
@@ -148,6 +149,53 @@ TEST(ClusterRouting, RelayToAMeshNobodyHoldsIsOfflineAtOnce) {
   ASSERT_TRUE(cluster.waitListed(0, "charlie", false));
   a->sendText(relayFrame("charlie", "{}", "x2"));
   EXPECT_EQ(jsonString(nextAck(*a), "status"), "offline");
+}
+
+// Frames queued in one turn for one remote mesh go out as one batch
+// (docs/cluster.md): when nobody is subscribed for that mesh any more (its
+// relay died before the others heard of it), NATS answers "no responders"
+// and every frame of the batch is offline at once, not after the timeout.
+TEST(ClusterRouting, BurstToAMeshWhoseRelayVanishedIsOfflineForEveryFrameAtOnce) {
+  RelayCluster cluster;
+  auto a = cluster.join(0, "alpha");
+  auto b = cluster.join(1, "bravo");
+  cluster.registerEverywhere("ghost");
+  ASSERT_TRUE(cluster.waitListed(0, "bravo"));
+  // A relay that announces "ghost" and is gone without a word: nothing
+  // subscribes to ghost's deliver subject.
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, cluster.nats.url(0).c_str()), NATS_OK);
+  mesh::relay::cluster::DirectoryMessage online;
+  online.type = mesh::relay::cluster::DirectoryType::Online;
+  online.relayId = "phantom";
+  mesh::relay::MeshInfo info;
+  info.meshId = "ghost";
+  info.name = "Name ghost";
+  online.meshes.push_back(info);
+  online.epochs.push_back(1);
+  const std::string text = mesh::relay::cluster::encodeDirectory(online);
+  const std::string subject(mesh::relay::cluster::kDirectorySubject);
+  ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), text.data(), static_cast<int>(text.size())),
+            NATS_OK);
+  ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+  natsConnection_Destroy(nc);
+  ASSERT_TRUE(cluster.waitListed(0, "ghost"));
+
+  constexpr int kCount = 40;
+  const auto start = Clock::now();
+  for (int i = 0; i < kCount; ++i) a->sendText(relayFrame("ghost", "{}", "g" + std::to_string(i)));
+  for (int i = 0; i < kCount; ++i) {
+    const std::string ack = nextAck(*a);
+    EXPECT_EQ(jsonString(ack, "id"), "g" + std::to_string(i));
+    EXPECT_EQ(jsonString(ack, "status"), "offline");
+  }
+  // Well before the 2 s a relay gets to answer.
+  EXPECT_LT(Clock::now() - start, 1500ms);
+
+  // And the relay still routes to a mesh that is there.
+  a->sendText(relayFrame("bravo", R"({"after":1})", "ok"));
+  EXPECT_EQ(jsonString(b->expectType("gateway_incoming"), "fromMeshId"), "alpha");
+  EXPECT_EQ(jsonString(nextAck(*a), "status"), "delivered");
 }
 
 TEST(ClusterRouting, BroadcastReachesEveryMeshOnEveryRelayOnceAndCountsThemAll) {

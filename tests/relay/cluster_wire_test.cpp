@@ -176,6 +176,26 @@ TEST(ClusterWire, TakeoverBroadcastAndCountsRoundTrip) {
   EXPECT_FALSE(decodeCount("-1"));
 }
 
+TEST(ClusterWire, RelayBatchCarriesItsFramesInOrderByteForByte) {
+  const std::vector<std::string> frames = {R"({"type":"gateway_incoming","n":1.50})", "",
+                                           std::string("\n12\nB\0x", 7), std::string(70000, 'z')};
+  const std::string text = encodeRelayBatch(frames);
+  ASSERT_EQ(text.front(), kBatchMark);
+  const auto back = decodeRelayBatch(text);
+  ASSERT_TRUE(back);
+  ASSERT_EQ(back->size(), frames.size());
+  for (std::size_t i = 0; i < frames.size(); ++i) EXPECT_EQ((*back)[i], frames[i]) << i;
+
+  // A lone frame is not a batch; broken batches are refused.
+  EXPECT_FALSE(decodeRelayBatch(R"({"type":"gateway_incoming"})"));
+  EXPECT_FALSE(decodeRelayBatch(""));
+  EXPECT_FALSE(decodeRelayBatch("B"));
+  EXPECT_FALSE(decodeRelayBatch("B5\nabc"));
+  EXPECT_FALSE(decodeRelayBatch("B3abc"));
+  EXPECT_FALSE(decodeRelayBatch("Bx\nabc"));
+  EXPECT_FALSE(decodeRelayBatch("B3\nabc4"));
+}
+
 // Two relays comparing the same two claims reach the same answer.
 TEST(ClusterWire, OfTwoClaimsTheHigherEpochWinsThenTheHigherRelayId) {
   EXPECT_TRUE(claimWins(5, "a", 4, "b"));
