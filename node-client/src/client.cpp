@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <functional>
 #include <mutex>
+#include <sstream>
 #include <type_traits>
 
 #include "client_impl.h"
@@ -214,7 +218,8 @@ Result<std::unique_ptr<Client>> Client::start(const Options& options) {
     impl->tokenUrlKey += g.text;
   }
   if (options.authHeader) {
-    if (!options.token.empty()) {
+    // A token source is asked again at each connection (connectNow).
+    if (!options.token.empty() && !impl->renewableToken()) {
       impl->authorization = "Bearer " + options.token;
     } else if (!options.secret.empty()) {
       const std::string pair = options.meshId + ":" + options.secret;
@@ -610,10 +615,19 @@ void Client::Impl::onConnectionError(lws* w, std::string why) {
     // 401 to credentials on the upgrade: as invalid_credentials in a frame.
     // (Without authHeader a 401 comes from something else in the way, and
     // is retried like any failed connection.)
-    const std::string sent = !options.token.empty()    ? "this token"
+    const std::string sent = !sentToken.empty()        ? "this token"
                              : !options.secret.empty() ? "this secret"
                                                        : "what the proxy in front added (the node "
                                                          "itself sent no credentials)";
+    if (renewableToken()) {
+      // A fresh token may come: the next attempt asks the source again.
+      reportError(Error{Status::AuthFailed, "relay " + g.text + " refused meshId '" +
+                                                options.meshId + "' with " + sent +
+                                                " (401 on the upgrade); trying again with the "
+                                                "next token"});
+      onDisconnected("relay answered 401 to the upgrade");
+      return;
+    }
     onDisconnected("relay answered 401 to the upgrade");
     failForGood(Error{Status::AuthFailed, "relay " + g.text + " refused meshId '" + options.meshId +
                                               "' with " + sent + " (401 on the upgrade)"});
@@ -803,6 +817,23 @@ void Client::Impl::connectNow() {
   attemptActive = true;
   closeReason.clear();
   peerCloseCode = 0;
+  // The token of this connection, read now from its source.
+  sentToken = currentToken();
+  if (sentToken.empty() && renewableToken() && options.secret.empty() && !resumeToken) {
+    // Nothing to prove who we are with: wait for the source, do not ask
+    // the relay to refuse us.
+    attemptActive = false;
+    setState(ConnectionState::WaitingToReconnect, "no token to connect with yet");
+    scheduleReconnect();
+    return;
+  }
+  if (options.authHeader && renewableToken()) {
+    if (!sentToken.empty()) {
+      authorization = "Bearer " + sentToken;
+    } else if (options.secret.empty()) {
+      authorization.clear();
+    }
+  }
   const detail::Gateway& g = gateway();
   setState(ConnectionState::Connecting,
            "connecting to " + g.text + (g.proxy ? " through proxy " + g.proxy->display() : ""));
@@ -860,7 +891,7 @@ std::string Client::Impl::authFrame() {
   // The relay tries the token first and falls back to the secret, so both
   // go along: a dead token costs one Argon2 check, never a failed auth.
   if (resumeToken) out.field("resumeToken", *resumeToken);
-  if (!options.token.empty()) out.field("token", options.token);
+  if (!sentToken.empty()) out.field("token", sentToken);
   if (!options.secret.empty()) out.field("secret", options.secret);
   // The relay sends gateway_presence only to nodes that ask (the original
   // ignores the field).
@@ -872,6 +903,75 @@ std::string Client::Impl::authFrame() {
   }
   out.endObject();
   return out.take();
+}
+
+std::string Client::Impl::currentToken() {
+  if (!renewableToken()) return options.token;
+  std::string token;
+  std::string problem;
+  if (options.tokenProvider) {
+    try {
+      token = options.tokenProvider();
+    } catch (const std::exception& e) {
+      problem = std::string("the token provider threw: ") + e.what();
+    } catch (...) {
+      problem = "the token provider threw";
+    }
+  } else {
+    std::ifstream in(options.tokenFile, std::ios::binary);
+    std::ostringstream text;
+    if (in && (text << in.rdbuf())) {
+      token = text.str();
+    } else if (in) {
+      token.clear();  // an empty file
+    } else {
+      problem = "cannot read the token file " + options.tokenFile + ": " + std::strerror(errno);
+    }
+  }
+  const auto blank = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  while (!token.empty() && blank(token.back())) token.pop_back();
+  std::size_t lead = 0;
+  while (lead < token.size() && blank(token[lead])) ++lead;
+  token.erase(0, lead);
+  if (problem.empty() && token.empty()) {
+    problem = options.tokenProvider ? "the token provider gave no token"
+                                    : "the token file " + options.tokenFile + " is empty";
+  }
+  if (problem.empty() &&
+      std::any_of(token.begin(), token.end(), [](char c) { return c <= ' ' || c > '~'; })) {
+    problem = options.tokenProvider
+                  ? "the token provider gave a token that is not printable ASCII"
+                  : "the token file " + options.tokenFile + " holds more than one printable word";
+  }
+  if (problem.empty()) {
+    tokenProblem.clear();
+    lastToken = std::move(token);
+    return lastToken;
+  }
+  if (problem != tokenProblem) {
+    tokenProblem = problem;
+    reportError(Error{Status::InvalidArgument, problem + "; using the last token"});
+  }
+  return lastToken.empty() ? options.token : lastToken;
+}
+
+void Client::Impl::renewToken(const std::string& warning) {
+  const std::string token = currentToken();
+  if (!authenticated || token.empty() || token == sentToken) {
+    reportError(Error{
+        Status::AuthFailed,
+        "relay " + warning + (renewableToken() ? " (no fresh token to renew it with yet)" : "")});
+    return;
+  }
+  sentToken = token;
+  detail::JsonOut out;
+  out.beginObject();
+  out.field("type", "gateway_reauth");
+  out.field("token", token);
+  out.field("id", "reauth-" + std::to_string(++reauthCount));
+  out.endObject();
+  control.push_back(out.take());
+  requestWrite();
 }
 
 int Client::Impl::onReceive(lws* w, const void* in, std::size_t len) {
@@ -1160,8 +1260,20 @@ void Client::Impl::onAuthError(const proto::AuthError& error) {
   for (auto r : {outbox->deleteMeta(kMetaToken), outbox->deleteMeta(kMetaTokenUrl)}) {
     if (!r) reportError(r.error());
   }
+  if (renewableToken()) {
+    // The token may have run out, or not be there yet; the source may have
+    // a fresh one by the next attempt (the relay closes this connection,
+    // we reconnect).
+    reportError(Error{
+        Status::AuthFailed,
+        "relay refused meshId '" + options.meshId + "' " +
+            (sentToken.empty() ? "without a token (the source has none yet)" : "with this token") +
+            ": " + error.message + "; trying again with the next token"});
+    closeReason = "relay refused the token";
+    return;
+  }
   failForGood(Error{Status::AuthFailed, "relay refused meshId '" + options.meshId + "' with this " +
-                                            (options.token.empty() ? "secret" : "token") + ": " +
+                                            (sentToken.empty() ? "secret" : "token") + ": " +
                                             error.message});
 }
 
@@ -1330,6 +1442,16 @@ void Client::Impl::finish(std::int64_t seq, DeliveryReport report) {
 
 void Client::Impl::onErrorFrame(const proto::ErrorFrame& error) {
   const std::string text = error.code + ": " + error.message;
+  if (error.id && error.id->rfind("reauth-", 0) == 0 && seqById.count(*error.id) == 0) {
+    // The relay keeps the session until the token it has runs out.
+    reportError(Error{Status::AuthFailed, "relay refused the renewed token (" + text +
+                                              "); the session ends with the current token"});
+    return;
+  }
+  if (error.code == "token_expired") {
+    renewToken(text);
+    return;
+  }
   if (error.id) {
     if (const auto found = seqById.find(*error.id); found != seqById.end()) {
       const std::int64_t seq = found->second;

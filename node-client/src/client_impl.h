@@ -124,7 +124,6 @@ struct Client::Impl {
   const Options options;
   std::vector<detail::Gateway> gateways;  // at least one
   std::string tokenUrlKey;                // the gateway list a stored resume token is bound to
-  std::string authorization;              // the upgrade's Authorization value (authHeader)
   detail::SslCtxPtr tls;                  // wss:// only; lws borrows it, we free it
   std::unique_ptr<detail::Outbox> outbox;
   detail::Dispatcher dispatcher;
@@ -173,6 +172,11 @@ struct Client::Impl {
   std::string lastConnectError;          // reported once until a connect works
   unsigned reconnectAttempt = 0;
   std::optional<std::string> resumeToken;
+  std::string authorization;  // the upgrade's Authorization value (authHeader)
+  std::string lastToken;      // the newest usable token the source gave
+  std::string sentToken;      // the token of the last gateway_auth, upgrade or reauth
+  std::string tokenProblem;   // the source's last problem, reported once until it changes
+  unsigned reauthCount = 0;   // ids of gateway_reauth frames: "reauth-<n>"
   std::mt19937_64 rng{std::random_device{}()};
   lws_retry_bo_t keepalivePolicy{};
   detail::Timer reconnectTimer{};
@@ -235,6 +239,12 @@ struct Client::Impl {
   void armRetryTimer();
   [[nodiscard]] std::string nextFrame();
   [[nodiscard]] std::string authFrame();
+  // Options::tokenProvider, tokenFile or token: the token to send now.
+  [[nodiscard]] std::string currentToken();
+  [[nodiscard]] bool renewableToken() const {
+    return static_cast<bool>(options.tokenProvider) || !options.tokenFile.empty();
+  }
+  void renewToken(const std::string& warning);
   [[nodiscard]] std::chrono::milliseconds backoff(std::chrono::milliseconds min,
                                                   std::chrono::milliseconds max, unsigned attempt);
   void scheduleReconnect();

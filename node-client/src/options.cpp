@@ -36,6 +36,7 @@ Result<Options> Options::fromEnvironment(Options base) {
   if (auto v = env("MESH_ID")) base.meshId = *v;
   if (auto v = env("MESH_SECRET")) base.secret = *v;
   if (auto v = env("MESH_TOKEN")) base.token = *v;
+  if (auto v = env("MESH_TOKEN_FILE")) base.tokenFile = *v;
   if (auto v = env("MESH_GATEWAY_URL")) {
     base.gatewayUrl = *v;
     base.gatewayUrls.clear();
@@ -63,9 +64,11 @@ Result<Options> Options::fromEnvironment(Options base) {
     base.authHeader = *flag;
   }
   if (base.meshId.empty()) return Error{Status::InvalidArgument, "MESH_ID is not set"};
-  if (base.secret.empty() && base.token.empty() && !base.authHeader) {
+  if (base.secret.empty() && base.token.empty() && base.tokenFile.empty() && !base.tokenProvider &&
+      !base.authHeader) {
     return Error{Status::InvalidArgument,
-                 "MESH_SECRET or MESH_TOKEN is not set (or MESH_AUTH_HEADER=1 for a proxy that "
+                 "MESH_SECRET, MESH_TOKEN or MESH_TOKEN_FILE is not set (or MESH_AUTH_HEADER=1 for "
+                 "a proxy that "
                  "adds the credentials)"};
   }
   return base;
@@ -80,7 +83,8 @@ Result<> validate(const Options& o) {
       (o.secret.size() < proto::kMinSecretBytes || o.secret.size() > proto::kMaxSecretBytes)) {
     return Error{Status::InvalidArgument, "secret must be 16 to 256 bytes"};
   }
-  if (o.secret.empty() && o.token.empty() && !o.authHeader) {
+  if (o.secret.empty() && o.token.empty() && o.tokenFile.empty() && !o.tokenProvider &&
+      !o.authHeader) {
     return Error{Status::InvalidArgument,
                  "a secret or a token is needed (or authHeader, for a proxy that adds them)"};
   }

@@ -105,6 +105,7 @@ struct Settings {
   std::string meshId;
   std::string secret;
   std::string token;       // a JWT instead of (or beside) the secret
+  std::string tokenFile;   // a file a rotator keeps a fresh JWT in
   std::string authHeader;  // credentials on the upgrade: a flag word
   std::string name;
   std::string target;
@@ -189,6 +190,7 @@ class Session {
     options.meshId = s.meshId;
     options.secret = s.secret;
     options.token = s.token;
+    options.tokenFile = s.tokenFile;
     options.gatewayUrl = s.url;
     options.httpBaseUrl = s.httpUrl;
     options.caFile = s.caFile;
@@ -221,10 +223,23 @@ class Session {
       cv_.notify_all();
       if (also) also(state, why);
     };
-    if (s.meshId.empty() || (s.secret.empty() && s.token.empty() && !options.authHeader)) {
+    // With a token file a refused token is reported, not final (the file
+    // may be renewed); waiting for the first connection gives up on it.
+    options.callbacks.onError = [this, also = options.callbacks.onError](const mc::Error& e) {
+      if (e.status == mc::Status::AuthFailed) {
+        {
+          std::lock_guard lock(mu_);
+          if (!refused_) refused_ = e;
+        }
+        cv_.notify_all();
+      }
+      if (also) also(e);
+    };
+    if (s.meshId.empty() ||
+        (s.secret.empty() && s.token.empty() && s.tokenFile.empty() && !options.authHeader)) {
       return mc::Error{mc::Status::InvalidArgument,
-                       "--mesh-id and --secret or --token (or MESH_ID and MESH_SECRET or "
-                       "MESH_TOKEN) are required"};
+                       "--mesh-id and --secret, --token or --token-file (or MESH_ID and "
+                       "MESH_SECRET, MESH_TOKEN or MESH_TOKEN_FILE) are required"};
     }
     auto started = mc::Client::start(options);
     if (!started) return started.error();
@@ -238,6 +253,7 @@ class Session {
         return client_->waitConnected(milliseconds(0)).error();
       }
       std::unique_lock lock(mu_);
+      if (refused_) return *refused_;
       if (firstFailure_) return mc::Error{mc::Status::ConnectionFailed, *firstFailure_};
       if (cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
         return mc::Error{mc::Status::Timeout, "no answer from the relay at " + s.url};
@@ -252,9 +268,10 @@ class Session {
   }
 
  private:
-  std::mutex mu_;  // guards firstFailure_
+  std::mutex mu_;  // guards firstFailure_ and refused_
   std::condition_variable cv_;
   std::optional<std::string> firstFailure_;
+  std::optional<mc::Error> refused_;  // an AuthFailed report while connecting
   std::size_t failures_ = 0;
   std::unique_ptr<mc::Client> client_;
 };
@@ -385,8 +402,9 @@ int runListen(const Settings& s, const sigset_t& signals) {
     std::fputs((printable(frame) + "\n").c_str(), stdout);
     std::fflush(stdout);
   };
-  session.options.callbacks.onError = [](const mc::Error& e) {
-    if (endsListening(e.status)) return;
+  // With a token file an AuthFailed report is not final: say it now.
+  session.options.callbacks.onError = [renewable = !s.tokenFile.empty()](const mc::Error& e) {
+    if (endsListening(e.status) && !renewable) return;
     std::cerr << "meshctl: " << mc::statusText(e.status) << ": " << e.message << std::endl;
   };
   // Never disconnected and silent: every lost connection and every
@@ -770,6 +788,12 @@ int main(int argc, char** argv) {
                          "A signed token (JWT) the relay accepts, instead of the secret; env "
                          "MESH_TOKEN"),
          "MESH_TOKEN", &s.token});
+    fallbacks.push_back(
+        {cmd,
+         cmd->add_option("--token-file", s.tokenFile,
+                         "A file holding the token, read again for every connection and "
+                         "renewal (gateway_reauth); env MESH_TOKEN_FILE"),
+         "MESH_TOKEN_FILE", &s.tokenFile});
     fallbacks.push_back(
         {cmd,
          cmd->add_option("--auth-header", s.authHeader,

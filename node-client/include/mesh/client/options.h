@@ -53,6 +53,22 @@ struct Options {
   std::string meshId;
   std::string secret;
   std::string token;
+  // Where fresh tokens come from, for tokens that expire. The first that is
+  // set wins: tokenProvider, then tokenFile, then token. The client asks for
+  // the current token at every connection (gateway_auth, or the upgrade's
+  // Authorization header) and when the relay warns that the session's token
+  // runs out (error token_expired): a token different from the one sent is
+  // sent in gateway_reauth, so the session lives on without reconnecting.
+  // With either set, a refused token (at auth or on the upgrade) is
+  // reported and retried with the reconnect backoff instead of stopping
+  // the client: the next attempt reads a fresh token.
+  // tokenProvider runs on the network thread: it must return quickly (read
+  // a value another thread keeps current) and not throw; an empty answer
+  // keeps the last token. tokenFile is read whole (surrounding blanks and
+  // newlines dropped) each time; a file that cannot be read, or holds no
+  // usable token, is reported (onError) and the last token is used.
+  std::function<std::string()> tokenProvider;
+  std::string tokenFile;
   // Credentials on the WebSocket upgrade request instead of in
   // gateway_auth: "Authorization: Bearer <token>", or "Authorization: Basic
   // base64(meshId:secret)" without a token; the client then sends no
@@ -161,13 +177,13 @@ struct Options {
 
   Callbacks callbacks;
 
-  // Reads MESH_ID, MESH_SECRET, MESH_TOKEN, MESH_AUTH_HEADER,
+  // Reads MESH_ID, MESH_SECRET, MESH_TOKEN, MESH_TOKEN_FILE, MESH_AUTH_HEADER,
   // MESH_GATEWAY_URL (default above; may be a comma-separated list),
   // MESH_NAME, MESH_HTTP_URL, MESH_CA_FILE, MESH_PROXY (Options::proxy),
   // MESH_OUTBOX_PATH and MESH_AUTO_REGISTER (MESH_AUTH_HEADER and
   // MESH_AUTO_REGISTER: 1/true/yes/on or 0/false/no/off) into `base`;
   // unset or empty variables leave `base` as it is. Fails when MESH_ID is
-  // empty, when both MESH_SECRET and MESH_TOKEN are empty without
+  // empty, when MESH_SECRET, MESH_TOKEN and MESH_TOKEN_FILE are empty without
   // MESH_AUTH_HEADER, or a flag is another word. The proxy variables
   // (HTTPS_PROXY, ...) are read when the client starts, not here.
   [[nodiscard]] static Result<Options> fromEnvironment(Options base);
