@@ -573,8 +573,7 @@ std::string Server::Impl::renderMetrics() const {
   w.family("mesh_relay_upgrade_auth_total", "counter",
            "Authentications by the upgrade request's Authorization header, by result.");
   w.sample("mesh_relay_upgrade_auth_total", "result=\"ok\"", c.upgradeAuthOk);
-  w.sample("mesh_relay_upgrade_auth_total", "result=\"invalid_credentials\"",
-           c.upgradeAuthInvalid);
+  w.sample("mesh_relay_upgrade_auth_total", "result=\"invalid_credentials\"", c.upgradeAuthInvalid);
   w.sample("mesh_relay_upgrade_auth_total", "result=\"rate_limited\"", c.upgradeAuthRateLimited);
   if (authorizer) {
     w.family("mesh_relay_authorize_requests_total", "counter",
