@@ -11,6 +11,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "support/loopback.h"
+
 namespace mesh::test {
 namespace {
 
@@ -59,17 +61,7 @@ std::string headerValue(const std::string& head, const std::string& name) {
 }  // namespace
 
 StubGateway::StubGateway() {
-  listenFd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (listenFd_ < 0 || ::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(listenFd_, 8) != 0 ||
-      ::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    throw std::runtime_error("stub gateway cannot listen");
-  }
-  port_ = ntohs(addr.sin_port);
+  listenFd_ = listenOnLoopback(port_, 8);
   thread_ = std::thread([this] { run(); });
 }
 

@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "support/loopback.h"
+
 namespace mesh::test {
 namespace {
 
@@ -51,19 +53,12 @@ HttpsServer::HttpsServer() {
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed: " + cmd);
   ctx_ = serverContext(cert, key);
 
-  listenFd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (listenFd_ < 0 || ::bind(listenFd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(listenFd_, 16) != 0 ||
-      ::getsockname(listenFd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    if (listenFd_ >= 0) ::close(listenFd_);
+  try {
+    listenFd_ = listenOnLoopback(port_, 16);
+  } catch (const std::exception&) {
     SSL_CTX_free(static_cast<SSL_CTX*>(ctx_));
-    throw std::runtime_error("test HTTPS server: cannot listen");
+    throw;
   }
-  port_ = ntohs(addr.sin_port);
   thread_ = std::thread([this] { loop(); });
 }
 
