@@ -26,6 +26,7 @@ cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+rm -f "$out/ports"
 bench=build-bench/tools/mesh-bench/mesh-bench
 relay=build-bench/relay/mesh-relay
 ROUNDS=${ROUNDS:-1}
@@ -56,8 +57,27 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A free loopback port, never one this run handed out before: the kernel may
+# offer a port again until the server it was meant for has bound it.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - "$out/ports" <<'PY'
+import socket, sys
+path = sys.argv[1]
+try:
+    used = set(open(path).read().split())
+except FileNotFoundError:
+    used = set()
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    if port not in used:
+        break
+with open(path, "a") as f:
+    f.write(port + "\n")
+print(port)
+PY
 }
 wait_port() {  # wait_port PORT NAME
   for _ in $(seq 150); do

@@ -26,8 +26,27 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# A free loopback port, never one this run handed out before: the kernel may
+# offer a port again until the server it was meant for has bound it.
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+  python3 - "$work/ports" <<'PY'
+import socket, sys
+path = sys.argv[1]
+try:
+    used = set(open(path).read().split())
+except FileNotFoundError:
+    used = set()
+while True:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = str(s.getsockname()[1])
+    s.close()
+    if port not in used:
+        break
+with open(path, "a") as f:
+    f.write(port + "\n")
+print(port)
+PY
 }
 
 # Cheap hashes and no rate limit: this checks the generator, not Argon2id.

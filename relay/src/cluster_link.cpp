@@ -124,7 +124,7 @@ std::int64_t NatsClusterLink::nowUs() {
 }
 
 NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Router& router,
-                                 Post post)
+                                 Post post, struct ev_loop* loop)
     : relayId_(std::move(relayId)), router_(router), shared_(std::make_shared<Shared>()) {
   shared_->post = std::move(post);
   shared_->link = this;
@@ -140,6 +140,10 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     check(natsOptions_SetReconnectedCB(opts.get(), onConnected, shared_.get()), "reconnected");
     check(natsOptions_SetDisconnectedCB(opts.get(), onDisconnected, shared_.get()), "disconnected");
     check(natsOptions_SetErrorHandler(opts.get(), onError, shared_.get()), "error handler");
+    if (NatsLoop::suits(config)) {
+      loop_ = std::make_unique<NatsLoop>(loop);
+      loop_->install(opts.get());
+    }
 
     natsInbox* inbox = nullptr;
     check(natsInbox_Create(&inbox), "inbox");
@@ -190,7 +194,8 @@ NatsClusterLink::~NatsClusterLink() {
   for (auto& [meshId, sub] : deliverSubs_) natsSubscription_Destroy(sub);
   deliverSubs_.clear();
   if (nc_) {
-    // Close writes what is still buffered (the "bye") before it returns.
+    // The "bye" out first: on the loop, Close could only wait for it.
+    if (loop_) loop_->flushNow();
     natsConnection_Close(nc_);
   }
   for (natsSubscription* sub : {inboxSub_, controlSub_, takeoverSub_, broadcastSub_}) {

@@ -21,6 +21,7 @@
 
 #include "cluster_wire.h"
 #include "mesh/relay/config.h"
+#include "nats_loop.h"
 #include "router.h"
 
 struct __natsConnection;
@@ -58,8 +59,11 @@ class NatsClusterLink final : public ClusterLink {
   static constexpr std::int64_t kTakeoverHoldUs = 1'000'000;
 
   // Connects to config.natsUrls (in the background while NATS is
-  // unreachable). Throws std::runtime_error on settings NATS refuses.
-  NatsClusterLink(const Config& config, std::string relayId, Router& router, Post post);
+  // unreachable). On the thread that runs `loop`: a plaintext connection's
+  // socket is read and written there (nats_loop.h). Throws
+  // std::runtime_error on settings NATS refuses.
+  NatsClusterLink(const Config& config, std::string relayId, Router& router, Post post,
+                  struct ev_loop* loop);
   // Tells the others this relay is leaving (when connected) and closes.
   ~NatsClusterLink() override;
   NatsClusterLink(const NatsClusterLink&) = delete;
@@ -128,6 +132,7 @@ class NatsClusterLink final : public ClusterLink {
   std::string relayId_;
   Router& router_;
   std::shared_ptr<Shared> shared_;
+  std::unique_ptr<NatsLoop> loop_;  // null on TLS: libnats's own threads
   __natsConnection* nc_ = nullptr;
   __natsSubscription* inboxSub_ = nullptr;
   __natsSubscription* controlSub_ = nullptr;  // the directory

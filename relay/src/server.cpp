@@ -334,7 +334,8 @@ void Server::Impl::startCluster() {
     id = std::string(host) + ":" + std::to_string(boundPort);
   }
   clusterLink = std::make_unique<NatsClusterLink>(
-      config, std::move(id), router, [this](std::function<void()> fn) { post(std::move(fn)); });
+      config, std::move(id), router, [this](std::function<void()> fn) { post(std::move(fn)); },
+      evLoop);
   router.setClusterLink(*clusterLink);
 }
 
