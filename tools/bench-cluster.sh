@@ -100,7 +100,7 @@ jetstream {
 }
 EOF
 rm -rf "$out/jetstream"
-nats-server -c "$out/nats.conf" >"$out/nats.log" 2>&1 &
+${NATS_GOMAXPROCS:+env GOMAXPROCS=$NATS_GOMAXPROCS} nats-server -c "$out/nats.conf" >"$out/nats.log" 2>&1 &
 pids+=($!)
 nats_pid=$!
 wait_port "$nats_port" nats-server

@@ -136,6 +136,10 @@ void renderClusterMetrics(MetricsWriter& w, const NatsClusterLink& link) {
   w.family("mesh_relay_cluster_relays_lost_total", "counter",
            "Cluster mode: relays dropped with their meshes after their heartbeats stopped.");
   w.sample("mesh_relay_cluster_relays_lost_total", "", st.relaysLost);
+  w.family("mesh_relay_cluster_relays_forwarded_total", "counter",
+           "Cluster mode: relays that reached this relay for a mesh that had moved to another "
+           "one, passed on to it.");
+  w.sample("mesh_relay_cluster_relays_forwarded_total", "", st.relaysForwarded);
 }
 
 std::string labelValue(std::string_view text) {

@@ -76,7 +76,8 @@ std::vector<std::shared_ptr<Link::Shared>>& retired() {
 }
 std::mutex retiredMutex;
 
-void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+// Copies a message and destroys it.
+Link::Inbound take(natsMsg* msg) {
   Link::Inbound in;
   in.subject = natsMsg_GetSubject(msg);
   if (const char* reply = natsMsg_GetReply(msg)) in.reply = reply;
@@ -85,7 +86,11 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
   }
   in.noResponders = natsMsg_IsNoResponders(msg);
   natsMsg_Destroy(msg);
-  static_cast<Link::Shared*>(closure)->push(std::move(in));
+  return in;
+}
+
+void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  static_cast<Link::Shared*>(closure)->push(take(msg));
 }
 
 void onConnected(natsConnection*, void* closure) {
@@ -143,6 +148,7 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     if (NatsLoop::suits(config)) {
       loop_ = std::make_unique<NatsLoop>(loop);
       loop_->install(opts.get());
+      loop_->setAfterRead([this] { drainSubscriptions(); });
     }
 
     natsInbox* inbox = nullptr;
@@ -154,27 +160,27 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
       check(s, "connect");
     }
+    // Requests carry inbox_.N as their reply subject; the other relays
+    // answer on inbox_.N.a (cluster::answerSubject), and only NATS's "no
+    // responders" comes to inbox_.N itself. That one has to come through a
+    // callback: a synchronous subscription drops it without saying which
+    // request it answers.
     const std::string inboxAll = inbox_ + ".*";
     check(natsConnection_Subscribe(&inboxSub_, nc_, inboxAll.c_str(), onMessage, shared_.get()),
           "inbox subscription");
-    const std::string control(cluster::kDirectorySubject);
-    check(natsConnection_Subscribe(&controlSub_, nc_, control.c_str(), onMessage, shared_.get()),
-          "directory subscription");
-    const std::string takeoverSubject(cluster::kTakeoverSubject);
-    check(natsConnection_Subscribe(&takeoverSub_, nc_, takeoverSubject.c_str(), onMessage,
-                                   shared_.get()),
-          "takeover subscription");
-    const std::string broadcastSubject(cluster::kBroadcastSubject);
-    check(natsConnection_Subscribe(&broadcastSub_, nc_, broadcastSubject.c_str(), onMessage,
-                                   shared_.get()),
-          "broadcast subscription");
+    subscribe(&answerSub_, cluster::answerSubject(inbox_ + ".*"), "answer subscription");
+    subscribe(&deliverSub_, cluster::deliverWildcard(relayId_), "deliver subscription");
+    subscribe(&controlSub_, cluster::kDirectorySubject, "directory subscription");
+    subscribe(&takeoverSub_, cluster::kTakeoverSubject, "takeover subscription");
+    subscribe(&broadcastSub_, cluster::kBroadcastSubject, "broadcast subscription");
   } catch (...) {
     // No destructor runs for a constructor that throws: undo what it did.
     {
       std::lock_guard lock(shared_->mutex);
       shared_->open = false;
     }
-    for (natsSubscription* sub : {inboxSub_, controlSub_, takeoverSub_, broadcastSub_}) {
+    for (natsSubscription* sub :
+         {inboxSub_, answerSub_, deliverSub_, controlSub_, takeoverSub_, broadcastSub_}) {
       if (sub) natsSubscription_Destroy(sub);
     }
     if (nc_) natsConnection_Destroy(nc_);
@@ -191,17 +197,44 @@ NatsClusterLink::~NatsClusterLink() {
     std::lock_guard lock(shared_->mutex);
     shared_->open = false;
   }
-  for (auto& [meshId, sub] : deliverSubs_) natsSubscription_Destroy(sub);
-  deliverSubs_.clear();
   if (nc_) {
     // The "bye" out first: on the loop, Close could only wait for it.
     if (loop_) loop_->flushNow();
     natsConnection_Close(nc_);
   }
-  for (natsSubscription* sub : {inboxSub_, controlSub_, takeoverSub_, broadcastSub_}) {
+  for (natsSubscription* sub :
+       {inboxSub_, answerSub_, deliverSub_, controlSub_, takeoverSub_, broadcastSub_}) {
     if (sub) natsSubscription_Destroy(sub);
   }
   if (nc_) natsConnection_Destroy(nc_);
+}
+
+// With the loop reading the socket, a subscription is read right after
+// libnats parsed what came (drainSubscriptions): no thread in between.
+// Without it, libnats's delivery thread calls back and the message is
+// posted to the loop.
+void NatsClusterLink::subscribe(__natsSubscription** sub, std::string_view subject,
+                                const char* what) {
+  const std::string subj(subject);
+  if (loop_) {
+    check(natsConnection_SubscribeSync(sub, nc_, subj.c_str()), what);
+    syncSubs_.push_back(*sub);
+  } else {
+    check(natsConnection_Subscribe(sub, nc_, subj.c_str(), onMessage, shared_.get()), what);
+  }
+}
+
+void NatsClusterLink::drainSubscriptions() {
+  for (natsSubscription* sub : syncSubs_) {
+    int pending = 0;
+    if (natsSubscription_GetPending(sub, &pending, nullptr) != NATS_OK) continue;
+    for (; pending > 0; --pending) {
+      natsMsg* msg = nullptr;
+      if (natsSubscription_NextMsg(&msg, sub, 0) != NATS_OK) break;
+      Inbound in = take(msg);
+      handleInbound(in);
+    }
+  }
 }
 
 void NatsClusterLink::leave() {
@@ -266,17 +299,6 @@ void NatsClusterLink::meshOnline(const MeshEntry& mesh) {
     claim.relayId.clear();
   }
   claim.justMade = false;
-  if (!deliverSubs_.contains(mesh.meshId)) {
-    natsSubscription* sub = nullptr;
-    const std::string subject = cluster::deliverSubject(mesh.meshId);
-    const natsStatus s =
-        natsConnection_Subscribe(&sub, nc_, subject.c_str(), onMessage, shared_.get());
-    if (s == NATS_OK) {
-      deliverSubs_.emplace(mesh.meshId, sub);
-    } else {
-      LOG_ERROR("cluster: cannot subscribe to " << subject << ": " << natsStatus_GetText(s));
-    }
-  }
   cluster::DirectoryMessage m;
   m.type = cluster::DirectoryType::Online;
   m.relayId = relayId_;
@@ -291,11 +313,6 @@ void NatsClusterLink::meshOffline(std::string_view meshId) {
   local_.erase(id);
   if (auto c = claims_.find(id); c != claims_.end() && c->second.relayId.empty()) {
     claims_.erase(c);
-  }
-  if (auto it = deliverSubs_.find(id); it != deliverSubs_.end()) {
-    natsSubscription_Unsubscribe(it->second);
-    natsSubscription_Destroy(it->second);
-    deliverSubs_.erase(it);
   }
   cluster::DirectoryMessage m;
   m.type = cluster::DirectoryType::Offline;
@@ -322,7 +339,7 @@ void NatsClusterLink::meshUpdated(const MeshEntry& mesh, MeshChange what) {
   publishDirectory(m);
 }
 
-void NatsClusterLink::relay(std::string_view, std::string_view targetMeshId,
+void NatsClusterLink::relay(std::string_view ownerRelayId, std::string_view targetMeshId,
                             std::string incomingText, RelayAnswer answer) {
   if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
     ++stats_.unavailable;
@@ -332,11 +349,18 @@ void NatsClusterLink::relay(std::string_view, std::string_view targetMeshId,
   // Sent by flush() at the end of this loop turn, with whatever else this
   // turn queued for the same mesh.
   Outgoing& out = outgoing_[std::string(targetMeshId)];
+  out.relayId = ownerRelayId;
   out.frames.push_back(std::move(incomingText));
   out.answers.push_back(std::move(answer));
 }
 
 void NatsClusterLink::flush() {
+  sendQueuedRelays();
+  // What this turn published (relays, answers, deltas) leaves in one write.
+  if (loop_) loop_->flushNow();
+}
+
+void NatsClusterLink::sendQueuedRelays() {
   if (outgoing_.empty()) return;
   auto batches = std::move(outgoing_);
   outgoing_.clear();
@@ -347,7 +371,7 @@ void NatsClusterLink::flush() {
     const std::uint64_t n = nextRequest_++;
     if (s == NATS_OK) {
       const std::string reply = inbox_ + "." + std::to_string(n);
-      const std::string subject = cluster::deliverSubject(meshId);
+      const std::string subject = cluster::deliverSubject(out.relayId, meshId);
       const std::string batch =
           out.frames.size() == 1 ? std::string() : cluster::encodeRelayBatch(out.frames);
       const std::string& data = out.frames.size() == 1 ? out.frames.front() : batch;
@@ -425,8 +449,8 @@ void NatsClusterLink::handleInbound(Inbound& in) {
   }
   if (in.subject.size() > inbox_.size() && in.subject.compare(0, inbox_.size(), inbox_) == 0) {
     onReply(in);
-  } else if (auto meshId = cluster::meshOfDeliverSubject(in.subject)) {
-    onDeliver(*meshId, in);
+  } else if (auto target = cluster::parseDeliverSubject(in.subject)) {
+    onDeliver(*target, in);
   } else if (in.subject == cluster::kDirectorySubject) {
     if (auto m = cluster::decodeDirectory(in.data)) {
       onDirectory(*m);
@@ -485,10 +509,12 @@ void NatsClusterLink::finishBroadcast(std::uint64_t n) {
 }
 
 void NatsClusterLink::onReply(Inbound& in) {
+  // inbox_.N ("no responders") or inbox_.N.a (an answer).
   std::uint64_t n = 0;
   const char* begin = in.subject.data() + inbox_.size() + 1;
   const char* end = in.subject.data() + in.subject.size();
-  if (std::from_chars(begin, end, n).ec != std::errc()) return;
+  const auto [rest, ec] = std::from_chars(begin, end, n);
+  if (ec != std::errc() || (rest != end && std::string_view(rest, end - rest) != ".a")) return;
   if (auto it = pendingRelays_.find(n); it != pendingRelays_.end()) {
     PendingRelay p = std::move(it->second);
     pendingRelays_.erase(it);
@@ -514,31 +540,32 @@ void NatsClusterLink::onReply(Inbound& in) {
   }
 }
 
-void NatsClusterLink::onDeliver(const std::string& meshId, Inbound& in) {
+void NatsClusterLink::onDeliver(const cluster::DeliverTarget& target, Inbound& in) {
+  const std::string& meshId = target.meshId;
+  const MeshEntry* e = router_.find(meshId);
+  if (e && !e->local() && !target.forwarded) {
+    // Sent here while the sender still saw the mesh here; it has moved on
+    // since. Its new holder answers the sender, once: a forwarded request
+    // that misses again is answered offline.
+    ++stats_.relaysForwarded;
+    publish(cluster::deliverSubject(e->relayId, meshId, true), in.data, in.reply);
+    return;
+  }
   auto batch = cluster::decodeRelayBatch(in.data);
   std::string answers;
-  bool anyDelivered = false;
   if (batch) {
     stats_.relaysIn += batch->size();
     answers.reserve(batch->size());
     for (std::string_view frame : *batch) {
       const bool delivered = router_.deliverRelay(meshId, frame) == RelayOutcome::Delivered;
-      anyDelivered = anyDelivered || delivered;
       answers += delivered ? cluster::kBatchDelivered : cluster::kBatchOffline;
     }
   } else {
     ++stats_.relaysIn;
-    anyDelivered = router_.deliverRelay(meshId, in.data) == RelayOutcome::Delivered;
-    answers = anyDelivered ? cluster::kDeliveredReply : cluster::kOfflineReply;
+    const bool delivered = router_.deliverRelay(meshId, in.data) == RelayOutcome::Delivered;
+    answers = delivered ? cluster::kDeliveredReply : cluster::kOfflineReply;
   }
-  if (!anyDelivered) {
-    // Sent while this relay still held the mesh, which another relay has
-    // taken since: that one answers (both were subscribed for a moment),
-    // and an "offline" from here must not beat its "delivered".
-    const MeshEntry* e = router_.find(meshId);
-    if (e && !e->local()) return;
-  }
-  if (!in.reply.empty()) publish(in.reply, answers);
+  if (!in.reply.empty()) publish(cluster::answerSubject(in.reply), answers);
 }
 
 void NatsClusterLink::onBroadcast(Inbound& in) {
@@ -546,7 +573,7 @@ void NatsClusterLink::onBroadcast(Inbound& in) {
   if (!b || b->relayId == relayId_) return;
   ++stats_.broadcastsIn;
   const std::uint32_t n = router_.deliverBroadcast(b->incomingText, b->fromMeshId);
-  if (!in.reply.empty()) publish(in.reply, std::to_string(n));
+  if (!in.reply.empty()) publish(cluster::answerSubject(in.reply), std::to_string(n));
 }
 
 void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
@@ -691,11 +718,6 @@ void NatsClusterLink::relayGone(const std::string& relayId) {
 // connection (session_replaced, 4000).
 bool NatsClusterLink::movedAway(const std::string& meshId, const std::string& toRelayId) {
   if (local_.erase(meshId) == 0) return false;
-  if (auto it = deliverSubs_.find(meshId); it != deliverSubs_.end()) {
-    natsSubscription_Unsubscribe(it->second);
-    natsSubscription_Destroy(it->second);
-    deliverSubs_.erase(it);
-  }
   ++stats_.takeoversIn;
   LOG_INFO("cluster: meshId=" << meshId << " taken over by relay " << toRelayId);
   publish(cluster::kDisconnectedSubject,
@@ -704,6 +726,8 @@ bool NatsClusterLink::movedAway(const std::string& meshId, const std::string& to
 }
 
 void NatsClusterLink::tick() {
+  // Messages parsed outside a read event (while libnats reconnected).
+  if (loop_) drainSubscriptions();
   const auto now = nowUs();
   if (connected_) {
     if (now - lastHeartbeatUs >= kHeartbeatUs) sendHeartbeat();

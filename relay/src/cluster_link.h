@@ -31,14 +31,15 @@ namespace mesh::relay {
 
 // Counted on the loop thread, shown by /metrics.
 struct ClusterStats {
-  std::uint64_t relaysOut = 0;      // gateway_relay sent to another relay
-  std::uint64_t relaysIn = 0;       // gateway_relay from another relay, for a mesh here
-  std::uint64_t broadcastsOut = 0;  // gateway_broadcast sent to the other relays
-  std::uint64_t broadcastsIn = 0;   // gateway_broadcast from another relay
-  std::uint64_t unavailable = 0;    // relays answered cluster_unavailable
-  std::uint64_t takeoversOut = 0;   // meshes this relay took from another one
-  std::uint64_t takeoversIn = 0;    // meshes another relay took from this one
-  std::uint64_t relaysLost = 0;     // relays dropped after silence
+  std::uint64_t relaysOut = 0;        // gateway_relay sent to another relay
+  std::uint64_t relaysIn = 0;         // gateway_relay from another relay, for a mesh here
+  std::uint64_t broadcastsOut = 0;    // gateway_broadcast sent to the other relays
+  std::uint64_t broadcastsIn = 0;     // gateway_broadcast from another relay
+  std::uint64_t unavailable = 0;      // relays answered cluster_unavailable
+  std::uint64_t takeoversOut = 0;     // meshes this relay took from another one
+  std::uint64_t takeoversIn = 0;      // meshes another relay took from this one
+  std::uint64_t relaysLost = 0;       // relays dropped after silence
+  std::uint64_t relaysForwarded = 0;  // sent here for a mesh that had moved on
 };
 
 class NatsClusterLink final : public ClusterLink {
@@ -109,7 +110,10 @@ class NatsClusterLink final : public ClusterLink {
 
  private:
   void connectionChanged(bool up);
-  void onDeliver(const std::string& meshId, Inbound& in);
+  void onDeliver(const cluster::DeliverTarget& target, Inbound& in);
+  void subscribe(__natsSubscription** sub, std::string_view subject, const char* what);
+  void drainSubscriptions();
+  void sendQueuedRelays();
   void onReply(Inbound& in);
   void onDirectory(const cluster::DirectoryMessage& m);
   void onTakeover(const cluster::Takeover& t);
@@ -135,6 +139,8 @@ class NatsClusterLink final : public ClusterLink {
   std::unique_ptr<NatsLoop> loop_;  // null on TLS: libnats's own threads
   __natsConnection* nc_ = nullptr;
   __natsSubscription* inboxSub_ = nullptr;
+  __natsSubscription* answerSub_ = nullptr;   // inbox_.*.a
+  __natsSubscription* deliverSub_ = nullptr;  // mesh.deliver.<this relay>.>
   __natsSubscription* controlSub_ = nullptr;  // the directory
   __natsSubscription* takeoverSub_ = nullptr;
   __natsSubscription* broadcastSub_ = nullptr;
@@ -142,9 +148,11 @@ class NatsClusterLink final : public ClusterLink {
   bool connected_ = false;
   bool left_ = false;
 
-  // This relay's meshes, as announced, and their deliver subscriptions.
+  // Synchronous subscriptions, read on the loop (loop_ set).
+  std::vector<__natsSubscription*> syncSubs_;
+
+  // This relay's meshes, as announced.
   std::unordered_map<std::string, MeshInfo> local_;
-  std::unordered_map<std::string, __natsSubscription*> deliverSubs_;
 
   struct RelayState {
     std::int64_t lastHeardUs = 0;
@@ -163,6 +171,7 @@ class NatsClusterLink final : public ClusterLink {
   };
   // Relays queued in this loop turn, per target mesh, for flush().
   struct Outgoing {
+    std::string relayId;  // the holder as the Router knows it
     std::vector<std::string> frames;
     std::vector<RelayAnswer> answers;
   };

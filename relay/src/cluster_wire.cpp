@@ -119,17 +119,54 @@ std::string meshFromToken(std::string_view token) {
   return out;
 }
 
-std::string deliverSubject(std::string_view meshId) {
-  std::string out(kDeliverPrefix);
-  out += meshToken(meshId);
+std::string relayToken(std::string_view relayId) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(relayId.size());
+  for (char c : relayId) {
+    const auto b = static_cast<unsigned char>(c);
+    if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') || b == '-' ||
+        b == '_') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[b >> 4];
+      out += kHex[b & 0xF];
+    }
+  }
   return out;
 }
 
-std::optional<std::string> meshOfDeliverSubject(std::string_view subject) {
+std::string deliverSubject(std::string_view relayId, std::string_view meshId, bool forwarded) {
+  std::string out(kDeliverPrefix);
+  out += relayToken(relayId);
+  out += '.';
+  out += meshToken(meshId);
+  if (forwarded) out += ".f";
+  return out;
+}
+
+std::string deliverWildcard(std::string_view relayId) {
+  std::string out(kDeliverPrefix);
+  out += relayToken(relayId);
+  out += ".>";
+  return out;
+}
+
+std::optional<DeliverTarget> parseDeliverSubject(std::string_view subject) {
   if (subject.substr(0, kDeliverPrefix.size()) != kDeliverPrefix) return std::nullopt;
-  const auto token = subject.substr(kDeliverPrefix.size());
-  if (token.empty() || token.find('.') != std::string_view::npos) return std::nullopt;
-  return meshFromToken(token);
+  subject.remove_prefix(kDeliverPrefix.size());
+  const auto relayEnd = subject.find('.');
+  if (relayEnd == 0 || relayEnd == std::string_view::npos) return std::nullopt;
+  subject.remove_prefix(relayEnd + 1);
+  DeliverTarget t;
+  if (subject.size() > 2 && subject.substr(subject.size() - 2) == ".f") {
+    t.forwarded = true;
+    subject.remove_suffix(2);
+  }
+  if (subject.empty() || subject.find('.') != std::string_view::npos) return std::nullopt;
+  t.meshId = meshFromToken(subject);
+  return t;
 }
 
 std::string encodeDirectory(const DirectoryMessage& m) {

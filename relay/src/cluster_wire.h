@@ -22,12 +22,26 @@ inline constexpr std::string_view kPrefix = "mesh.";
 // The meshId a token came from (the reverse of meshToken).
 [[nodiscard]] std::string meshFromToken(std::string_view token);
 
-// mesh.deliver.<meshToken>: subscribed by the relay holding the mesh, and
-// by nobody else, so a request to a mesh nobody holds gets NATS's "no
-// responders" at once.
-[[nodiscard]] std::string deliverSubject(std::string_view meshId);
-// The meshId of a deliver subject, or nullopt for another subject.
-[[nodiscard]] std::optional<std::string> meshOfDeliverSubject(std::string_view subject);
+// A relayId as one subject token: every byte but ASCII letters, digits, '-'
+// and '_' becomes "%XX" (hex), so any relayId (a hostname:port by default)
+// makes a valid token, and two relayIds never share one.
+[[nodiscard]] std::string relayToken(std::string_view relayId);
+
+// mesh.deliver.<relayToken>.<meshToken>: relays for a mesh, sent to the relay
+// that holds it as far as the sender knows. Each relay subscribes to its own
+// mesh.deliver.<relayToken>.> (deliverWildcard), so a request to a relay
+// that is gone gets NATS's "no responders" at once. A relay that has seen
+// the mesh move on forwards the request, with its reply subject, to the new
+// holder once, with ".f" appended (forwarded).
+[[nodiscard]] std::string deliverSubject(std::string_view relayId, std::string_view meshId,
+                                         bool forwarded = false);
+[[nodiscard]] std::string deliverWildcard(std::string_view relayId);
+struct DeliverTarget {
+  std::string meshId;
+  bool forwarded = false;
+};
+// The mesh a deliver subject is for, or nullopt for another subject.
+[[nodiscard]] std::optional<DeliverTarget> parseDeliverSubject(std::string_view subject);
 // Every relay announces itself and its meshes here (heartbeats and deltas).
 inline constexpr std::string_view kDirectorySubject = "mesh.cluster.directory";
 // A relay took a mesh over from another one.
@@ -113,6 +127,15 @@ struct Broadcast {
 [[nodiscard]] std::optional<std::uint32_t> decodeCount(std::string_view text);
 
 // ---- relay answers (to a request on a deliver subject)
+// A relay that answers a request (a relay or a broadcast) publishes the
+// answer here, not on the reply subject itself: the reply subject is left
+// to NATS's "no responders", which the asking relay must read through a
+// callback, while answers are read on its loop (cluster_link.cpp).
+[[nodiscard]] inline std::string answerSubject(std::string_view reply) {
+  std::string out(reply);
+  out += ".a";
+  return out;
+}
 
 inline constexpr std::string_view kDeliveredReply = "delivered";
 inline constexpr std::string_view kOfflineReply = "offline";

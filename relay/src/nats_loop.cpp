@@ -98,6 +98,7 @@ void NatsLoop::apply(const Change& c) {
       // writes when libnats has something to write.
       ev_io_stop(loop_, &readIo_);
       ev_io_stop(loop_, &writeIo_);
+      writeWanted_ = false;
       nc_ = c.nc;
       ev_io_set(&readIo_, c.fd, EV_READ);
       ev_io_set(&writeIo_, c.fd, EV_WRITE);
@@ -111,23 +112,26 @@ void NatsLoop::apply(const Change& c) {
       }
       break;
     case Change::Kind::Write:
-      if (c.add && nc_) {
-        ev_io_start(loop_, &writeIo_);
-      } else {
-        ev_io_stop(loop_, &writeIo_);
-      }
+      // Written by flushNow() at the end of the turn; the watcher only
+      // when the socket did not take it all.
+      writeWanted_ = c.add && nc_;
+      if (!writeWanted_) ev_io_stop(loop_, &writeIo_);
       break;
     case Change::Kind::Detach:
       ev_io_stop(loop_, &readIo_);
       ev_io_stop(loop_, &writeIo_);
       nc_ = nullptr;
+      writeWanted_ = false;
       break;
   }
 }
 
 void NatsLoop::flushNow() {
   applyQueued();
-  if (nc_ && ev_is_active(&writeIo_)) natsConnection_ProcessWriteEvent(nc_);
+  if (!nc_ || !writeWanted_ || ev_is_active(&writeIo_)) return;
+  // Takes back its wish (a Write change) when the socket took everything.
+  natsConnection_ProcessWriteEvent(nc_);
+  if (writeWanted_) ev_io_start(loop_, &writeIo_);
 }
 
 void NatsLoop::onRead(struct ev_loop*, ev_io* w, int) {

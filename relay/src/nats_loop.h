@@ -49,8 +49,11 @@ class NatsLoop {
   // parsed what came.
   void setAfterRead(std::function<void()> fn) { afterRead_ = std::move(fn); }
   // Writes what the connection has buffered, as far as the socket takes it
-  // now. Before natsConnection_Close on the loop thread: Close would wait
-  // for a PONG that only the loop, busy in Close, could read.
+  // now; the rest when the socket is writable again. Once per loop turn:
+  // what the turn published leaves in one write, without a watcher started
+  // and stopped for it. And before natsConnection_Close on the loop thread:
+  // Close would wait for a PONG that only the loop, busy in Close, could
+  // read.
   void flushNow();
 
   // ---- libnats's callbacks (nats_loop.cpp)
@@ -76,6 +79,7 @@ class NatsLoop {
   ev_io writeIo_{};
   ev_async async_{};
   __natsConnection* nc_ = nullptr;  // between attach and detach
+  bool writeWanted_ = false;        // libnats has something to write
   std::function<void()> afterRead_;
 
   std::mutex mutex_;

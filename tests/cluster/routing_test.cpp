@@ -162,7 +162,7 @@ TEST(ClusterRouting, BurstToAMeshWhoseRelayVanishedIsOfflineForEveryFrameAtOnce)
   cluster.registerEverywhere("ghost");
   ASSERT_TRUE(cluster.waitListed(0, "bravo"));
   // A relay that announces "ghost" and is gone without a word: nothing
-  // subscribes to ghost's deliver subject.
+  // subscribes to its deliver subjects.
   natsConnection* nc = nullptr;
   ASSERT_EQ(natsConnection_ConnectTo(&nc, cluster.nats.url(0).c_str()), NATS_OK);
   mesh::relay::cluster::DirectoryMessage online;
@@ -196,6 +196,56 @@ TEST(ClusterRouting, BurstToAMeshWhoseRelayVanishedIsOfflineForEveryFrameAtOnce)
   a->sendText(relayFrame("bravo", R"({"after":1})", "ok"));
   EXPECT_EQ(jsonString(b->expectType("gateway_incoming"), "fromMeshId"), "alpha");
   EXPECT_EQ(jsonString(nextAck(*a), "status"), "delivered");
+}
+
+// A relay for a mesh goes to the relay the sender's directory names. When
+// the mesh has moved on from there (the sender has not heard yet), that
+// relay passes the request, with the sender's reply subject, to the holder,
+// which answers the sender; a request passed on once is not passed again.
+TEST(ClusterRouting, ARelayForAMeshThatMovedOnReachesItsHolderThroughTheOldOne) {
+  RelayCluster cluster;
+  auto c = cluster.join(2, "charlie");
+  ASSERT_TRUE(cluster.waitListed(1, "charlie"));
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, cluster.nats.url(0).c_str()), NATS_OK);
+  namespace cw = mesh::relay::cluster;
+  // As a relay asks: the answer comes on the reply subject + ".a", NATS's
+  // "no responders" on the reply subject itself.
+  natsSubscription* sub = nullptr;
+  ASSERT_EQ(natsConnection_SubscribeSync(&sub, nc, "test-inbox.>"), NATS_OK);
+  int asked = 0;
+  auto request = [&](const std::string& subject, const std::string& text) -> std::string {
+    const std::string reply = "test-inbox." + std::to_string(++asked);
+    if (natsConnection_PublishRequest(nc, subject.c_str(), reply.c_str(), text.data(),
+                                      static_cast<int>(text.size())) != NATS_OK) {
+      return "not sent";
+    }
+    natsMsg* msg = nullptr;
+    const natsStatus s = natsSubscription_NextMsg(&msg, sub, 3000);
+    if (s != NATS_OK) return std::string("status: ") + natsStatus_GetText(s);
+    EXPECT_EQ(std::string(natsMsg_GetSubject(msg)), mesh::relay::cluster::answerSubject(reply));
+    std::string data(natsMsg_GetData(msg), static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
+    natsMsg_Destroy(msg);
+    return data;
+  };
+  const std::string frame =
+      R"({"type":"gateway_incoming","fromMeshId":"old-news","payload":{"n":1}})";
+
+  // Sent to r1, which never held charlie but knows r2 does.
+  EXPECT_EQ(request(cw::deliverSubject("r1", "charlie"), frame), cw::kDeliveredReply);
+  const std::string got = c->expectType("gateway_incoming");
+  EXPECT_EQ(jsonString(got, "fromMeshId"), "old-news");
+  EXPECT_EQ(metricValue(cluster.relay(1).port(), "mesh_relay_cluster_relays_forwarded_total"), 1);
+
+  // Passed on once already: r1 does not pass it on again.
+  EXPECT_EQ(request(cw::deliverSubject("r1", "charlie", true), frame), cw::kOfflineReply);
+  // A relay nobody runs: NATS answers "no responders" at once.
+  EXPECT_EQ(request(cw::deliverSubject("r9", "charlie"), frame),
+            std::string("status: ") + natsStatus_GetText(NATS_NO_RESPONDERS));
+  natsSubscription_Destroy(sub);
+  natsConnection_Destroy(nc);
+  // The mesh got the one frame and nothing more.
+  EXPECT_TRUE(noFrameOfType(*c, "gateway_incoming"));
 }
 
 TEST(ClusterRouting, BroadcastReachesEveryMeshOnEveryRelayOnceAndCountsThemAll) {

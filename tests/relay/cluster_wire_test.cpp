@@ -24,15 +24,40 @@ MeshInfo sampleMesh(const std::string& id) {
 TEST(ClusterWire, MeshIdsBecomeOneSubjectTokenAndBack) {
   EXPECT_EQ(meshToken("plain-id_1"), "plain-id_1");
   EXPECT_EQ(meshToken("a.b..c."), "a%2Eb%2E%2Ec%2E");
-  for (const std::string id : {"a", "a.b", ".x.", "..", "A-b_c.9"}) {
+  for (const std::string id : {"a", "a.b", ".x.", "..", "A-b_c.9", "f", "x.f"}) {
     EXPECT_EQ(meshFromToken(meshToken(id)), id);
-    EXPECT_EQ(deliverSubject(id).find('.', 13), std::string::npos) << id;
-    EXPECT_EQ(meshOfDeliverSubject(deliverSubject(id)), id);
+    for (bool forwarded : {false, true}) {
+      const std::string subject = deliverSubject("relay-1", id, forwarded);
+      auto t = parseDeliverSubject(subject);
+      ASSERT_TRUE(t) << subject;
+      EXPECT_EQ(t->meshId, id);
+      EXPECT_EQ(t->forwarded, forwarded);
+    }
   }
-  EXPECT_EQ(deliverSubject("a.b"), "mesh.deliver.a%2Eb");
-  EXPECT_FALSE(meshOfDeliverSubject("mesh.cluster.directory"));
-  EXPECT_FALSE(meshOfDeliverSubject("mesh.deliver."));
-  EXPECT_FALSE(meshOfDeliverSubject("mesh.deliver.a.b"));
+  EXPECT_EQ(deliverSubject("r1", "a.b"), "mesh.deliver.r1.a%2Eb");
+  EXPECT_EQ(deliverSubject("r1", "a.b", true), "mesh.deliver.r1.a%2Eb.f");
+  EXPECT_FALSE(parseDeliverSubject("mesh.cluster.directory"));
+  EXPECT_FALSE(parseDeliverSubject("mesh.deliver."));
+  EXPECT_FALSE(parseDeliverSubject("mesh.deliver.r1"));
+  EXPECT_FALSE(parseDeliverSubject("mesh.deliver.r1."));
+  EXPECT_FALSE(parseDeliverSubject("mesh.deliver.r1.a.b"));
+  EXPECT_FALSE(parseDeliverSubject("mesh.deliver..a"));
+}
+
+TEST(ClusterWire, AnyRelayIdIsOneSubjectTokenOfItsOwn) {
+  EXPECT_EQ(relayToken("relay-a_1"), "relay-a_1");
+  EXPECT_EQ(relayToken("host.example.org:4000"), "host%2Eexample%2Eorg%3A4000");
+  EXPECT_EQ(relayToken("a b*>\t%"), "a%20b%2A%3E%09%25");
+  EXPECT_EQ(relayToken("\xc3\xa9"), "%C3%A9");
+  std::set<std::string> tokens;
+  for (const std::string id : {"a.b", "a%2Eb", "a:b", "a%3Ab", "a", "A"}) {
+    const std::string t = relayToken(id);
+    EXPECT_EQ(t.find_first_of(". *>\t"), std::string::npos) << id;
+    tokens.insert(t);
+  }
+  EXPECT_EQ(tokens.size(), 6U);
+  EXPECT_EQ(deliverWildcard("h.x:1"), "mesh.deliver.h%2Ex%3A1.>");
+  EXPECT_EQ(parseDeliverSubject(deliverSubject("h.x:1", "m"))->meshId, "m");
 }
 
 TEST(ClusterWire, HeartbeatCarriesEveryMeshByteForByte) {
