@@ -736,3 +736,86 @@ TEST(ClusterRouting, TwoAuthenticationsAtOnceOnTwoRelaysLeaveExactlyOneHolder) {
 
 }  // namespace
 }  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// On TLS the link stays on libnats's own threads (nats_loop.h says why):
+// relays, answers, "no responders" and broadcasts work the same there.
+TEST(ClusterRouting, OverTlsToNatsRelaysRouteTheSameOnLibnatsThreads) {
+  TempDir dir;
+  const std::string cert = (dir.path() / "nats-cert.pem").string();
+  const std::string key = (dir.path() / "nats-key.pem").string();
+  const std::string cmd =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+      " -subj '/CN=127.0.0.1' -addext 'subjectAltName=IP:127.0.0.1' -keyout '" +
+      key + "' -out '" + cert + "' >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  NatsCluster nats(1, "tls {\n  cert_file: \"" + cert + "\"\n  key_file: \"" + key + "\"\n}\n");
+  const std::string url = "tls://127.0.0.1:" + std::to_string(nats.clientPort(0));
+  auto tweak = [&](int i) {
+    return [&, i](relay::Config& c) {
+      c.natsUrls = {url};
+      c.natsCaPath = cert;
+      c.relayId = "tls-r" + std::to_string(i);
+      c.adminToken = kAdminToken;
+    };
+  };
+  TestRelay r0(tweak(0));
+  TestRelay r1(tweak(1));
+  for (TestRelay* r : {&r0, &r1}) {
+    ASSERT_TRUE(
+        eventually([&] { return metricValue(r->port(), "mesh_relay_cluster_relays") == 1; }));
+  }
+  for (const char* id : {"alpha", "bravo", "gone"}) {
+    for (TestRelay* r : {&r0, &r1}) {
+      const int status = r->registerMesh(id, TestRelay::secretFor(id), "Name");
+      ASSERT_TRUE(status == 200 || status == 201) << status;
+    }
+  }
+  auto a = r0.connectAs("alpha", TestRelay::secretFor("alpha"));
+  auto b = r1.connectAs("bravo", TestRelay::secretFor("bravo"));
+  ASSERT_TRUE(eventually([&] { return discoverIds(*a).contains("bravo"); }));
+
+  for (int i = 0; i < 20; ++i)
+    a->sendText(relayFrame("bravo", R"({"n":)" + std::to_string(i) + "}", "t" + std::to_string(i)));
+  for (int i = 0; i < 20; ++i) {
+    const std::string got = b->expectType("gateway_incoming");
+    EXPECT_NE(got.find(R"({"n":)" + std::to_string(i) + "}"), std::string::npos) << got;
+    EXPECT_EQ(jsonString(nextAck(*a), "status"), "delivered");
+  }
+  a->sendText(broadcastFrame("{}", "all"));
+  EXPECT_EQ(jsonString(b->expectType("gateway_incoming"), "fromMeshId"), "alpha");
+  EXPECT_EQ(jsonInt(nextAck(*a), "recipients"), 1);
+
+  // A mesh announced by a relay that is gone: "no responders", offline at once.
+  natsOptions* opts = nullptr;
+  ASSERT_EQ(natsOptions_Create(&opts), NATS_OK);
+  ASSERT_EQ(natsOptions_SetURL(opts, url.c_str()), NATS_OK);
+  ASSERT_EQ(natsOptions_LoadCATrustedCertificates(opts, cert.c_str()), NATS_OK);
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_Connect(&nc, opts), NATS_OK);
+  natsOptions_Destroy(opts);
+  mesh::relay::cluster::DirectoryMessage online;
+  online.type = mesh::relay::cluster::DirectoryType::Online;
+  online.relayId = "tls-phantom";
+  mesh::relay::MeshInfo info;
+  info.meshId = "gone";
+  info.name = "Name";
+  online.meshes.push_back(info);
+  online.epochs.push_back(1);
+  const std::string text = mesh::relay::cluster::encodeDirectory(online);
+  const std::string subject(mesh::relay::cluster::kDirectorySubject);
+  ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), text.data(), static_cast<int>(text.size())),
+            NATS_OK);
+  ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+  natsConnection_Destroy(nc);
+  ASSERT_TRUE(eventually([&] { return discoverIds(*a).contains("gone"); }));
+  const auto start = Clock::now();
+  a->sendText(relayFrame("gone", "{}", "g"));
+  EXPECT_EQ(jsonString(nextAck(*a), "status"), "offline");
+  EXPECT_LT(Clock::now() - start, 1s);
+}
+
+}  // namespace
+}  // namespace mesh::test
