@@ -2,12 +2,15 @@
 // relays of one NATS cluster tell each other which meshes they hold, hand
 // each other relays and broadcasts, and take meshes over from each other.
 //
-// Threads: every method runs on the loop thread. libnats calls back on its
-// own threads (message handlers, connection events); those callbacks copy
-// what arrived and post it to the loop, nothing else. Nothing here blocks on
-// NATS: publishes are written at once (SendAsap) or buffered while the
-// connection is re-established, and requests are plain publishes with a
-// reply subject on the one inbox subscription, answered later.
+// Threads: every method runs on the loop thread. A plaintext connection's
+// socket is read and written on the loop (nats_loop.h) and the hot
+// subscriptions are synchronous ones, read there right after each read.
+// libnats still calls back on its own threads for "no responders", for
+// connection events, and for everything on TLS; those callbacks copy what
+// arrived and post it to the loop, nothing else. Nothing here blocks on
+// NATS: publishes are buffered until the loop turn ends (written at once on
+// TLS, SendAsap) or while the connection is re-established, and requests
+// are plain publishes with a reply subject, answered later.
 #pragma once
 
 #include <cstdint>
