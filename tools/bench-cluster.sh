@@ -20,6 +20,10 @@
 #   ROUNDS=1 PAIRS=50 WINDOW=32 RATE=20000 DURATION=5 FAILOVER_CONNS=1000
 #   SERVERS="bun single local cross"   which columns to measure
 #   FAILOVER=0                         skip the failover scenario
+#   NATS_GOMAXPROCS=1                  the NATS server's GOMAXPROCS, as
+#                                      deploy/systemd/nats-server.service
+#                                      sets it; empty: Go's default (one
+#                                      per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,6 +104,8 @@ jetstream {
 }
 EOF
 rm -rf "$out/jetstream"
+NATS_GOMAXPROCS=${NATS_GOMAXPROCS-1}
+echo "bench-cluster: NATS GOMAXPROCS=${NATS_GOMAXPROCS:-unset}"
 ${NATS_GOMAXPROCS:+env GOMAXPROCS=$NATS_GOMAXPROCS} nats-server -c "$out/nats.conf" >"$out/nats.log" 2>&1 &
 pids+=($!)
 nats_pid=$!

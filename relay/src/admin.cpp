@@ -121,6 +121,11 @@ void renderClusterMetrics(MetricsWriter& w, const NatsClusterLink& link) {
   w.family("mesh_relay_cluster_relays", "gauge",
            "Cluster mode: other relays heard from in the last 2.5 s.");
   w.sample("mesh_relay_cluster_relays", "", static_cast<std::uint64_t>(link.relaysSeen()));
+  w.family("mesh_relay_cluster_incompatible_relays", "gauge",
+           "Cluster mode: relays heard from in the last 2.5 s that speak another cluster wire "
+           "version, ignored (run one release on every relay).");
+  w.sample("mesh_relay_cluster_incompatible_relays", "",
+           static_cast<std::uint64_t>(link.relaysIncompatible()));
   w.family("mesh_relay_cluster_frames_total", "counter",
            "Cluster mode: relays and broadcasts to (out) and from (in) other relays.");
   w.sample("mesh_relay_cluster_frames_total", "kind=\"relay\",direction=\"out\"", st.relaysOut);

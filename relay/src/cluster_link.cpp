@@ -579,6 +579,19 @@ void NatsClusterLink::onBroadcast(Inbound& in) {
 void NatsClusterLink::onDirectory(const cluster::DirectoryMessage& m) {
   using cluster::DirectoryType;
   if (m.relayId == relayId_) return;
+  if (m.wire != cluster::kWireVersion) {
+    // Its relays would go to subjects nobody here reads, and ours to
+    // subjects it does not read: it is not part of this cluster, and its
+    // meshes are not listed. Said once per relay, and in /metrics.
+    auto [it, isNew] = incompatible_.try_emplace(m.relayId, 0);
+    it->second = nowUs();
+    if (isNew) {
+      LOG_ERROR("cluster: relay " << m.relayId << " speaks cluster wire version " << m.wire
+                                  << ", this relay " << cluster::kWireVersion
+                                  << "; it is ignored until every relay runs the same release");
+    }
+    return;
+  }
   if (m.type == DirectoryType::Bye) {
     LOG_INFO("cluster: relay " << m.relayId << " left");
     relayGone(m.relayId);
@@ -758,6 +771,7 @@ void NatsClusterLink::tick() {
   }
   for (auto n : late) finishBroadcast(n);
   std::erase_if(moves_, [&](const auto& kv) { return now - kv.second.atUs >= kTakeoverHoldUs; });
+  std::erase_if(incompatible_, [&](const auto& kv) { return now - kv.second >= kSilenceUs; });
 }
 
 }  // namespace mesh::relay

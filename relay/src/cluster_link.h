@@ -103,6 +103,9 @@ class NatsClusterLink final : public ClusterLink {
   [[nodiscard]] const std::string& relayId() const { return relayId_; }
   // Other relays heard from in the last kSilenceUs.
   [[nodiscard]] std::size_t relaysSeen() const { return relays_.size(); }
+  // Relays heard from in the last kSilenceUs that speak another cluster
+  // wire version (cluster_wire.h): ignored.
+  [[nodiscard]] std::size_t relaysIncompatible() const { return incompatible_.size(); }
   [[nodiscard]] const ClusterStats& stats() const { return stats_; }
 
   // What a libnats callback hands to the loop (cluster_link.cpp).
@@ -165,6 +168,7 @@ class NatsClusterLink final : public ClusterLink {
     std::uint32_t nextPart = 0;
   };
   std::unordered_map<std::string, RelayState> relays_;
+  std::unordered_map<std::string, std::int64_t> incompatible_;  // relayId -> last heard (us)
 
   // One request on a deliver subject: one frame or a batch of them, in
   // order, answered together.

@@ -174,6 +174,7 @@ std::string encodeDirectory(const DirectoryMessage& m) {
   appendField(out, "type", typeText(m.type));
   out += ',';
   appendField(out, "relay", m.relayId);
+  out += ",\"wire\":" + std::to_string(m.wire);
   switch (m.type) {
     case DirectoryType::Heartbeat:
     case DirectoryType::Online:
@@ -215,6 +216,14 @@ std::optional<DirectoryMessage> decodeDirectory(std::string_view text) {
   DirectoryMessage m;
   m.type = *t;
   m.relayId = std::move(*relay);
+  m.wire = 1;
+  if (auto wire = d.FindMember("wire"); wire != d.MemberEnd()) {
+    if (!wire->value.IsUint()) return std::nullopt;
+    m.wire = wire->value.GetUint();
+  }
+  // Another version's body may not read as this one's: the caller only
+  // needs to know who sent it.
+  if (m.wire != kWireVersion) return m;
   switch (m.type) {
     case DirectoryType::Heartbeat:
     case DirectoryType::Online:

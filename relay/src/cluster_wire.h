@@ -53,6 +53,13 @@ inline constexpr std::string_view kBroadcastSubject = "mesh.cluster.broadcast";
 inline constexpr std::string_view kConnectedSubject = "mesh.events.connected";
 inline constexpr std::string_view kDisconnectedSubject = "mesh.events.disconnected";
 
+// What relays of one cluster must agree on: every directory message says
+// which version of these subjects and bodies its sender speaks ("wire"; a
+// message without it is version 1, the first release). A relay ignores a
+// relay that speaks another version, and says so (cluster_link.cpp).
+// 2: relays to mesh.deliver.<relay>.<mesh>, answers on reply + ".a".
+inline constexpr std::uint32_t kWireVersion = 2;
+
 // ---- directory (kDirectorySubject): JSON objects with a "type"
 
 enum class DirectoryType {
@@ -67,7 +74,8 @@ enum class DirectoryType {
 struct DirectoryMessage {
   DirectoryType type = DirectoryType::Heartbeat;
   std::string relayId;
-  std::vector<MeshInfo> meshes;  // Heartbeat: all (of this part); Online/Updated: one
+  std::uint32_t wire = kWireVersion;  // the sender's; 1 when it gave none
+  std::vector<MeshInfo> meshes;       // Heartbeat: all (of this part); Online/Updated: one
   // The claim of each mesh in `meshes` (same order; see Claims below).
   std::vector<std::uint64_t> epochs;
   std::string meshId;                     // Offline

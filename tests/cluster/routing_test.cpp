@@ -198,6 +198,35 @@ TEST(ClusterRouting, BurstToAMeshWhoseRelayVanishedIsOfflineForEveryFrameAtOnce)
   EXPECT_EQ(jsonString(nextAck(*a), "status"), "delivered");
 }
 
+// A relay of another release (another cluster wire version) would send to
+// subjects nobody reads: it is ignored, its meshes are not listed, and
+// /metrics and the log say so.
+TEST(ClusterRouting, ARelaySpeakingAnotherWireVersionIsIgnoredAndShown) {
+  RelayCluster cluster(2);
+  auto a = cluster.join(0, "alpha");
+  natsConnection* nc = nullptr;
+  ASSERT_EQ(natsConnection_ConnectTo(&nc, cluster.nats.url(0).c_str()), NATS_OK);
+  // The first release's heartbeat: no "wire".
+  const std::string old =
+      R"({"type":"heartbeat","relay":"old-release","meshes":[{"meshId":"elsewhere","name":"E",)"
+      R"("rooms":"[]","participants":"[]","participantCount":0,"epoch":1}]})";
+  const std::string subject(mesh::relay::cluster::kDirectorySubject);
+  const auto port = cluster.relay(0).port();
+  EXPECT_TRUE(eventually([&] {
+    natsConnection_Publish(nc, subject.c_str(), old.data(), static_cast<int>(old.size()));
+    natsConnection_Flush(nc);
+    return metricValue(port, "mesh_relay_cluster_incompatible_relays") == 1;
+  }));
+  EXPECT_EQ(metricValue(port, "mesh_relay_cluster_relays"), 1);
+  EXPECT_FALSE(discoverIds(*a).contains("elsewhere"));
+  a->sendText(relayFrame("elsewhere", "{}", "e1"));
+  EXPECT_EQ(jsonString(nextAck(*a), "status"), "offline");
+  natsConnection_Destroy(nc);
+  // Silent for 2.5 s: no longer counted.
+  EXPECT_TRUE(eventually(
+      [&] { return metricValue(port, "mesh_relay_cluster_incompatible_relays") == 0; }, 5s));
+}
+
 // A relay for a mesh goes to the relay the sender's directory names. When
 // the mesh has moved on from there (the sender has not heard yet), that
 // relay passes the request, with the sender's reply subject, to the holder,

@@ -60,6 +60,27 @@ TEST(ClusterWire, AnyRelayIdIsOneSubjectTokenOfItsOwn) {
   EXPECT_EQ(parseDeliverSubject(deliverSubject("h.x:1", "m"))->meshId, "m");
 }
 
+TEST(ClusterWire, DirectoryMessagesSayTheirWireVersion) {
+  DirectoryMessage m;
+  m.type = DirectoryType::Hello;
+  m.relayId = "r1";
+  const std::string text = encodeDirectory(m);
+  EXPECT_NE(text.find("\"wire\":" + std::to_string(kWireVersion)), std::string::npos) << text;
+  EXPECT_EQ(decodeDirectory(text)->wire, kWireVersion);
+  // The first release said nothing: version 1, whatever its body holds.
+  auto old = decodeDirectory(R"({"type":"heartbeat","relay":"r0","meshes":[{"meshId":"m"}]})");
+  ASSERT_TRUE(old);
+  EXPECT_EQ(old->wire, 1U);
+  EXPECT_EQ(old->relayId, "r0");
+  EXPECT_TRUE(old->meshes.empty());
+  auto later = decodeDirectory(R"({"type":"someday","relay":"r9","wire":3})");
+  EXPECT_FALSE(later);  // an unknown type is still refused
+  later = decodeDirectory(R"({"type":"hello","relay":"r9","wire":3,"more":[1]})");
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->wire, 3U);
+  EXPECT_FALSE(decodeDirectory(R"({"type":"hello","relay":"r9","wire":"2"})"));
+}
+
 TEST(ClusterWire, HeartbeatCarriesEveryMeshByteForByte) {
   DirectoryMessage m;
   m.type = DirectoryType::Heartbeat;
@@ -158,19 +179,22 @@ TEST(ClusterWire, LargeHeartbeatsAreSentInPartsThatFitAMessage) {
   const auto none = heartbeatParts("r1", {}, {});
   ASSERT_EQ(none.size(), 1u);
   EXPECT_EQ(encodeDirectory(none[0]).find("parts"), std::string::npos);
+  EXPECT_FALSE(decodeDirectory(
+      R"({"type":"heartbeat","relay":"r","wire":2,"meshes":[],"part":2,"parts":2})"));
   EXPECT_FALSE(
-      decodeDirectory(R"({"type":"heartbeat","relay":"r","meshes":[],"part":2,"parts":2})"));
-  EXPECT_FALSE(decodeDirectory(R"({"type":"heartbeat","relay":"r","meshes":[],"part":0})"));
+      decodeDirectory(R"({"type":"heartbeat","relay":"r","wire":2,"meshes":[],"part":0})"));
 }
 
+// (Bodies of this release's version: another version's body is not read.)
 TEST(ClusterWire, MalformedDirectoryMessagesAreRefused) {
   for (const char* text :
        {"", "[]", "{", R"({"type":"heartbeat"})", R"({"type":"nope","relay":"r"})",
-        R"({"type":"heartbeat","relay":""})", R"({"type":"heartbeat","relay":"r"})",
-        R"({"type":"online","relay":"r","meshes":[]})",
-        R"({"type":"heartbeat","relay":"r","meshes":[{"meshId":"m"}]})",
-        R"({"type":"offline","relay":"r"})",
-        R"({"type":"updated","relay":"r","meshes":[{"meshId":"m","name":"n","rooms":"[]",)"
+        R"({"type":"heartbeat","relay":"","wire":2})",
+        R"({"type":"heartbeat","relay":"r","wire":2})",
+        R"({"type":"online","relay":"r","wire":2,"meshes":[]})",
+        R"({"type":"heartbeat","relay":"r","wire":2,"meshes":[{"meshId":"m"}]})",
+        R"({"type":"offline","relay":"r","wire":2})",
+        R"({"type":"updated","relay":"r","wire":2,"meshes":[{"meshId":"m","name":"n","rooms":"[]",)"
         R"("participants":"[]","participantCount":0}],"change":"colour"})"}) {
     EXPECT_FALSE(decodeDirectory(text)) << text;
   }
