@@ -29,6 +29,7 @@
 
 struct __natsConnection;
 struct __natsSubscription;
+struct __natsMsg;
 
 namespace mesh::relay {
 
@@ -119,6 +120,8 @@ class NatsClusterLink final : public ClusterLink {
   void onDeliver(const cluster::DeliverTarget& target, Inbound& in);
   void subscribe(__natsSubscription** sub, std::string_view subject, const char* what);
   void drainSubscriptions();
+  void release(__natsMsg* msg);
+  void freeSpent();
   void sendQueuedRelays();
   void onReply(Inbound& in);
   void onDirectory(const cluster::DirectoryMessage& m);
@@ -156,6 +159,12 @@ class NatsClusterLink final : public ClusterLink {
 
   // Synchronous subscriptions, read on the loop (loop_ set).
   std::vector<__natsSubscription*> syncSubs_;
+  // Messages read there, destroyed together (release()): at the latest
+  // at the next tick, or when this many or this large.
+  static constexpr std::size_t kSpentMessages = 512;
+  static constexpr std::size_t kSpentBytes = 4 * 1024 * 1024;
+  std::vector<__natsMsg*> spent_;
+  std::size_t spentBytes_ = 0;
 
   // This relay's meshes, as announced.
   std::unordered_map<std::string, MeshInfo> local_;
