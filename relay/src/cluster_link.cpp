@@ -27,40 +27,65 @@ struct NatsClusterLink::Inbound {
 // What libnats's threads may touch: a queue to the loop, while the link
 // exists. Callbacks append to it; the loop is woken once per batch (one
 // post() for however many messages arrived meanwhile), not once per
-// message. The link closes it before it goes; a callback that runs later
-// (libnats may still be finishing one) finds it closed and drops what it
-// has. Kept alive by every link ever made (see retired()), so a late
-// callback never reads freed memory.
+// message, and destroys the batch's messages together (see release()). The
+// link closes it before it goes; a callback that runs later (libnats may
+// still be finishing one) finds it closed and drops what it has. Kept alive
+// by every link ever made (see retired()), so a late callback never reads
+// freed memory.
 struct NatsClusterLink::Shared {
   std::mutex mutex;
   bool open = true;
   bool scheduled = false;  // a drain is posted and has not run yet
   std::vector<Inbound> queue;
+  std::vector<natsMsg*> spent;  // the messages `queue` was copied from
   Post post;
   NatsClusterLink* link = nullptr;
 
-  void push(Inbound in) {
-    std::lock_guard lock(mutex);
-    if (!open) return;
-    queue.push_back(std::move(in));
-    if (scheduled) return;
-    scheduled = true;
-    post([this] { drain(); });
+  // `msg` (may be null) is destroyed once its copy `in` was handled.
+  void push(Inbound in, natsMsg* msg = nullptr) {
+    {
+      std::lock_guard lock(mutex);
+      if (open) {
+        queue.push_back(std::move(in));
+        if (msg) spent.push_back(msg);
+        if (!scheduled) {
+          scheduled = true;
+          post([this] { drain(); });
+        }
+        return;
+      }
+    }
+    natsMsg_Destroy(msg);
   }
 
   // On the loop thread, where the link lives and dies: while it is open,
   // `link` is alive.
   void drain() {
     std::vector<Inbound> batch;
+    std::vector<natsMsg*> messages;
     NatsClusterLink* l;
     {
       std::lock_guard lock(mutex);
       scheduled = false;
       if (!open) return;
       batch.swap(queue);
+      messages.swap(spent);
       l = link;
     }
     for (Inbound& in : batch) l->handleInbound(in);
+    for (natsMsg* msg : messages) natsMsg_Destroy(msg);
+  }
+
+  // No more callbacks reach the link; what is queued is dropped.
+  void close() {
+    std::vector<natsMsg*> messages;
+    {
+      std::lock_guard lock(mutex);
+      open = false;
+      queue.clear();
+      messages.swap(spent);
+    }
+    for (natsMsg* msg : messages) natsMsg_Destroy(msg);
   }
 };
 
@@ -89,9 +114,7 @@ Link::Inbound copyOf(natsMsg* msg) {
 }
 
 void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
-  Link::Inbound in = copyOf(msg);
-  natsMsg_Destroy(msg);
-  static_cast<Link::Shared*>(closure)->push(std::move(in));
+  static_cast<Link::Shared*>(closure)->push(copyOf(msg), msg);
 }
 
 void onConnected(natsConnection*, void* closure) {
@@ -176,10 +199,7 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     subscribe(&broadcastSub_, cluster::kBroadcastSubject, "broadcast subscription");
   } catch (...) {
     // No destructor runs for a constructor that throws: undo what it did.
-    {
-      std::lock_guard lock(shared_->mutex);
-      shared_->open = false;
-    }
+    shared_->close();
     for (natsSubscription* sub :
          {inboxSub_, answerSub_, deliverSub_, controlSub_, takeoverSub_, broadcastSub_}) {
       if (sub) natsSubscription_Destroy(sub);
@@ -194,10 +214,7 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
 
 NatsClusterLink::~NatsClusterLink() {
   leave();
-  {
-    std::lock_guard lock(shared_->mutex);
-    shared_->open = false;
-  }
+  shared_->close();
   freeSpent();
   if (nc_) {
     // The "bye" out first: on the loop, Close could only wait for it.
