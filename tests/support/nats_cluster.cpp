@@ -209,6 +209,16 @@ void NatsCluster::kill(int i) {
   s.pid = -1;
 }
 
+void NatsCluster::freeze(int i) {
+  const Server& s = servers_.at(static_cast<std::size_t>(i));
+  if (s.pid > 0) ::kill(s.pid, SIGSTOP);
+}
+
+void NatsCluster::thaw(int i) {
+  const Server& s = servers_.at(static_cast<std::size_t>(i));
+  if (s.pid > 0) ::kill(s.pid, SIGCONT);
+}
+
 void NatsCluster::stop(int i) {
   Server& s = servers_.at(static_cast<std::size_t>(i));
   if (s.pid <= 0) return;

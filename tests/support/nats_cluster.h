@@ -38,6 +38,10 @@ class NatsCluster {
   void kill(int i);
   // SIGTERM and wait: a clean shutdown (lame duck is not used).
   void stop(int i);
+  // SIGSTOP / SIGCONT: a server that keeps its connections open and stops
+  // reading them, as a hung one does.
+  void freeze(int i);
+  void thaw(int i);
   // Starts a stopped or killed server again on the same ports and store.
   void restart(int i);
   // Waits until every running server answers its health check and
