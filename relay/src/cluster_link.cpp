@@ -5,6 +5,7 @@
 #include <charconv>
 #include <chrono>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
@@ -403,26 +404,52 @@ void NatsClusterLink::sendQueuedRelays() {
   outgoing_.clear();
   const bool up = connected_ && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
   const std::int64_t deadline = nowUs() + kRelayTimeoutUs;
+  // No message may exceed the server's max_payload (1 MiB unless its
+  // configuration says otherwise): a turn's frames for one mesh go out in
+  // as many batches as that takes, in order.
+  const std::int64_t serverMax = up ? natsConnection_GetMaxPayload(nc_) : 0;
+  const std::size_t maxPayload =
+      serverMax > 0 ? static_cast<std::size_t>(serverMax) : std::size_t{1} << 20;
   for (auto& [meshId, out] : batches) {
-    natsStatus s = up ? NATS_OK : NATS_ERR;
-    const std::uint64_t n = nextRequest_++;
-    if (s == NATS_OK) {
-      const std::string reply = inbox_ + "." + std::to_string(n);
-      const std::string subject = cluster::deliverSubject(out.relayId, meshId);
-      const std::string batch =
-          out.frames.size() == 1 ? std::string() : cluster::encodeRelayBatch(out.frames);
-      const std::string& data = out.frames.size() == 1 ? out.frames.front() : batch;
-      s = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), data.data(),
-                                        static_cast<int>(data.size()));
+    const std::string subject = cluster::deliverSubject(out.relayId, meshId);
+    const std::size_t count = out.frames.size();
+    for (std::size_t first = 0; first < count;) {
+      std::size_t end = first;
+      std::size_t bytes = 1;
+      while (end < count &&
+             (end == first ||
+              bytes + out.frames[end].size() + cluster::kBatchFrameOverhead <= maxPayload)) {
+        bytes += out.frames[end].size() + cluster::kBatchFrameOverhead;
+        ++end;
+      }
+      const std::span<const std::string> frames(out.frames.data() + first, end - first);
+      PendingRelay p{
+          {std::make_move_iterator(out.answers.begin() + static_cast<std::ptrdiff_t>(first)),
+           std::make_move_iterator(out.answers.begin() + static_cast<std::ptrdiff_t>(end))},
+          deadline};
+      first = end;
+      natsStatus s = up && !backedUp() ? NATS_OK : NATS_ERR;
+      const std::uint64_t n = nextRequest_++;
+      if (s == NATS_OK) {
+        const std::string reply = inbox_ + "." + std::to_string(n);
+        const std::string batch =
+            frames.size() == 1 ? std::string() : cluster::encodeRelayBatch(frames);
+        const std::string& data = frames.size() == 1 ? frames.front() : batch;
+        s = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), data.data(),
+                                          static_cast<int>(data.size()));
+      }
+      if (s != NATS_OK) {
+        answerAll(p, RelayOutcome::Unavailable);
+        continue;
+      }
+      stats_.relaysOut += p.answers.size();
+      pendingRelays_.emplace(n, std::move(p));
     }
-    PendingRelay p{std::move(out.answers), deadline};
-    if (s != NATS_OK) {
-      answerAll(p, RelayOutcome::Unavailable);
-      continue;
-    }
-    stats_.relaysOut += p.answers.size();
-    pendingRelays_.emplace(n, std::move(p));
   }
+}
+
+bool NatsClusterLink::backedUp() const {
+  return loop_ && natsConnection_Buffered(nc_) > kMaxBufferedBytes;
 }
 
 void NatsClusterLink::answerAll(PendingRelay& p, RelayOutcome outcome) {
@@ -432,7 +459,7 @@ void NatsClusterLink::answerAll(PendingRelay& p, RelayOutcome outcome) {
 
 void NatsClusterLink::broadcast(std::string incomingText, std::string_view fromMeshId,
                                 CountAnswer answer) {
-  if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
+  if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED || backedUp()) {
     answer(0);
     return;
   }

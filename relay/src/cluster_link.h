@@ -62,6 +62,12 @@ class NatsClusterLink final : public ClusterLink {
   static constexpr std::int64_t kBroadcastWaitUs = 1'000'000;
   // A mesh taken over by one relay is not taken back by another sooner.
   static constexpr std::int64_t kTakeoverHoldUs = 1'000'000;
+  // With the socket on the loop, publishes wait in libnats's buffer until
+  // the socket takes them. A NATS server that stops reading (hung, or a
+  // network that drops without a reset) is noticed by the ping check only
+  // after seconds; meanwhile relays beyond this much waiting are answered
+  // cluster_unavailable at once instead of filling memory.
+  static constexpr int kMaxBufferedBytes = 8 * 1024 * 1024;
 
   // Connects to config.natsUrls (in the background while NATS is
   // unreachable). On the thread that runs `loop`: a plaintext connection's
@@ -123,6 +129,7 @@ class NatsClusterLink final : public ClusterLink {
   void release(__natsMsg* msg);
   void freeSpent();
   void sendQueuedRelays();
+  [[nodiscard]] bool backedUp() const;
   void onReply(Inbound& in);
   void onDirectory(const cluster::DirectoryMessage& m);
   void onTakeover(const cluster::Takeover& t);

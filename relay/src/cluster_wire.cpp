@@ -369,9 +369,9 @@ std::optional<std::uint32_t> decodeCount(std::string_view text) {
   return n;
 }
 
-std::string encodeRelayBatch(const std::vector<std::string>& frames) {
+std::string encodeRelayBatch(std::span<const std::string> frames) {
   std::size_t size = 1;
-  for (const std::string& f : frames) size += f.size() + 12;
+  for (const std::string& f : frames) size += f.size() + kBatchFrameOverhead;
   std::string out;
   out.reserve(size);
   out += kBatchMark;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -158,7 +159,10 @@ inline constexpr std::string_view kOfflineReply = "offline";
 inline constexpr char kBatchMark = 'B';
 inline constexpr char kBatchDelivered = 'd';
 inline constexpr char kBatchOffline = 'o';
-[[nodiscard]] std::string encodeRelayBatch(const std::vector<std::string>& frames);
+[[nodiscard]] std::string encodeRelayBatch(std::span<const std::string> frames);
+// The bytes encodeRelayBatch spends on a frame besides the frame itself
+// (at most).
+inline constexpr std::size_t kBatchFrameOverhead = 12;
 // The frames of a batch; nullopt when `text` is not a well-formed batch.
 [[nodiscard]] std::optional<std::vector<std::string_view>> decodeRelayBatch(std::string_view text);
 

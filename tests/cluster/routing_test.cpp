@@ -848,3 +848,140 @@ TEST(ClusterRouting, OverTlsToNatsRelaysRouteTheSameOnLibnatsThreads) {
 
 }  // namespace
 }  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// A NATS server that hangs (SIGSTOP: its sockets stay open, nobody reads
+// them) is noticed by libnats's pings only after seconds. Meanwhile the
+// relay's loop, which writes the NATS socket, must keep serving its own
+// meshes at once, and must not buffer relays for the hung server without
+// bound: beyond NatsClusterLink::kMaxBufferedBytes they are answered
+// cluster_unavailable at once. Once the server runs again, routing
+// resumes.
+TEST(ClusterRouting, AHungNatsServerNeitherStallsTheLoopNorFillsMemory) {
+  NatsCluster nats(1);
+  auto tweak = [&](int i) {
+    return [&, i](relay::Config& c) {
+      c.natsUrls = {nats.url(0)};
+      c.relayId = "hung-r" + std::to_string(i);
+      c.controlRate = 1000;
+      c.controlBurst = 1000;
+      c.rateLimit = 0;
+      c.adminToken = kAdminToken;
+    };
+  };
+  TestRelay r0(tweak(0));
+  TestRelay r1(tweak(1));
+  for (TestRelay* r : {&r0, &r1}) {
+    ASSERT_TRUE(
+        eventually([&] { return metricValue(r->port(), "mesh_relay_cluster_relays") == 1; }));
+  }
+  for (const char* id : {"alpha", "bravo", "charlie", "delta"}) {
+    for (TestRelay* r : {&r0, &r1}) {
+      const int status = r->registerMesh(id, TestRelay::secretFor(id), "Name");
+      ASSERT_TRUE(status == 200 || status == 201) << status;
+    }
+  }
+  auto a = r0.connectAs("alpha", TestRelay::secretFor("alpha"));
+  auto c = r0.connectAs("charlie", TestRelay::secretFor("charlie"));
+  auto b = r1.connectAs("bravo", TestRelay::secretFor("bravo"));
+  auto d = r1.connectAs("delta", TestRelay::secretFor("delta"));
+  ASSERT_TRUE(eventually([&] { return discoverIds(*a).contains("delta"); }));
+
+  nats.freeze(0);
+  // 24 MiB for the hung server: three times what the link may hold.
+  const std::string big = R"({"blob":")" + std::string(60 * 1024, 'x') + R"("})";
+  constexpr int kBig = 410;
+  for (int i = 0; i < kBig; ++i) a->sendText(relayFrame("bravo", big, "big" + std::to_string(i)));
+  const auto start = Clock::now();
+  a->sendText(relayFrame("charlie", R"({"local":1})", "local"));
+  EXPECT_NE(c->expectType("gateway_incoming", 2000ms).find(R"({"local":1})"), std::string::npos);
+  // The local ack and, right after it, the answers to the big frames: most
+  // of them cluster_unavailable at once, the rest still waiting for the
+  // server (a few MiB sit in the socket's buffer, up to 8 MiB in libnats's).
+  int unavailableAtOnce = 0;
+  bool localAcked = false;
+  for (;;) {
+    WsMessage m = a->recv(500ms);
+    if (m.kind != WsMessage::Kind::Text) break;
+    const std::string& f = m.data;
+    if (jsonString(f, "code") == "cluster_unavailable") ++unavailableAtOnce;
+    if (jsonString(f, "type") == "gateway_ack" && jsonString(f, "id") == "local") {
+      EXPECT_EQ(jsonString(f, "status"), "delivered");
+      EXPECT_LT(Clock::now() - start, 1000ms);
+      localAcked = true;
+    }
+  }
+  EXPECT_TRUE(localAcked);
+  EXPECT_GE(unavailableAtOnce, kBig / 3) << "relays for a hung server were buffered without bound";
+
+  nats.thaw(0);
+  // What was buffered reaches bravo (which does not read: the relay closes
+  // it as a slow consumer), and routing goes on.
+  EXPECT_TRUE(eventually(
+      [&] {
+        a->sendText(relayFrame("delta", R"({"again":1})", "again"));
+        for (;;) {
+          WsMessage m = a->recv(3000ms);
+          if (m.kind != WsMessage::Kind::Text) return false;
+          if (jsonString(m.data, "id") == "again") {
+            return jsonString(m.data, "status") == "delivered";
+          }
+        }
+      },
+      20s));
+}
+
+}  // namespace
+}  // namespace mesh::test
+
+namespace mesh::test {
+namespace {
+
+// Frames queued in one turn for one remote mesh go out as batches, none
+// larger than the NATS server's max_payload (here 100 KiB: four 60 KiB
+// frames read in one turn would make a 240 KiB batch, which the server
+// refuses). Every frame arrives, in order, and is acked delivered.
+TEST(ClusterRouting, BatchesStayWithinTheServersMaxPayload) {
+  NatsCluster nats(1, "max_payload: 102400\n");
+  auto tweak = [&](int i) {
+    return [&, i](relay::Config& c) {
+      c.natsUrls = {nats.url(0)};
+      c.relayId = "mp-r" + std::to_string(i);
+      c.controlRate = 1000;
+      c.controlBurst = 1000;
+      c.rateLimit = 0;
+    };
+  };
+  TestRelay r0(tweak(0));
+  TestRelay r1(tweak(1));
+  for (const char* id : {"alpha", "bravo"}) {
+    for (TestRelay* r : {&r0, &r1}) {
+      const int status = r->registerMesh(id, TestRelay::secretFor(id), "Name");
+      ASSERT_TRUE(status == 200 || status == 201) << status;
+    }
+  }
+  auto a = r0.connectAs("alpha", TestRelay::secretFor("alpha"));
+  auto b = r1.connectAs("bravo", TestRelay::secretFor("bravo"));
+  ASSERT_TRUE(eventually([&] { return discoverIds(*a).contains("bravo"); }));
+
+  constexpr int kCount = 40;
+  const std::string fill(60 * 1024, 'y');
+  for (int i = 0; i < kCount; ++i) {
+    a->sendText(relayFrame("bravo", R"({"n":)" + std::to_string(i) + R"(,"fill":")" + fill + "\"}",
+                           "m" + std::to_string(i)));
+  }
+  for (int i = 0; i < kCount; ++i) {
+    const std::string got = b->expectType("gateway_incoming");
+    EXPECT_NE(got.find(R"({"n":)" + std::to_string(i) + ","), std::string::npos) << i;
+  }
+  for (int i = 0; i < kCount; ++i) {
+    const std::string ack = nextAck(*a);
+    EXPECT_EQ(jsonString(ack, "id"), "m" + std::to_string(i));
+    EXPECT_EQ(jsonString(ack, "status"), "delivered") << ack;
+  }
+}
+
+}  // namespace
+}  // namespace mesh::test
