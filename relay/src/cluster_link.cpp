@@ -2,11 +2,15 @@
 
 #include <nats/nats.h>
 
+#include <atomic>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <span>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "log.h"
@@ -23,6 +27,78 @@ struct NatsClusterLink::Inbound {
   std::string reply;
   std::string data;
   bool noResponders = false;
+  std::int64_t maxPayload = 0;  // Connected: the server's max_payload
+};
+
+// On TLS, libnats's publishes write the socket at once (SendAsap), blocking,
+// with the connection's lock held: a NATS server that stops reading would
+// stall whoever publishes, for as long as TCP waits. So on TLS the loop
+// hands its publishes to this thread, which blocks instead; the socket's
+// write deadline (kTlsWriteDeadlineMs) bounds that, after which the
+// connection is broken and libnats reconnects.
+struct NatsClusterLink::Writer {
+  struct Item {
+    std::string subject;
+    std::string reply;
+    std::string data;
+  };
+
+  explicit Writer(natsConnection* connection) : nc(connection), thread([this] { run(); }) {}
+  ~Writer() { stop(); }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  void push(std::string subject, std::string reply, std::string data) {
+    queuedBytes += subject.size() + reply.size() + data.size();
+    {
+      std::lock_guard lock(mutex);
+      items.push_back({std::move(subject), std::move(reply), std::move(data)});
+    }
+    wake.notify_one();
+  }
+
+  // Writes what is queued, then returns.
+  void stop() {
+    {
+      std::lock_guard lock(mutex);
+      if (stopping) return;
+      stopping = true;
+    }
+    wake.notify_one();
+    if (thread.joinable()) thread.join();
+  }
+
+  void run() {
+    std::unique_lock lock(mutex);
+    for (;;) {
+      wake.wait(lock, [&] { return stopping || !items.empty(); });
+      if (items.empty()) return;
+      std::deque<Item> batch;
+      batch.swap(items);
+      lock.unlock();
+      for (Item& item : batch) {
+        const int size = static_cast<int>(item.data.size());
+        const natsStatus s =
+            item.reply.empty()
+                ? natsConnection_Publish(nc, item.subject.c_str(), item.data.data(), size)
+                : natsConnection_PublishRequest(nc, item.subject.c_str(), item.reply.c_str(),
+                                                item.data.data(), size);
+        if (s != NATS_OK) {
+          LOG_DEBUG("cluster: publish on " << item.subject << " failed: " << natsStatus_GetText(s));
+        }
+        queuedBytes -= item.subject.size() + item.reply.size() + item.data.size();
+      }
+      lock.lock();
+    }
+  }
+
+  natsConnection* nc;
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Item> items;  // guarded by mutex
+  bool stopping = false;   // guarded by mutex
+  std::atomic<std::size_t> queuedBytes{0};
+  std::thread thread;  // last: starts once the rest is ready
 };
 
 // What libnats's threads may touch: a queue to the loop, while the link
@@ -118,9 +194,10 @@ void onMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
   static_cast<Link::Shared*>(closure)->push(copyOf(msg), msg);
 }
 
-void onConnected(natsConnection*, void* closure) {
+void onConnected(natsConnection* nc, void* closure) {
   Link::Inbound in;
   in.kind = Link::Inbound::Kind::Connected;
+  in.maxPayload = natsConnection_GetMaxPayload(nc);
   static_cast<Link::Shared*>(closure)->push(std::move(in));
 }
 
@@ -174,6 +251,8 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
       loop_ = std::make_unique<NatsLoop>(loop);
       loop_->install(opts.get());
       loop_->setAfterRead([this] { drainSubscriptions(); });
+    } else {
+      check(natsOptions_SetWriteDeadline(opts.get(), kTlsWriteDeadlineMs), "write deadline");
     }
 
     natsInbox* inbox = nullptr;
@@ -185,6 +264,7 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
       check(s, "connect");
     }
+    if (s == NATS_OK) maxPayload_ = natsConnection_GetMaxPayload(nc_);
     // Requests carry inbox_.N as their reply subject; the other relays
     // answer on inbox_.N.a (cluster::answerSubject), and only NATS's "no
     // responders" comes to inbox_.N itself. That one has to come through a
@@ -198,9 +278,11 @@ NatsClusterLink::NatsClusterLink(const Config& config, std::string relayId, Rout
     subscribe(&controlSub_, cluster::kDirectorySubject, "directory subscription");
     subscribe(&takeoverSub_, cluster::kTakeoverSubject, "takeover subscription");
     subscribe(&broadcastSub_, cluster::kBroadcastSubject, "broadcast subscription");
+    if (!loop_) writer_ = std::make_unique<Writer>(nc_);
   } catch (...) {
     // No destructor runs for a constructor that throws: undo what it did.
     shared_->close();
+    writer_.reset();
     for (natsSubscription* sub :
          {inboxSub_, answerSub_, deliverSub_, controlSub_, takeoverSub_, broadcastSub_}) {
       if (sub) natsSubscription_Destroy(sub);
@@ -220,6 +302,7 @@ NatsClusterLink::~NatsClusterLink() {
   if (nc_) {
     // The "bye" out first: on the loop, Close could only wait for it.
     if (loop_) loop_->flushNow();
+    if (writer_) writer_->stop();
     natsConnection_Close(nc_);
   }
   for (natsSubscription* sub :
@@ -288,6 +371,10 @@ void NatsClusterLink::leave() {
 
 void NatsClusterLink::publish(std::string_view subject, std::string_view data,
                               std::string_view reply) {
+  if (writer_) {
+    writer_->push(std::string(subject), std::string(reply), std::string(data));
+    return;
+  }
   const std::string subj(subject);
   natsStatus s;
   if (reply.empty()) {
@@ -379,7 +466,7 @@ void NatsClusterLink::meshUpdated(const MeshEntry& mesh, MeshChange what) {
 
 void NatsClusterLink::relay(std::string_view ownerRelayId, std::string_view targetMeshId,
                             std::string incomingText, RelayAnswer answer) {
-  if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED) {
+  if (!up()) {
     ++stats_.unavailable;
     answer(RelayOutcome::Unavailable);
     return;
@@ -402,12 +489,13 @@ void NatsClusterLink::sendQueuedRelays() {
   if (outgoing_.empty()) return;
   auto batches = std::move(outgoing_);
   outgoing_.clear();
-  const bool up = connected_ && natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
+  const bool linkUp = up();
   const std::int64_t deadline = nowUs() + kRelayTimeoutUs;
   // No message may exceed the server's max_payload (1 MiB unless its
   // configuration says otherwise): a turn's frames for one mesh go out in
   // as many batches as that takes, in order.
-  const std::int64_t serverMax = up ? natsConnection_GetMaxPayload(nc_) : 0;
+  const std::int64_t serverMax =
+      !linkUp ? 0 : (writer_ ? maxPayload_ : natsConnection_GetMaxPayload(nc_));
   const std::size_t maxPayload =
       serverMax > 0 ? static_cast<std::size_t>(serverMax) : std::size_t{1} << 20;
   for (auto& [meshId, out] : batches) {
@@ -428,15 +516,19 @@ void NatsClusterLink::sendQueuedRelays() {
            std::make_move_iterator(out.answers.begin() + static_cast<std::ptrdiff_t>(end))},
           deadline};
       first = end;
-      natsStatus s = up && !backedUp() ? NATS_OK : NATS_ERR;
+      natsStatus s = linkUp && !backedUp() ? NATS_OK : NATS_ERR;
       const std::uint64_t n = nextRequest_++;
       if (s == NATS_OK) {
-        const std::string reply = inbox_ + "." + std::to_string(n);
-        const std::string batch =
-            frames.size() == 1 ? std::string() : cluster::encodeRelayBatch(frames);
-        const std::string& data = frames.size() == 1 ? frames.front() : batch;
-        s = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), data.data(),
-                                          static_cast<int>(data.size()));
+        std::string reply = inbox_ + "." + std::to_string(n);
+        std::string batch = frames.size() == 1 ? std::string() : cluster::encodeRelayBatch(frames);
+        if (writer_) {
+          writer_->push(subject, std::move(reply),
+                        frames.size() == 1 ? frames.front() : std::move(batch));
+        } else {
+          const std::string& data = frames.size() == 1 ? frames.front() : batch;
+          s = natsConnection_PublishRequest(nc_, subject.c_str(), reply.c_str(), data.data(),
+                                            static_cast<int>(data.size()));
+        }
       }
       if (s != NATS_OK) {
         answerAll(p, RelayOutcome::Unavailable);
@@ -449,7 +541,15 @@ void NatsClusterLink::sendQueuedRelays() {
 }
 
 bool NatsClusterLink::backedUp() const {
-  return loop_ && natsConnection_Buffered(nc_) > kMaxBufferedBytes;
+  if (writer_) return writer_->queuedBytes > static_cast<std::size_t>(kMaxBufferedBytes);
+  return natsConnection_Buffered(nc_) > kMaxBufferedBytes;
+}
+
+// On TLS only the flag the connection events set: natsConnection_Status
+// takes the connection's lock, which the writer may hold while it waits
+// for the socket.
+bool NatsClusterLink::up() const {
+  return connected_ && (writer_ || natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED);
 }
 
 void NatsClusterLink::answerAll(PendingRelay& p, RelayOutcome outcome) {
@@ -459,7 +559,7 @@ void NatsClusterLink::answerAll(PendingRelay& p, RelayOutcome outcome) {
 
 void NatsClusterLink::broadcast(std::string incomingText, std::string_view fromMeshId,
                                 CountAnswer answer) {
-  if (!connected_ || natsConnection_Status(nc_) != NATS_CONN_STATUS_CONNECTED || backedUp()) {
+  if (!up() || backedUp()) {
     answer(0);
     return;
   }
@@ -508,6 +608,7 @@ bool NatsClusterLink::mayTakeOver(std::string_view meshId) const {
 
 void NatsClusterLink::handleInbound(Inbound& in) {
   if (in.kind != Inbound::Kind::Message) {
+    if (in.maxPayload > 0) maxPayload_ = in.maxPayload;
     connectionChanged(in.kind == Inbound::Kind::Connected);
     return;
   }

@@ -68,6 +68,9 @@ class NatsClusterLink final : public ClusterLink {
   // after seconds; meanwhile relays beyond this much waiting are answered
   // cluster_unavailable at once instead of filling memory.
   static constexpr int kMaxBufferedBytes = 8 * 1024 * 1024;
+  // On TLS a write the socket does not take within this breaks the
+  // connection (libnats reconnects) rather than wait on (see Writer).
+  static constexpr std::int64_t kTlsWriteDeadlineMs = 2000;
 
   // Connects to config.natsUrls (in the background while NATS is
   // unreachable). On the thread that runs `loop`: a plaintext connection's
@@ -118,6 +121,7 @@ class NatsClusterLink final : public ClusterLink {
   // What a libnats callback hands to the loop (cluster_link.cpp).
   struct Inbound;
   struct Shared;
+  struct Writer;
   // Called on the loop with what a libnats callback queued.
   void handleInbound(Inbound& in);
 
@@ -130,6 +134,7 @@ class NatsClusterLink final : public ClusterLink {
   void freeSpent();
   void sendQueuedRelays();
   [[nodiscard]] bool backedUp() const;
+  [[nodiscard]] bool up() const;
   void onReply(Inbound& in);
   void onDirectory(const cluster::DirectoryMessage& m);
   void onTakeover(const cluster::Takeover& t);
@@ -153,7 +158,9 @@ class NatsClusterLink final : public ClusterLink {
   Router& router_;
   std::shared_ptr<Shared> shared_;
   std::unique_ptr<NatsLoop> loop_;  // null on TLS: libnats's own threads
+  std::unique_ptr<Writer> writer_;  // on TLS: publishes leave the loop
   __natsConnection* nc_ = nullptr;
+  std::int64_t maxPayload_ = 0;  // on TLS, as of the last (re)connection
   __natsSubscription* inboxSub_ = nullptr;
   __natsSubscription* answerSub_ = nullptr;   // inbox_.*.a
   __natsSubscription* deliverSub_ = nullptr;  // mesh.deliver.<this relay>.>
