@@ -8,9 +8,10 @@
 // libnats still calls back on its own threads for "no responders", for
 // connection events, and for everything on TLS; those callbacks copy what
 // arrived and post it to the loop, nothing else. Nothing here blocks on
-// NATS: publishes are buffered until the loop turn ends (written at once on
-// TLS, SendAsap) or while the connection is re-established, and requests
-// are plain publishes with a reply subject, answered later.
+// NATS: publishes are buffered until the loop turn ends (on TLS, handed to
+// a writer thread: libnats writes TLS blocking) or while the connection is
+// re-established, and requests are plain publishes with a reply subject,
+// answered later.
 #pragma once
 
 #include <cstdint>
