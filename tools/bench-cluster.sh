@@ -26,6 +26,7 @@
 #                                      per core)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tools_dir=$PWD/tools
 
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
@@ -61,27 +62,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A free loopback port, never one this run handed out before: the kernel may
-# offer a port again until the server it was meant for has bound it.
+# A free loopback port, never one this run handed out before.
 free_port() {
-  python3 - "$out/ports" <<'PY'
-import socket, sys
-path = sys.argv[1]
-try:
-    used = set(open(path).read().split())
-except FileNotFoundError:
-    used = set()
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
-    s.close()
-    if port not in used:
-        break
-with open(path, "a") as f:
-    f.write(port + "\n")
-print(port)
-PY
+  python3 "$tools_dir/free-port.py" "$out/ports"
 }
 wait_port() {  # wait_port PORT NAME
   for _ in $(seq 150); do

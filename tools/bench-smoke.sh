@@ -5,6 +5,7 @@
 # mesh-bench reports protocol errors, lost or duplicated messages (its exit
 # status); it never looks at timings.
 set -eu
+tools_dir=$(cd "$(dirname "$0")" && pwd)
 
 relay=${1:-build/relay/mesh-relay}
 bench=${2:-$(dirname "$relay")/../tools/mesh-bench/mesh-bench}
@@ -26,27 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# A free loopback port, never one this run handed out before: the kernel may
-# offer a port again until the server it was meant for has bound it.
+# A free loopback port, never one this run handed out before.
 free_port() {
-  python3 - "$work/ports" <<'PY'
-import socket, sys
-path = sys.argv[1]
-try:
-    used = set(open(path).read().split())
-except FileNotFoundError:
-    used = set()
-while True:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = str(s.getsockname()[1])
-    s.close()
-    if port not in used:
-        break
-with open(path, "a") as f:
-    f.write(port + "\n")
-print(port)
-PY
+  python3 "$tools_dir/free-port.py" "$work/ports"
 }
 
 # Cheap hashes and no rate limit: this checks the generator, not Argon2id.

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <iostream>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -57,6 +58,39 @@ bool noFrameOfType(WsClient& c, const std::string& type) {
     if (jsonString(f, "type") == type) return false;
   }
   return true;
+}
+
+// From the test's own connection, a relay that is not running announces
+// `meshId` as its own: nothing subscribes to that relay's deliver subjects.
+void announceFromPhantomRelay(natsConnection* nc, const std::string& relayId,
+                              const std::string& meshId) {
+  mesh::relay::cluster::DirectoryMessage online;
+  online.type = mesh::relay::cluster::DirectoryType::Online;
+  online.relayId = relayId;
+  mesh::relay::MeshInfo info;
+  info.meshId = meshId;
+  info.name = "Name " + meshId;
+  online.meshes.push_back(info);
+  online.epochs.push_back(1);
+  const std::string text = mesh::relay::cluster::encodeDirectory(online);
+  const std::string subject(mesh::relay::cluster::kDirectorySubject);
+  ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), text.data(), static_cast<int>(text.size())),
+            NATS_OK);
+  ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+}
+
+// A NATS server on TLS for the tests: a self-signed certificate for
+// 127.0.0.1 in `dir` (also the CA file relays get as --nats-ca, `cert`) and
+// the server's tls block.
+std::string natsTlsBlock(const TempDir& dir, std::string& cert) {
+  cert = (dir.path() / "nats-cert.pem").string();
+  const std::string key = (dir.path() / "nats-key.pem").string();
+  const std::string cmd =
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+      " -subj '/CN=127.0.0.1' -addext 'subjectAltName=IP:127.0.0.1' -keyout '" +
+      key + "' -out '" + cert + "' >/dev/null 2>&1";
+  if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed: " + cmd);
+  return "tls {\n  cert_file: \"" + cert + "\"\n  key_file: \"" + key + "\"\n}\n";
 }
 
 TEST(ClusterRouting, RelayCrossesRelaysInOrderAndAcksAfterTheOwnerQueuedIt) {
@@ -165,19 +199,7 @@ TEST(ClusterRouting, BurstToAMeshWhoseRelayVanishedIsOfflineForEveryFrameAtOnce)
   // subscribes to its deliver subjects.
   natsConnection* nc = nullptr;
   ASSERT_EQ(natsConnection_ConnectTo(&nc, cluster.nats.url(0).c_str()), NATS_OK);
-  mesh::relay::cluster::DirectoryMessage online;
-  online.type = mesh::relay::cluster::DirectoryType::Online;
-  online.relayId = "phantom";
-  mesh::relay::MeshInfo info;
-  info.meshId = "ghost";
-  info.name = "Name ghost";
-  online.meshes.push_back(info);
-  online.epochs.push_back(1);
-  const std::string text = mesh::relay::cluster::encodeDirectory(online);
-  const std::string subject(mesh::relay::cluster::kDirectorySubject);
-  ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), text.data(), static_cast<int>(text.size())),
-            NATS_OK);
-  ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+  announceFromPhantomRelay(nc, "phantom", "ghost");
   natsConnection_Destroy(nc);
   ASSERT_TRUE(cluster.waitListed(0, "ghost"));
 
@@ -773,14 +795,8 @@ namespace {
 // relays, answers, "no responders" and broadcasts work the same there.
 TEST(ClusterRouting, OverTlsToNatsRelaysRouteTheSameOnLibnatsThreads) {
   TempDir dir;
-  const std::string cert = (dir.path() / "nats-cert.pem").string();
-  const std::string key = (dir.path() / "nats-key.pem").string();
-  const std::string cmd =
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-      " -subj '/CN=127.0.0.1' -addext 'subjectAltName=IP:127.0.0.1' -keyout '" +
-      key + "' -out '" + cert + "' >/dev/null 2>&1";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  NatsCluster nats(1, "tls {\n  cert_file: \"" + cert + "\"\n  key_file: \"" + key + "\"\n}\n");
+  std::string cert;
+  NatsCluster nats(1, natsTlsBlock(dir, cert));
   const std::string url = "tls://127.0.0.1:" + std::to_string(nats.clientPort(0));
   auto tweak = [&](int i) {
     return [&, i](relay::Config& c) {
@@ -825,19 +841,7 @@ TEST(ClusterRouting, OverTlsToNatsRelaysRouteTheSameOnLibnatsThreads) {
   natsConnection* nc = nullptr;
   ASSERT_EQ(natsConnection_Connect(&nc, opts), NATS_OK);
   natsOptions_Destroy(opts);
-  mesh::relay::cluster::DirectoryMessage online;
-  online.type = mesh::relay::cluster::DirectoryType::Online;
-  online.relayId = "tls-phantom";
-  mesh::relay::MeshInfo info;
-  info.meshId = "gone";
-  info.name = "Name";
-  online.meshes.push_back(info);
-  online.epochs.push_back(1);
-  const std::string text = mesh::relay::cluster::encodeDirectory(online);
-  const std::string subject(mesh::relay::cluster::kDirectorySubject);
-  ASSERT_EQ(natsConnection_Publish(nc, subject.c_str(), text.data(), static_cast<int>(text.size())),
-            NATS_OK);
-  ASSERT_EQ(natsConnection_Flush(nc), NATS_OK);
+  announceFromPhantomRelay(nc, "tls-phantom", "gone");
   natsConnection_Destroy(nc);
   ASSERT_TRUE(eventually([&] { return discoverIds(*a).contains("gone"); }));
   const auto start = Clock::now();
@@ -861,18 +865,8 @@ namespace {
 // at once. Once the server runs again, routing resumes.
 void hungServerCase(bool tls) {
   TempDir dir;
-  const std::string cert = (dir.path() / "nats-cert.pem").string();
-  const std::string key = (dir.path() / "nats-key.pem").string();
-  std::string extra;
-  if (tls) {
-    const std::string cmd =
-        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-        " -subj '/CN=127.0.0.1' -addext 'subjectAltName=IP:127.0.0.1' -keyout '" +
-        key + "' -out '" + cert + "' >/dev/null 2>&1";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-    extra = "tls {\n  cert_file: \"" + cert + "\"\n  key_file: \"" + key + "\"\n}\n";
-  }
-  NatsCluster nats(1, extra);
+  std::string cert;
+  NatsCluster nats(1, tls ? natsTlsBlock(dir, cert) : std::string());
   const std::string url =
       tls ? "tls://127.0.0.1:" + std::to_string(nats.clientPort(0)) : nats.url(0);
   auto tweak = [&](int i) {
