@@ -2,20 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <sstream>
 #include <thread>
 
 namespace mesh::test {
-
-double metricValue(std::uint16_t port, const std::string& series) {
-  const auto r = httpRequest(port, "GET", "/metrics");
-  std::istringstream lines(r.body);
-  std::string line;
-  while (std::getline(lines, line)) {
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  }
-  return -1;
-}
 
 std::set<std::string> discoverIds(WsClient& c) {
   static int n = 0;

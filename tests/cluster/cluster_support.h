@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/metrics_scrape.h"
 #include "support/nats_cluster.h"
 #include "support/test_relay.h"
 
@@ -17,10 +18,6 @@ namespace mesh::test {
 
 // The admin token of every relay of a RelayCluster.
 inline constexpr const char* kAdminToken = "cluster-admin-token-0123456789";
-
-// A number from GET /metrics: the sample whose line starts with `series`
-// and a space (e.g. "mesh_relay_cluster_relays"); -1 when absent.
-double metricValue(std::uint16_t port, const std::string& series);
 
 // The meshIds a gateway_discover on `c` lists.
 std::set<std::string> discoverIds(WsClient& c);

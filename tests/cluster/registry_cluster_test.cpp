@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/metrics_scrape.h"
 #include "support/nats_cluster.h"
 #include "support/relay_process.h"
 #include "support/temp_dir.h"
@@ -128,14 +129,6 @@ bool knowsMesh(std::uint16_t port, const std::string& meshId, bool want = true,
   }
 }
 
-// A sample of the relay's /metrics, or -1.
-double metric(std::uint16_t port, const std::string& name) {
-  const std::string body = httpRequest(port, "GET", "/metrics").body;
-  const auto at = body.find("\n" + name + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(body.substr(at + name.size() + 2));
-}
-
 TEST(ClusterRegistry, MeshRegisteredThroughOneRelayAuthenticatesOnAnother) {
   NatsCluster nats(3);
   Relays relays(nats);
@@ -227,7 +220,8 @@ TEST(ClusterRegistry, ResumeTokenFromOneRelayWorksOnAnother) {
   ASSERT_FALSE(token.empty()) << authOk;
   // The token's hash reaches relay 2 through the bucket, asynchronously.
   const auto deadline = Clock::now() + 5s;
-  while (metric(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}") < 1 &&
+  while (metricValue(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}") <
+             1 &&
          Clock::now() < deadline) {
     std::this_thread::sleep_for(10ms);
   }
@@ -241,7 +235,8 @@ TEST(ClusterRegistry, ResumeTokenFromOneRelayWorksOnAnother) {
   const std::string next = jsonString(reply, "resumeToken");
   ASSERT_FALSE(next.empty());
   const auto until = Clock::now() + 5s;
-  while (metric(relays.port(0), "mesh_relay_registry_tokens_total{direction=\"applied\"}") < 1 &&
+  while (metricValue(relays.port(0), "mesh_relay_registry_tokens_total{direction=\"applied\"}") <
+             1 &&
          Clock::now() < until) {
     std::this_thread::sleep_for(10ms);
   }
@@ -278,7 +273,7 @@ TEST(ClusterRegistry, RelayStartedWhileNatsIsDownServesFromItsCopyAndAnswers503)
   EXPECT_LT(Clock::now() - t0, 15s);
   r = httpRequest(relays.port(1), "DELETE", "/meshes/mesh-a", {}, {bearer()}, "127.0.0.1", 20000ms);
   EXPECT_EQ(r.status, 503) << r.body;
-  EXPECT_EQ(metric(relays.port(1), "mesh_relay_registry_bucket_reachable"), 0);
+  EXPECT_EQ(metricValue(relays.port(1), "mesh_relay_registry_bucket_reachable"), 0);
   // Still serving: the two meshes talk.
   auto a = authenticate(relays.port(1), "mesh-a");
   a->sendText(R"({"type":"gateway_relay","targetMeshId":"mesh-b","payload":{"x":1},"id":"r1"})");
@@ -425,12 +420,12 @@ TEST(ClusterRegistry, RestartedRelayCatchesUpWhatItMissed) {
   EXPECT_EQ(jsonString(reply, "type"), "gateway_auth_ok") << reply;
   // Its copy is at the bucket's revision.
   const auto deadline = Clock::now() + 5s;
-  while (metric(relays.port(2), "mesh_relay_registry_revision_lag") != 0 &&
+  while (metricValue(relays.port(2), "mesh_relay_registry_revision_lag") != 0 &&
          Clock::now() < deadline) {
     std::this_thread::sleep_for(50ms);
   }
-  EXPECT_EQ(metric(relays.port(2), "mesh_relay_registry_revision_lag"), 0);
-  EXPECT_GT(metric(relays.port(2), "mesh_relay_registry_revision{source=\"applied\"}"), 0);
+  EXPECT_EQ(metricValue(relays.port(2), "mesh_relay_registry_revision_lag"), 0);
+  EXPECT_GT(metricValue(relays.port(2), "mesh_relay_registry_revision{source=\"applied\"}"), 0);
 }
 
 TEST(ClusterRegistry, FirstClusteredStartUploadsAnExistingRegistry) {
@@ -529,13 +524,14 @@ TEST(ClusterRegistry, ThousandMeshesOfAKilledRelayResumeOnAnother) {
     }
     // Every token's hash has reached relay 2 through the bucket.
     const auto deadline = Clock::now() + 30s;
-    while (metric(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}") <
+    while (metricValue(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}") <
                kMeshes &&
            Clock::now() < deadline) {
       std::this_thread::sleep_for(20ms);
     }
-    ASSERT_GE(metric(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}"),
-              kMeshes);
+    ASSERT_GE(
+        metricValue(relays.port(1), "mesh_relay_registry_tokens_total{direction=\"applied\"}"),
+        kMeshes);
     relays[0].signal(SIGKILL);
     EXPECT_EQ(relays[0].wait(5s), 128 + SIGKILL);
   }
@@ -563,7 +559,7 @@ TEST(ClusterRegistry, ThousandMeshesOfAKilledRelayResumeOnAnother) {
   EXPECT_EQ(resumed, kMeshes);
   EXPECT_LT(took, 5000ms);
   // All by token: relay 2 ran no secret check for them.
-  EXPECT_EQ(metric(relays.port(1), "mesh_relay_secret_checks_total{method=\"argon2id\"}"), 0);
+  EXPECT_EQ(metricValue(relays.port(1), "mesh_relay_secret_checks_total{method=\"argon2id\"}"), 0);
 }
 
 }  // namespace

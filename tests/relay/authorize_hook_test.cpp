@@ -11,6 +11,7 @@
 
 #include "support/hook_server.h"
 #include "support/jwt_signer.h"
+#include "support/metrics_scrape.h"
 #include "support/relay_process.h"
 #include "support/test_relay.h"
 
@@ -22,18 +23,8 @@ using namespace std::chrono_literals;
 constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
 constexpr char kHookToken[] = "hook-token-abcdef0123456789";
 
-// The value of one sample line; -1 when absent.
 double metric(const TestRelay& relay, const std::string& series) {
-  const auto r = httpRequest(relay.port(), "GET", "/metrics");
-  EXPECT_EQ(r.status, 200);
-  std::size_t pos = 0;
-  while ((pos = r.body.find(series + " ", pos)) != std::string::npos) {
-    if (pos == 0 || r.body[pos - 1] == '\n') {
-      return std::strtod(r.body.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return -1;
+  return metricValue(relay.port(), series);
 }
 
 std::string outcome(const char* name) {

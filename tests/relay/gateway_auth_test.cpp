@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/metrics_scrape.h"
 #include "support/test_relay.h"
 
 namespace mesh::test {
@@ -22,18 +23,8 @@ namespace fs = std::filesystem;
 constexpr char kAdminToken[] = "admin-token-0123456789abcdef";
 const std::string kWrong = "wrong-secret-0123456789";
 
-// The value of one sample line; -1 when absent.
 double metric(const TestRelay& relay, const std::string& series) {
-  const auto r = httpRequest(relay.port(), "GET", "/metrics");
-  EXPECT_EQ(r.status, 200);
-  std::size_t pos = 0;
-  while ((pos = r.body.find(series + " ", pos)) != std::string::npos) {
-    if (pos == 0 || r.body[pos - 1] == '\n') {
-      return std::strtod(r.body.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return -1;
+  return metricValue(relay.port(), series);
 }
 
 const std::string kByVerifier = R"(mesh_relay_secret_checks_total{method="verifier"})";

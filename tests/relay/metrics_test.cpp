@@ -11,6 +11,7 @@
 #include <sstream>
 #include <thread>
 
+#include "support/metrics_scrape.h"
 #include "support/test_relay.h"
 
 namespace mesh::test {
@@ -18,17 +19,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// The value of one sample line, e.g. `mesh_relay_relays_total{result="offline"}`;
-// -1 when absent.
 double metric(const std::string& page, const std::string& series) {
-  std::size_t pos = 0;
-  while ((pos = page.find(series + " ", pos)) != std::string::npos) {
-    if (pos == 0 || page[pos - 1] == '\n') {
-      return std::strtod(page.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return -1;
+  return sampleOf(page, series);
 }
 
 std::string scrape(const TestRelay& relay) {

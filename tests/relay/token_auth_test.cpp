@@ -13,6 +13,7 @@
 
 #include "support/https_server.h"
 #include "support/jwt_signer.h"
+#include "support/metrics_scrape.h"
 #include "support/relay_process.h"
 #include "support/test_relay.h"
 
@@ -22,20 +23,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr char kAudience[] = "mesh-relay-test";
-
-// The value of one sample line; -1 when absent.
-double metric(std::uint16_t port, const std::string& series) {
-  const auto r = httpRequest(port, "GET", "/metrics");
-  EXPECT_EQ(r.status, 200);
-  std::size_t pos = 0;
-  while ((pos = r.body.find(series + " ", pos)) != std::string::npos) {
-    if (pos == 0 || r.body[pos - 1] == '\n') {
-      return std::strtod(r.body.c_str() + pos + series.size() + 1, nullptr);
-    }
-    pos += series.size();
-  }
-  return -1;
-}
 
 std::string refusals(const std::string& reason) {
   return "mesh_relay_token_refusals_total{reason=\"" + reason + "\"}";
@@ -128,7 +115,7 @@ TEST_F(TokenRelay, EachKeyTypeAuthenticatesARegisteredMeshWithoutResumeToken) {
   EXPECT_EQ(jsonString(tokenNode->expectType("gateway_incoming"), "fromMeshId"), "secret-b");
   tokenNode->sendText(R"({"type":"gateway_relay","targetMeshId":"secret-b","payload":{"n":2}})");
   EXPECT_EQ(jsonString(secretNode->expectType("gateway_incoming"), "fromMeshId"), "tok-a");
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_auths_total"), 4);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_auths_total"), 4);
 }
 
 TEST_F(TokenRelay, EachRefusalIsInvalidCredentialsCountedByReason) {
@@ -164,10 +151,10 @@ TEST_F(TokenRelay, EachRefusalIsInvalidCredentialsCountedByReason) {
     EXPECT_EQ(authWithToken(relay->port(), c.token, c.meshId), "");
   }
   for (const Case& c : cases) {
-    EXPECT_EQ(metric(relay->port(), refusals(c.reason)), 1) << c.reason;
+    EXPECT_EQ(metricValue(relay->port(), refusals(c.reason)), 1) << c.reason;
   }
   EXPECT_EQ(
-      metric(relay->port(), R"(mesh_relay_auth_failures_total{reason="invalid_credentials"})"),
+      metricValue(relay->port(), R"(mesh_relay_auth_failures_total{reason="invalid_credentials"})"),
       static_cast<double>(cases.size()));
   // The real token still works, and so does everyone else.
   EXPECT_FALSE(authWithToken(relay->port(), ec->sign(good)).empty());
@@ -201,8 +188,8 @@ TEST_F(TokenRelay, TheSessionIsWarnedThenClosedWhenItsTokenExpires) {
   const std::string warning = c->expectType("error", 10s);
   EXPECT_EQ(jsonString(warning, "code"), "token_expired");
   EXPECT_EQ(c->expectClose(10s), 4001);
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_expiry_warnings_total"), 1);
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_sessions_expired_total"), 1);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_expiry_warnings_total"), 1);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_sessions_expired_total"), 1);
   expectRelayStillServes(*relay);
 }
 
@@ -240,9 +227,9 @@ TEST_F(TokenRelay, ReauthWithAFreshTokenKeepsTheSessionOpen) {
   }
   c->sendText(R"({"type":"gateway_discover","id":"d"})");
   EXPECT_EQ(jsonString(c->expectType("gateway_discover_result"), "id"), "d");
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_reauths_total"), 1);
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_sessions_expired_total"), 0);
-  EXPECT_EQ(metric(relay->port(), refusals("mesh_mismatch")), 1);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_reauths_total"), 1);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_sessions_expired_total"), 0);
+  EXPECT_EQ(metricValue(relay->port(), refusals("mesh_mismatch")), 1);
 
   // A session that came with a secret has no token to renew.
   auto secretNode = relay->join("secret-node");
@@ -257,7 +244,7 @@ TEST_F(TokenRelay, AutoRegisterCreatesASecretlessMeshNamedByTheToken) {
       relay->port(), ed->sign(claimsFor("brand-new", 300, aud() + R"(,"name":"Brand New")")));
   ASSERT_FALSE(ok.empty());
   EXPECT_EQ(jsonString(ok, "name"), "Brand New");
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_meshes_registered_total"), 1);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_meshes_registered_total"), 1);
   // No secret was stored: none matches, and none can claim the meshId.
   EXPECT_EQ(relay->registerMesh("brand-new", TestRelay::secretFor("brand-new"), "Thief"), 409);
   auto c = WsClient::connect(relay->port());
@@ -268,7 +255,7 @@ TEST_F(TokenRelay, AutoRegisterCreatesASecretlessMeshNamedByTheToken) {
   const std::string again = authWithToken(
       relay->port(), ec->sign(claimsFor("brand-new", 300, aud() + R"(,"name":"Renamed")")));
   EXPECT_EQ(jsonString(again, "name"), "Brand New");
-  EXPECT_EQ(metric(relay->port(), "mesh_relay_token_meshes_registered_total"), 1);
+  EXPECT_EQ(metricValue(relay->port(), "mesh_relay_token_meshes_registered_total"), 1);
   expectRelayStillServes(*relay);
 }
 
@@ -280,8 +267,8 @@ TEST(TokenRelayConfig, HmacSecretWorksAndAShortOneRefusesToStart) {
   EXPECT_EQ(authWithToken(relay.port(), JwtKey::hmac(secret + "x").sign(claimsFor("hs", 60))), "");
   // An EdDSA token with no key of its type configured.
   EXPECT_EQ(authWithToken(relay.port(), JwtKey::ed25519("").sign(claimsFor("hs", 60))), "");
-  EXPECT_EQ(metric(relay.port(), refusals("bad_signature")), 1);
-  EXPECT_EQ(metric(relay.port(), refusals("key_mismatch")), 1);
+  EXPECT_EQ(metricValue(relay.port(), refusals("bad_signature")), 1);
+  EXPECT_EQ(metricValue(relay.port(), refusals("key_mismatch")), 1);
 
   EXPECT_THROW(TestRelay([](relay::Config& c) { c.jwtSecret = "too-short-0123456789"; }),
                std::runtime_error);
@@ -313,7 +300,7 @@ TEST(TokenRelayProcess, SighupReadsTheJwksFileAgain) {
   relay.signal(SIGHUP);
   bool reloaded = false;
   for (int i = 0; i < 100 && !reloaded; ++i) {
-    reloaded = metric(relay.port(), R"(mesh_relay_jwks_file_reloads_total{result="ok"})") == 1;
+    reloaded = metricValue(relay.port(), R"(mesh_relay_jwks_file_reloads_total{result="ok"})") == 1;
     if (!reloaded) std::this_thread::sleep_for(20ms);
   }
   ASSERT_TRUE(reloaded) << relay.log();
@@ -324,7 +311,8 @@ TEST(TokenRelayProcess, SighupReadsTheJwksFileAgain) {
   relay.signal(SIGHUP);
   bool reported = false;
   for (int i = 0; i < 100 && !reported; ++i) {
-    reported = metric(relay.port(), R"(mesh_relay_jwks_file_reloads_total{result="failed"})") == 1;
+    reported =
+        metricValue(relay.port(), R"(mesh_relay_jwks_file_reloads_total{result="failed"})") == 1;
     if (!reported) std::this_thread::sleep_for(20ms);
   }
   EXPECT_TRUE(reported) << relay.log();
@@ -364,11 +352,11 @@ TEST(TokenRelayUrl, AnUnknownKidFetchesTheJwksAgainAndAFailedFetchKeepsTheKeys) 
   std::this_thread::sleep_for(1100ms);
   EXPECT_EQ(authWithToken(relay.port(), third.sign(claimsFor("url", 60))), "");
   EXPECT_EQ(idp.requests(), 3);
-  EXPECT_EQ(metric(relay.port(), R"(mesh_relay_jwks_fetches_total{result="failed"})"), 1);
-  EXPECT_EQ(metric(relay.port(), R"(mesh_relay_jwks_fetches_total{result="ok"})"), 2);
+  EXPECT_EQ(metricValue(relay.port(), R"(mesh_relay_jwks_fetches_total{result="failed"})"), 1);
+  EXPECT_EQ(metricValue(relay.port(), R"(mesh_relay_jwks_fetches_total{result="ok"})"), 2);
   EXPECT_FALSE(authWithToken(relay.port(), first.sign(claimsFor("url", 60))).empty());
   EXPECT_FALSE(authWithToken(relay.port(), second.sign(claimsFor("url", 60))).empty());
-  EXPECT_EQ(metric(relay.port(), "mesh_relay_token_keys"), 2);
+  EXPECT_EQ(metricValue(relay.port(), "mesh_relay_token_keys"), 2);
   expectRelayStillServes(relay);
 }
 
